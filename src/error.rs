@@ -1,0 +1,144 @@
+//! The crate's one error type.
+//!
+//! Every variant says what happened and where: the operation and path for I/O, the segment
+//! file and logical offset for corruption, the offending value for bad input. Nothing in this
+//! crate panics on bytes read from disk or given by a caller; such input ends up here.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::format::FormatError;
+
+/// Everything that can go wrong in Chronicle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// An operating-system call failed.
+    #[error("I/O error while trying to {op} `{}`: {source}", path.display())]
+    Io {
+        /// What Chronicle was doing, e.g. "create segment" or "sync segment".
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Bytes on disk failed validation.
+    #[error("corruption in `{}` at log offset {offset}: {kind}", segment.display())]
+    Corruption {
+        /// The segment (or index) file that holds the damaged bytes.
+        segment: PathBuf,
+        /// The logical log offset of the damaged frame (or, for a header, the segment's base).
+        offset: u64,
+        /// What exactly was wrong.
+        kind: FormatError,
+    },
+
+    /// The segments of a log do not form one unbroken sequence.
+    #[error("broken segment chain at `{}`: {reason}", segment.display())]
+    BrokenChain {
+        /// The segment whose header does not agree with its predecessor.
+        segment: PathBuf,
+        /// What did not agree.
+        reason: String,
+    },
+
+    /// A caller asked for an offset that is not the start of a record.
+    #[error("offset {offset} is not a record boundary of this log: {reason}")]
+    InvalidOffset {
+        /// The offset the caller gave.
+        offset: u64,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// The file does not start with Chronicle's magic bytes.
+    #[error("`{}` is not a Chronicle log segment (magic bytes {found:02x?})", path.display())]
+    NotALog {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The four bytes found where `CHRN` was expected.
+        found: [u8; 4],
+    },
+
+    /// The file was written by a newer, incompatible version of Chronicle.
+    #[error(
+        "`{}` has format version {found}; this build reads versions up to {supported}",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u16,
+        /// The newest version this build understands.
+        supported: u16,
+    },
+
+    /// Another writer holds the log directory's lock.
+    #[error("log directory `{}` is locked by another writer", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// A record (or batch) is larger than the log accepts. Nothing was written.
+    #[error("record of {len} bytes exceeds the maximum of {max} bytes")]
+    RecordTooLarge {
+        /// Bytes the caller tried to append (payload, or the whole batch's frames).
+        len: u64,
+        /// The largest accepted size.
+        max: u64,
+    },
+
+    /// An earlier flush or sync failed; the writer refuses all further writes until the log
+    /// is reopened, because the kernel may have dropped the dirty pages it failed to write.
+    #[error("writer is poisoned by an earlier failed sync ({cause}); reopen the log")]
+    Poisoned {
+        /// The error that poisoned the writer.
+        cause: String,
+    },
+
+    /// The log was opened read-only and cannot be written.
+    #[error("log is open read-only")]
+    ReadOnly,
+
+    /// The options given to `open_with` are inconsistent.
+    #[error("invalid options: {reason}")]
+    InvalidOptions {
+        /// Which option and why.
+        reason: String,
+    },
+
+    /// A record could not be decoded as an event.
+    #[error("cannot decode the event at offset {offset}: {reason}")]
+    Decode {
+        /// The record's offset.
+        offset: u64,
+        /// The decoder's message.
+        reason: String,
+    },
+
+    /// A value could not be encoded.
+    #[error("cannot encode: {reason}")]
+    Encode {
+        /// The encoder's message.
+        reason: String,
+    },
+}
+
+impl StorageError {
+    /// Wraps an I/O error with the operation and path it came from.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

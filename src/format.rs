@@ -1,0 +1,512 @@
+//! Byte layouts and constants: the segment header and the record frame.
+//!
+//! This module is the code form of `FORMAT.md`; the two change together. It does no I/O,
+//! decodes from any byte slice without allocating, and never panics on any input: every way
+//! bytes can be wrong is a [`FormatError`].
+//!
+//! All integers are little-endian and fixed-width. Frames start at 8-byte aligned logical
+//! offsets, so the 64-bit fields of a frame header are naturally aligned in the memory map.
+
+use std::fmt;
+
+/// The first four bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 4] = *b"CHRN";
+
+/// The segment format version this build writes, and the newest it reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Size of the segment header; the data region starts right after it.
+pub const SEGMENT_HEADER_LEN: usize = 64;
+
+/// Size of a frame header; the payload starts right after it.
+pub const FRAME_HEADER_LEN: usize = 32;
+
+/// Every frame starts at a multiple of this many bytes, in the file and in logical offsets.
+pub const FRAME_ALIGN: usize = 8;
+
+/// `prev_last_frame_offset` value of a segment that has no predecessor.
+pub const NO_PREVIOUS_FRAME: u64 = u64::MAX;
+
+/// Frame flag: this frame belongs to a batch and is not its last frame. A log whose last
+/// frame carries this flag ends in an incomplete batch, which recovery drops whole.
+pub const FLAG_BATCH_CONTINUES: u32 = 1;
+
+/// All frame flags version 1 defines; any other bit set is corruption.
+pub const FRAME_FLAGS_KNOWN: u32 = FLAG_BATCH_CONTINUES;
+
+/// Largest segment file, header included. Keeping segments under 4 GiB lets a frame record
+/// the distance to the last synced byte in 32 bits (see [`FrameHeader::unsynced_before`]).
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 32;
+
+/// Suffix of segment file names; the stem is the base offset as 20 decimal digits.
+pub const SEGMENT_FILE_SUFFIX: &str = ".seg";
+
+/// Suffix added to a segment's name while it is being created; such files are removed on open.
+pub const TEMP_FILE_SUFFIX: &str = ".tmp";
+
+/// Name of the lock file that one writer holds exclusively.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+// Segment header field positions, each derived from the one before.
+const SH_MAGIC: usize = 0;
+const SH_VERSION: usize = SH_MAGIC + 4;
+const SH_FLAGS: usize = SH_VERSION + 2;
+const SH_CREATED_AT: usize = SH_FLAGS + 2;
+const SH_BASE_OFFSET: usize = SH_CREATED_AT + 8;
+const SH_PREV_OFFSET: usize = SH_BASE_OFFSET + 8;
+const SH_PREV_CRC: usize = SH_PREV_OFFSET + 8;
+const SH_RESERVED: usize = SH_PREV_CRC + 4;
+const SH_CRC: usize = SEGMENT_HEADER_LEN - 4;
+
+// Frame header field positions.
+const FH_LEN: usize = 0;
+const FH_CRC: usize = FH_LEN + 4;
+const FH_OFFSET: usize = FH_CRC + 4;
+const FH_TIMESTAMP: usize = FH_OFFSET + 8;
+const FH_UNSYNCED: usize = FH_TIMESTAMP + 8;
+const FH_FLAGS: usize = FH_UNSYNCED + 4;
+
+const _: () = assert!(SH_RESERVED <= SH_CRC);
+const _: () = assert!(FH_FLAGS + 4 == FRAME_HEADER_LEN);
+const _: () = assert!(SEGMENT_HEADER_LEN % FRAME_ALIGN == 0);
+const _: () = assert!(FRAME_HEADER_LEN % FRAME_ALIGN == 0);
+const _: () = assert!(FH_OFFSET % 8 == 0 && FH_TIMESTAMP % 8 == 0);
+
+/// Why bytes failed to decode. Pure data: the caller adds the file and offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The buffer is shorter than the structure being decoded.
+    Truncated {
+        /// Bytes the structure needs.
+        needed: u64,
+        /// Bytes that were there.
+        available: u64,
+    },
+    /// The segment header does not start with `CHRN`.
+    BadMagic {
+        /// The bytes found instead.
+        found: [u8; 4],
+    },
+    /// The segment header has a version newer than this build reads.
+    UnsupportedVersion {
+        /// The version found.
+        found: u16,
+    },
+    /// The segment header has flags this version does not define.
+    UnknownHeaderFlags {
+        /// The flags found.
+        flags: u16,
+    },
+    /// The segment header's checksum does not match its contents.
+    HeaderChecksum {
+        /// The checksum stored in the header.
+        stored: u32,
+        /// The checksum of the bytes as read.
+        computed: u32,
+    },
+    /// A frame's length field is impossible: shorter than a frame header or running past the
+    /// end of its segment.
+    BadFrameLength {
+        /// The length field as read.
+        frame_len: u32,
+        /// Bytes left in the segment from the frame's start.
+        available: u64,
+    },
+    /// A frame's checksum does not match its contents.
+    FrameChecksum {
+        /// The checksum stored in the frame.
+        stored: u32,
+        /// The checksum of the bytes as read.
+        computed: u32,
+    },
+    /// A frame is intact but records a different offset from where it was read: a misplaced
+    /// write, a copied block, or a caller's offset inside another record.
+    OffsetMismatch {
+        /// The offset the frame was read at.
+        expected: u64,
+        /// The offset stored in the frame.
+        found: u64,
+    },
+    /// An intact frame has flags this version does not define.
+    UnknownFrameFlags {
+        /// The flags found.
+        flags: u32,
+    },
+    /// An intact frame records a distance to the last synced byte that reaches before the
+    /// start of the log.
+    BadUnsyncedDistance {
+        /// The distance found.
+        unsynced_before: u32,
+    },
+    /// The data region ends in the middle of a batch.
+    IncompleteBatch,
+    /// A zero length field (end of data) before the point where the segment's data must end,
+    /// which the next segment's base offset fixes.
+    UnexpectedEnd {
+        /// The logical offset where the data should have ended.
+        expected_end: u64,
+    },
+    /// An invalid frame is followed by frames that were written after it had been made
+    /// durable, so it was damaged after the fact rather than torn by a crash.
+    DamagedBeforeValidData {
+        /// Offset of the first valid frame found after the damage.
+        next_valid: u64,
+    },
+    /// A persisted structure other than a segment failed validation.
+    Other(String),
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatError::Truncated { needed, available } => {
+                write!(f, "truncated: needed {needed} bytes, found {available}")
+            }
+            FormatError::BadMagic { found } => write!(f, "bad magic bytes {found:02x?}"),
+            FormatError::UnsupportedVersion { found } => {
+                write!(f, "format version {found} is newer than supported {FORMAT_VERSION}")
+            }
+            FormatError::UnknownHeaderFlags { flags } => {
+                write!(f, "unknown segment header flags {flags:#06x}")
+            }
+            FormatError::HeaderChecksum { stored, computed } => write!(
+                f,
+                "segment header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            FormatError::BadFrameLength { frame_len, available } => write!(
+                f,
+                "impossible frame length {frame_len} ({available} bytes left in the segment)"
+            ),
+            FormatError::FrameChecksum { stored, computed } => write!(
+                f,
+                "frame checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            FormatError::OffsetMismatch { expected, found } => {
+                write!(f, "frame records offset {found} but was read at offset {expected}")
+            }
+            FormatError::UnknownFrameFlags { flags } => {
+                write!(f, "unknown frame flags {flags:#010x}")
+            }
+            FormatError::BadUnsyncedDistance { unsynced_before } => {
+                write!(f, "unsynced distance {unsynced_before} reaches before offset 0")
+            }
+            FormatError::IncompleteBatch => write!(f, "data ends inside a batch"),
+            FormatError::UnexpectedEnd { expected_end } => {
+                write!(f, "data ends early: expected frames up to offset {expected_end}")
+            }
+            FormatError::DamagedBeforeValidData { next_valid } => write!(
+                f,
+                "invalid frame followed by a valid frame at offset {next_valid} that was \
+                 written after the damaged bytes were durable"
+            ),
+            FormatError::Other(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// The decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Format version the segment was written with.
+    pub version: u16,
+    /// Header flags; version 1 defines none and writes 0.
+    pub flags: u16,
+    /// Wall-clock creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Logical offset of the first byte of the data region.
+    pub base_offset: u64,
+    /// Offset of the last frame of the previous segment, or [`NO_PREVIOUS_FRAME`].
+    pub prev_last_frame_offset: u64,
+    /// Checksum field of that frame (0 when there is none).
+    pub prev_last_frame_crc: u32,
+}
+
+impl SegmentHeader {
+    /// Encodes the header, checksum included.
+    #[must_use]
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut out = [0u8; SEGMENT_HEADER_LEN];
+        out[SH_MAGIC..SH_VERSION].copy_from_slice(&SEGMENT_MAGIC);
+        out[SH_VERSION..SH_FLAGS].copy_from_slice(&self.version.to_le_bytes());
+        out[SH_FLAGS..SH_CREATED_AT].copy_from_slice(&self.flags.to_le_bytes());
+        out[SH_CREATED_AT..SH_BASE_OFFSET].copy_from_slice(&self.created_at_ms.to_le_bytes());
+        out[SH_BASE_OFFSET..SH_PREV_OFFSET].copy_from_slice(&self.base_offset.to_le_bytes());
+        out[SH_PREV_OFFSET..SH_PREV_CRC]
+            .copy_from_slice(&self.prev_last_frame_offset.to_le_bytes());
+        out[SH_PREV_CRC..SH_RESERVED].copy_from_slice(&self.prev_last_frame_crc.to_le_bytes());
+        let crc = crc32fast::hash(&out[..SH_CRC]);
+        out[SH_CRC..].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes and validates a segment header from the start of `bytes`.
+    ///
+    /// Checks, in this order: length, magic, version, checksum, flags. Magic and version
+    /// come first because a file that is not a log, or a log from a newer version, may not
+    /// have its checksum where this version looks for it.
+    ///
+    /// # Errors
+    /// [`FormatError::Truncated`], [`FormatError::BadMagic`],
+    /// [`FormatError::UnsupportedVersion`], [`FormatError::HeaderChecksum`] or
+    /// [`FormatError::UnknownHeaderFlags`].
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, FormatError> {
+        let Some(h) = bytes.first_chunk::<SEGMENT_HEADER_LEN>() else {
+            return Err(FormatError::Truncated {
+                needed: SEGMENT_HEADER_LEN as u64,
+                available: bytes.len() as u64,
+            });
+        };
+        let magic = read_array::<4>(h, SH_MAGIC);
+        if magic != SEGMENT_MAGIC {
+            return Err(FormatError::BadMagic { found: magic });
+        }
+        let version = u16::from_le_bytes(read_array(h, SH_VERSION));
+        if version > FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version });
+        }
+        let stored = u32::from_le_bytes(read_array(h, SH_CRC));
+        let computed = crc32fast::hash(&h[..SH_CRC]);
+        if stored != computed {
+            return Err(FormatError::HeaderChecksum { stored, computed });
+        }
+        // Version 0 never existed; a checksummed header claiming it is not ours.
+        if version == 0 {
+            return Err(FormatError::UnsupportedVersion { found: version });
+        }
+        let flags = u16::from_le_bytes(read_array(h, SH_FLAGS));
+        if flags != 0 {
+            return Err(FormatError::UnknownHeaderFlags { flags });
+        }
+        Ok(SegmentHeader {
+            version,
+            flags,
+            created_at_ms: u64::from_le_bytes(read_array(h, SH_CREATED_AT)),
+            base_offset: u64::from_le_bytes(read_array(h, SH_BASE_OFFSET)),
+            prev_last_frame_offset: u64::from_le_bytes(read_array(h, SH_PREV_OFFSET)),
+            prev_last_frame_crc: u32::from_le_bytes(read_array(h, SH_PREV_CRC)),
+        })
+    }
+}
+
+/// The fixed fields of a frame, as written before its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Header plus payload bytes, excluding alignment padding; never 0 for a real frame.
+    pub frame_len: u32,
+    /// CRC-32 (IEEE) of header bytes `[0, 4)` and `[8, frame_len)`.
+    pub crc: u32,
+    /// The frame's own logical offset.
+    pub offset: u64,
+    /// When the log accepted the record, milliseconds since the Unix epoch; never decreasing.
+    pub write_timestamp_ms: u64,
+    /// How many bytes before this frame were not yet known durable when it was written
+    /// (saturating at `u32::MAX`). Recovery uses it to tell a torn tail from later damage.
+    pub unsynced_before: u32,
+    /// Frame flags, see [`FLAG_BATCH_CONTINUES`].
+    pub flags: u32,
+}
+
+impl FrameHeader {
+    /// Payload length in bytes.
+    #[must_use]
+    pub fn payload_len(&self) -> usize {
+        (self.frame_len as usize).saturating_sub(FRAME_HEADER_LEN)
+    }
+
+    /// Bytes from this frame's start to the next frame's start (length plus padding).
+    #[must_use]
+    pub fn stride(&self) -> u64 {
+        frame_stride(self.payload_len())
+    }
+
+    /// The offset up to which the log was durable when this frame was written.
+    #[must_use]
+    pub fn durable_end(&self) -> u64 {
+        self.offset.saturating_sub(u64::from(self.unsynced_before))
+    }
+}
+
+/// A decoded, validated frame whose payload borrows from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The frame's header fields.
+    pub header: FrameHeader,
+    /// The record's payload.
+    pub payload: &'a [u8],
+}
+
+/// Bytes a frame with `payload_len` bytes of payload occupies, padding included.
+#[must_use]
+pub const fn frame_stride(payload_len: usize) -> u64 {
+    align_up((FRAME_HEADER_LEN + payload_len) as u64)
+}
+
+/// Rounds `n` up to the frame alignment.
+#[must_use]
+pub const fn align_up(n: u64) -> u64 {
+    let mask = FRAME_ALIGN as u64 - 1;
+    (n + mask) & !mask
+}
+
+/// Encodes a frame header for `payload` and returns it with the frame's checksum filled in.
+/// The checksum is computed in one pass over the header and the payload.
+///
+/// The caller guarantees `payload.len() <= u32::MAX - FRAME_HEADER_LEN`; the log checks
+/// this against its record size limit before calling.
+#[must_use]
+pub fn encode_frame_header(
+    offset: u64,
+    write_timestamp_ms: u64,
+    unsynced_before: u32,
+    flags: u32,
+    payload: &[u8],
+) -> [u8; FRAME_HEADER_LEN] {
+    let frame_len = u32::try_from(FRAME_HEADER_LEN + payload.len()).unwrap_or(u32::MAX);
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[FH_LEN..FH_CRC].copy_from_slice(&frame_len.to_le_bytes());
+    h[FH_OFFSET..FH_TIMESTAMP].copy_from_slice(&offset.to_le_bytes());
+    h[FH_TIMESTAMP..FH_UNSYNCED].copy_from_slice(&write_timestamp_ms.to_le_bytes());
+    h[FH_UNSYNCED..FH_FLAGS].copy_from_slice(&unsynced_before.to_le_bytes());
+    h[FH_FLAGS..].copy_from_slice(&flags.to_le_bytes());
+    let crc = frame_crc(&h, payload);
+    h[FH_CRC..FH_OFFSET].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn frame_crc(header: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[FH_LEN..FH_CRC]);
+    hasher.update(&header[FH_OFFSET..]);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The result of looking for a frame at some position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRead<'a> {
+    /// The length field is zero (or fewer than four bytes remain): no more data here.
+    End,
+    /// A valid frame.
+    Frame(Frame<'a>),
+}
+
+/// Decodes and validates the frame at the start of `bytes`, which must reach to the end of the
+/// segment's data region; `expected_offset` is the logical offset `bytes` starts at.
+///
+/// Checks, in this order: the length (zero means [`FrameRead::End`]), the checksum, the stored
+/// offset, the flags and the unsynced distance. The length comes first because a damaged
+/// length would make the checksum cover the wrong bytes; the checksum covers the length too,
+/// so a damaged length that still lands in bounds is caught by it.
+///
+/// # Errors
+/// [`FormatError::BadFrameLength`], [`FormatError::FrameChecksum`],
+/// [`FormatError::OffsetMismatch`], [`FormatError::UnknownFrameFlags`],
+/// [`FormatError::BadUnsyncedDistance`] or [`FormatError::Truncated`].
+pub fn decode_frame(bytes: &[u8], expected_offset: u64) -> Result<FrameRead<'_>, FormatError> {
+    let Some(len_bytes) = bytes.first_chunk::<4>() else {
+        return Ok(FrameRead::End);
+    };
+    let frame_len = u32::from_le_bytes(*len_bytes);
+    if frame_len == 0 {
+        return Ok(FrameRead::End);
+    }
+    let available = bytes.len() as u64;
+    if (frame_len as usize) < FRAME_HEADER_LEN || u64::from(frame_len) > available {
+        return Err(FormatError::BadFrameLength {
+            frame_len,
+            available,
+        });
+    }
+    let Some(h) = bytes.first_chunk::<FRAME_HEADER_LEN>() else {
+        return Err(FormatError::Truncated {
+            needed: FRAME_HEADER_LEN as u64,
+            available,
+        });
+    };
+    let payload = bytes
+        .get(FRAME_HEADER_LEN..frame_len as usize)
+        .unwrap_or_default();
+    let stored = u32::from_le_bytes(read_array(h, FH_CRC));
+    let computed = frame_crc(h, payload);
+    if stored != computed {
+        return Err(FormatError::FrameChecksum { stored, computed });
+    }
+    let header = FrameHeader {
+        frame_len,
+        crc: stored,
+        offset: u64::from_le_bytes(read_array(h, FH_OFFSET)),
+        write_timestamp_ms: u64::from_le_bytes(read_array(h, FH_TIMESTAMP)),
+        unsynced_before: u32::from_le_bytes(read_array(h, FH_UNSYNCED)),
+        flags: u32::from_le_bytes(read_array(h, FH_FLAGS)),
+    };
+    if header.offset != expected_offset {
+        return Err(FormatError::OffsetMismatch {
+            expected: expected_offset,
+            found: header.offset,
+        });
+    }
+    if header.flags & !FRAME_FLAGS_KNOWN != 0 {
+        return Err(FormatError::UnknownFrameFlags {
+            flags: header.flags,
+        });
+    }
+    if u64::from(header.unsynced_before) > header.offset {
+        return Err(FormatError::BadUnsyncedDistance {
+            unsynced_before: header.unsynced_before,
+        });
+    }
+    Ok(FrameRead::Frame(Frame { header, payload }))
+}
+
+/// Returns the frame at the start of `bytes` if it is a valid frame for `expected_offset`,
+/// checking the cheap fields (length bounds, stored offset) before the checksum. Recovery uses
+/// it to look for intact frames after damage at every aligned position, where computing a
+/// checksum over an arbitrary length at each position would be quadratic.
+#[must_use]
+pub fn probe_frame(bytes: &[u8], expected_offset: u64) -> Option<Frame<'_>> {
+    let h = bytes.first_chunk::<FRAME_HEADER_LEN>()?;
+    let frame_len = u32::from_le_bytes(read_array(h, FH_LEN));
+    let offset = u64::from_le_bytes(read_array(h, FH_OFFSET));
+    if offset != expected_offset
+        || (frame_len as usize) < FRAME_HEADER_LEN
+        || u64::from(frame_len) > bytes.len() as u64
+    {
+        return None;
+    }
+    match decode_frame(bytes, expected_offset) {
+        Ok(FrameRead::Frame(frame)) => Some(frame),
+        Ok(FrameRead::End) | Err(_) => None,
+    }
+}
+
+/// The file name of the segment whose data region starts at `base_offset`.
+#[must_use]
+pub fn segment_file_name(base_offset: u64) -> String {
+    format!("{base_offset:020}{SEGMENT_FILE_SUFFIX}")
+}
+
+/// The base offset named by a segment file name, or `None` for any other name.
+#[must_use]
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(SEGMENT_FILE_SUFFIX)?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Copies `N` bytes at `at` out of a fixed-size header. The positions are compile-time
+/// constants inside the header, so the slice is always in bounds.
+fn read_array<const N: usize>(h: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(src) = h.get(at..at + N) {
+        out.copy_from_slice(src);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! Streaming replay over a snapshot of the segment set.
+//!
+//! A [`Replay`] holds the segments it reads (so retention or a concurrent writer cannot pull a
+//! mapping away) and reads frames straight from the maps: memory stays flat whatever the
+//! log's size, and payloads are not copied until the caller asks for an owned value.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::error::{Result, StorageError};
+use crate::format::{decode_frame, FormatError, FrameHeader, FrameRead, FRAME_HEADER_LEN};
+use crate::segment::Segment;
+
+/// An immutable view of the log's segments and its published end, taken at one moment.
+#[derive(Clone, Debug)]
+pub(crate) struct Snapshot {
+    pub segments: Arc<[Arc<Segment>]>,
+    pub end: u64,
+}
+
+impl Snapshot {
+    /// The first offset still in the log.
+    pub(crate) fn start(&self) -> u64 {
+        self.segments.first().map_or(self.end, |s| s.base_offset())
+    }
+
+    /// Index of the segment holding logical offset `offset` (the last one whose base is at or
+    /// below it), or `None` before the first segment.
+    fn segment_index(&self, offset: u64) -> Option<usize> {
+        let after = self.segments.partition_point(|s| s.base_offset() <= offset);
+        after.checked_sub(1)
+    }
+
+    /// Where segment `index`'s data ends: the next segment's base for a sealed segment, the
+    /// published end for the last.
+    fn data_end(&self, index: usize) -> u64 {
+        match self.segments.get(index + 1) {
+            Some(next) => next.base_offset(),
+            None => self.end,
+        }
+    }
+
+    /// Decodes the frame at `offset`, which must be a record boundary inside the log.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidOffset`] if no intact frame for `offset` starts there (not a
+    /// boundary, before the start, at or past the end); [`StorageError::Corruption`] for a
+    /// damaged frame at a segment's first position, which is always a boundary.
+    pub(crate) fn frame_at(&self, offset: u64) -> Result<(usize, FrameHeader)> {
+        let invalid = |reason| StorageError::InvalidOffset { offset, reason };
+        if offset >= self.end {
+            return Err(invalid("at or past the end of the log"));
+        }
+        if offset % crate::format::FRAME_ALIGN as u64 != 0 {
+            return Err(invalid("not aligned to a frame boundary"));
+        }
+        let index = self
+            .segment_index(offset)
+            .ok_or_else(|| invalid("before the first segment of the log"))?;
+        match self.decode(index, offset) {
+            Ok(Some(header)) => Ok((index, header)),
+            Err(err @ StorageError::Corruption { .. }) if self.is_segment_start(index, offset) => {
+                Err(err)
+            }
+            Ok(None) | Err(_) => Err(invalid("no intact record starts at this offset")),
+        }
+    }
+
+    fn is_segment_start(&self, index: usize, offset: u64) -> bool {
+        self.segments
+            .get(index)
+            .is_some_and(|s| s.base_offset() == offset)
+    }
+
+    /// Decodes the frame at `offset` in segment `index`; `Ok(None)` for a zero length field.
+    fn decode(&self, index: usize, offset: u64) -> Result<Option<FrameHeader>> {
+        let Some(segment) = self.segments.get(index) else {
+            return Ok(None);
+        };
+        let base = segment.base_offset();
+        let bytes = segment.data(offset - base, self.data_end(index) - base);
+        match decode_frame(bytes, offset) {
+            Ok(FrameRead::Frame(frame)) => Ok(Some(frame.header)),
+            Ok(FrameRead::End) => Ok(None),
+            Err(kind) => Err(corruption(segment, offset, kind)),
+        }
+    }
+
+    /// The payload bytes of a frame whose header was decoded at `offset` in segment `index`.
+    fn payload(&self, index: usize, header: &FrameHeader) -> &[u8] {
+        match self.segments.get(index) {
+            Some(segment) => {
+                let start = header.offset - segment.base_offset() + FRAME_HEADER_LEN as u64;
+                segment.data(start, start + header.payload_len() as u64)
+            }
+            None => &[],
+        }
+    }
+
+    /// An owned handle on a decoded frame's payload.
+    pub(crate) fn record(&self, index: usize, header: &FrameHeader) -> Record {
+        let (segment, start) = match self.segments.get(index) {
+            Some(segment) => (
+                Some(Arc::clone(segment)),
+                header.offset - segment.base_offset() + FRAME_HEADER_LEN as u64,
+            ),
+            None => (None, 0),
+        };
+        Record {
+            offset: header.offset,
+            write_timestamp_ms: header.write_timestamp_ms,
+            payload: Payload {
+                segment,
+                start,
+                len: header.payload_len() as u64,
+            },
+        }
+    }
+}
+
+fn corruption(segment: &Segment, offset: u64, kind: FormatError) -> StorageError {
+    StorageError::Corruption {
+        segment: segment.path().to_path_buf(),
+        offset,
+        kind,
+    }
+}
+
+/// A record read from the log, with its payload still in the memory map.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The record's offset: pass it to `replay` to start there.
+    pub offset: u64,
+    /// When the log accepted the record (milliseconds since the Unix epoch, never decreasing).
+    pub write_timestamp_ms: u64,
+    /// The record's bytes.
+    pub payload: Payload,
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("offset", &self.offset)
+            .field("write_timestamp_ms", &self.write_timestamp_ms)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// A record's payload, borrowed from the segment's memory map. Cloning it is cheap (a
+/// reference count); [`Payload::to_vec`] (through `Deref`) makes an owned copy.
+#[derive(Clone)]
+pub struct Payload {
+    segment: Option<Arc<Segment>>,
+    start: u64,
+    len: u64,
+}
+
+impl Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.segment {
+            Some(segment) => segment.data(self.start, self.start + self.len),
+            None => &[],
+        }
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Payload {}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.len)
+    }
+}
+
+/// A record whose payload borrows from the [`Replay`] that produced it; the cheapest way to
+/// read, with no reference counting per record. See [`Replay::next_ref`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// The record's offset.
+    pub offset: u64,
+    /// When the log accepted the record.
+    pub write_timestamp_ms: u64,
+    /// The record's bytes, straight from the memory map.
+    pub payload: &'a [u8],
+}
+
+/// A streaming iterator over the records of a log, in offset order.
+///
+/// It yields `Ok(record)` for each intact record in `[from, until)`. At a damaged frame it
+/// yields one `Err` naming the segment and offset and then ends: it never skips a record and
+/// never yields bytes that failed their checksum. It sees the records that were published when
+/// it was created.
+#[derive(Debug)]
+pub struct Replay {
+    snapshot: Snapshot,
+    index: usize,
+    next: u64,
+    until: u64,
+    pending: Option<StorageError>,
+    done: bool,
+}
+
+impl Replay {
+    /// Starts a replay of `[from, until)` over `snapshot`; `until` is clamped to the end.
+    pub(crate) fn new(snapshot: Snapshot, from: u64, until: u64) -> Replay {
+        let until = until.min(snapshot.end);
+        let mut replay = Replay {
+            snapshot,
+            index: 0,
+            next: from,
+            until,
+            pending: None,
+            done: false,
+        };
+        if from == replay.snapshot.end && from >= replay.snapshot.start() {
+            // Replaying from the end is valid and yields nothing.
+            replay.done = true;
+            return replay;
+        }
+        match replay.snapshot.frame_at(from) {
+            Ok((index, _)) => replay.index = index,
+            Err(err) => replay.pending = Some(err),
+        }
+        replay
+    }
+
+    /// The offset of the next record this replay would read.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    fn advance(&mut self) -> Option<Result<(usize, FrameHeader)>> {
+        if self.done {
+            return None;
+        }
+        if let Some(err) = self.pending.take() {
+            self.done = true;
+            return Some(Err(err));
+        }
+        loop {
+            if self.next >= self.until {
+                self.done = true;
+                return None;
+            }
+            if self.next >= self.snapshot.data_end(self.index) {
+                self.index += 1;
+                continue;
+            }
+            return match self.snapshot.decode(self.index, self.next) {
+                Ok(Some(header)) => {
+                    self.next += header.stride();
+                    Some(Ok((self.index, header)))
+                }
+                Ok(None) => {
+                    self.done = true;
+                    let expected_end = self.snapshot.data_end(self.index);
+                    let segment = self.snapshot.segments.get(self.index);
+                    Some(Err(match segment {
+                        Some(s) => {
+                            corruption(s, self.next, FormatError::UnexpectedEnd { expected_end })
+                        }
+                        None => StorageError::InvalidOffset {
+                            offset: self.next,
+                            reason: "past the last segment",
+                        },
+                    }))
+                }
+                Err(err) => {
+                    self.done = true;
+                    Some(Err(err))
+                }
+            };
+        }
+    }
+
+    /// Reads the next record without taking a reference on its segment: the payload borrows
+    /// from this `Replay`. Use it in tight loops that do not keep payloads.
+    ///
+    /// # Errors
+    /// As for the iterator: one error at the first damaged frame or bad start offset.
+    pub fn next_ref(&mut self) -> Option<Result<RecordRef<'_>>> {
+        let (index, header) = match self.advance()? {
+            Ok(found) => found,
+            Err(err) => return Some(Err(err)),
+        };
+        Some(Ok(RecordRef {
+            offset: header.offset,
+            write_timestamp_ms: header.write_timestamp_ms,
+            payload: self.snapshot.payload(index, &header),
+        }))
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(
+            self.advance()?
+                .map(|(index, header)| self.snapshot.record(index, &header)),
+        )
+    }
+}

@@ -1,0 +1,390 @@
+//! One segment file: create, open and validate, memory map, append bytes, flush a range.
+//!
+//! A segment is a preallocated file: a [`SegmentHeader`] followed by a data region of fixed
+//! capacity that starts zero-filled. Frames are copied into the data region through a shared
+//! memory map, so a buffered append costs two `memcpy`s and no system call, and replay reads
+//! payloads straight from the map.
+//!
+//! This module holds every `unsafe` block of the crate. The invariants they rely on:
+//!
+//! 1. **The file never shrinks while mapped.** Chronicle never truncates a segment file; the
+//!    data region is preallocated at creation, torn bytes are zeroed in place, and whole
+//!    segments are only ever unlinked, which leaves existing mappings valid. (A file truncated
+//!    by another program would fault the process, as with any memory-mapped store.)
+//! 2. **Readers and the writer never touch the same bytes.** Shared views ([`Segment::data`])
+//!    cover only the published prefix of the data region. The one [`SegmentWriter`] of a
+//!    segment writes only at or after that prefix and publishes with a release store after
+//!    the bytes are in place. Bytes below the published length are never written again while
+//!    the segment is shared; recovery's zeroing happens through `&mut Segment`, before any
+//!    reader exists.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fs4::fs_std::FileExt as _;
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Result, StorageError};
+use crate::format::{
+    segment_file_name, FormatError, SegmentHeader, FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN,
+    SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
+};
+
+/// Data region bytes as a `usize` index; segments are at most 4 GiB, so this never truncates
+/// on the 64-bit targets Chronicle supports.
+fn to_index(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// A mapped segment file, shareable between the writer and any number of readers.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    path: PathBuf,
+    header: SegmentHeader,
+    map: MmapRaw,
+    /// Bytes of data region (file length minus header, rounded down to the frame alignment).
+    capacity: u64,
+    /// Bytes of data region that shared views may cover (invariant 2 of the module docs).
+    published: AtomicU64,
+    writable: bool,
+    // Keeps the descriptor for `fsync`-free metadata checks and makes the mapping's file
+    // explicit; the map itself would stay valid without it.
+    _file: File,
+}
+
+impl Segment {
+    /// Creates a new segment file for `header.base_offset` in `dir` and returns its writer.
+    ///
+    /// The file is built under a temporary name, preallocated to `file_bytes` (so a full disk
+    /// fails here, never as a fault while writing through the map), given its header, synced,
+    /// renamed into place, and the directory is synced, so the segment is durable and complete
+    /// or absent after a crash.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] naming the step that failed; the temporary file is removed.
+    pub(crate) fn create(
+        dir: &Path,
+        file_bytes: u64,
+        header: SegmentHeader,
+    ) -> Result<SegmentWriter> {
+        let name = segment_file_name(header.base_offset);
+        let path = dir.join(&name);
+        let temp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
+        let built = Self::build_file(&temp, file_bytes, &header);
+        let file = match built {
+            Ok(file) => file,
+            Err(err) => {
+                // Best effort: a leftover temporary file is also removed by the next open.
+                let _ = fs::remove_file(&temp);
+                return Err(err);
+            }
+        };
+        fs::rename(&temp, &path).map_err(|e| StorageError::io("rename new segment", &temp, e))?;
+        sync_dir(dir)?;
+        SegmentWriter::new(Self::map(path, file, header, file_bytes, true)?)
+    }
+
+    fn build_file(temp: &Path, file_bytes: u64, header: &SegmentHeader) -> Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(temp)
+            .map_err(|e| StorageError::io("create segment", temp, e))?;
+        file.allocate(file_bytes)
+            .map_err(|e| StorageError::io("preallocate segment", temp, e))?;
+        file.write_all_at(&header.encode(), 0)
+            .map_err(|e| StorageError::io("write segment header", temp, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("sync new segment", temp, e))?;
+        Ok(file)
+    }
+
+    /// Opens and validates an existing segment whose file name says `base_offset`.
+    ///
+    /// # Errors
+    /// [`StorageError::NotALog`], [`StorageError::UnsupportedVersion`], or
+    /// [`StorageError::Corruption`] for a damaged header; [`StorageError::BrokenChain`] when
+    /// the header's base offset disagrees with the file name; [`StorageError::Io`].
+    pub(crate) fn open(path: PathBuf, base_offset: u64, writable: bool) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(|e| StorageError::io("open segment", &path, e))?;
+        let file_bytes = file
+            .metadata()
+            .map_err(|e| StorageError::io("stat segment", &path, e))?
+            .len();
+        let corrupt = |kind| StorageError::Corruption {
+            segment: path.clone(),
+            offset: base_offset,
+            kind,
+        };
+        let mut raw = [0u8; SEGMENT_HEADER_LEN];
+        let header_len = to_index(file_bytes.min(SEGMENT_HEADER_LEN as u64));
+        file.read_exact_at(&mut raw[..header_len], 0)
+            .map_err(|e| StorageError::io("read segment header", &path, e))?;
+        let header = match SegmentHeader::decode(&raw[..header_len]) {
+            Ok(header) => header,
+            Err(FormatError::BadMagic { found }) => {
+                return Err(StorageError::NotALog { path, found });
+            }
+            Err(FormatError::UnsupportedVersion { found }) => {
+                return Err(StorageError::UnsupportedVersion {
+                    path,
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            Err(kind) => return Err(corrupt(kind)),
+        };
+        if file_bytes > SEGMENT_BYTES_MAX {
+            return Err(corrupt(FormatError::Other(format!(
+                "segment file is {file_bytes} bytes, more than the maximum {SEGMENT_BYTES_MAX}"
+            ))));
+        }
+        if header.base_offset != base_offset {
+            return Err(StorageError::BrokenChain {
+                segment: path,
+                reason: format!(
+                    "file name says base offset {base_offset}, header says {}",
+                    header.base_offset
+                ),
+            });
+        }
+        if header.base_offset % FRAME_ALIGN as u64 != 0 {
+            return Err(corrupt(FormatError::Other(format!(
+                "base offset {} is not a multiple of {FRAME_ALIGN}",
+                header.base_offset
+            ))));
+        }
+        Self::map(path, file, header, file_bytes, writable)
+    }
+
+    fn map(
+        path: PathBuf,
+        file: File,
+        header: SegmentHeader,
+        file_bytes: u64,
+        writable: bool,
+    ) -> Result<Segment> {
+        let capacity =
+            file_bytes.saturating_sub(SEGMENT_HEADER_LEN as u64) & !(FRAME_ALIGN as u64 - 1);
+        let mut options = MmapOptions::new();
+        options.len(to_index(SEGMENT_HEADER_LEN as u64 + capacity));
+        let map = if writable {
+            options.map_raw(&file)
+        } else {
+            options.map_raw_read_only(&file)
+        }
+        .map_err(|e| StorageError::io("map segment", &path, e))?;
+        // A read-only segment has no writer in this process, so all of it may be viewed.
+        let published = if writable { 0 } else { capacity };
+        Ok(Segment {
+            path,
+            header,
+            map,
+            capacity,
+            published: AtomicU64::new(published),
+            writable,
+            _file: file,
+        })
+    }
+
+    /// The segment's file path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The decoded header.
+    pub(crate) fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// Logical offset of the first data byte.
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    /// Size of the data region in bytes.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Bytes of the data region that views may currently cover.
+    pub(crate) fn published_len(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Marks the first `len` data bytes as final and viewable. Used by recovery before the
+    /// segment is shared, and by the writer after copying frames in.
+    fn publish(&self, len: u64) {
+        self.published
+            .store(len.min(self.capacity), Ordering::Release);
+    }
+
+    /// A view of the published data region, from `start` to at most `end`.
+    pub(crate) fn data(&self, start: u64, end: u64) -> &[u8] {
+        let published = self.published_len();
+        let end = end.min(published);
+        let start = start.min(end);
+        // SAFETY: `[start, end)` lies inside the published prefix of the data region, which
+        // lies inside the mapping (`capacity` was computed from the mapped length). The file
+        // never shrinks while mapped and nothing writes published bytes while the segment is
+        // shared (module invariants 1 and 2), so the bytes stay valid and unchanged for the
+        // lifetime of `&self`, which also keeps the mapping alive.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(SEGMENT_HEADER_LEN + to_index(start)),
+                to_index(end - start),
+            )
+        }
+    }
+
+    /// The whole data region, published or not, for recovery's scan.
+    pub(crate) fn data_exclusive(&mut self) -> &[u8] {
+        // SAFETY: `&mut self` proves no other reference to this segment exists, so no writer
+        // is active and no view overlaps; the range is the mapped data region and stays valid
+        // for the borrow (module invariant 1).
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(SEGMENT_HEADER_LEN),
+                to_index(self.capacity),
+            )
+        }
+    }
+
+    /// Zero-fills data bytes `[start, end)` and makes the zeros durable: the in-place truncation
+    /// of a torn tail. Exclusive access means no view or writer can observe the change.
+    ///
+    /// # Errors
+    /// [`StorageError::ReadOnly`] for a read-only mapping, [`StorageError::Io`] if the sync
+    /// fails.
+    pub(crate) fn zero_exclusive(&mut self, start: u64, end: u64) -> Result<()> {
+        if !self.writable {
+            return Err(StorageError::ReadOnly);
+        }
+        let end = end.min(self.capacity);
+        let start = start.min(end);
+        // SAFETY: `&mut self` gives exclusive access (no views, no writer); the range lies in
+        // the writable mapping's data region (module invariant 1 keeps it mapped).
+        unsafe {
+            std::ptr::write_bytes(
+                self.map
+                    .as_mut_ptr()
+                    .add(SEGMENT_HEADER_LEN + to_index(start)),
+                0,
+                to_index(end - start),
+            );
+        }
+        self.flush(start, end)
+            .map_err(|e| StorageError::io("sync zeroed tail", &self.path, e))
+    }
+
+    /// Sets the published length during recovery, before the segment is shared.
+    pub(crate) fn set_published_exclusive(&mut self, len: u64) {
+        self.publish(len);
+    }
+
+    fn flush(&self, start: u64, end: u64) -> std::io::Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        self.map
+            .flush_range(SEGMENT_HEADER_LEN + to_index(start), to_index(end - start))
+    }
+}
+
+/// The one handle that may write into a segment's data region.
+///
+/// There is at most one per segment: it is only made by [`Segment::create`] and
+/// [`SegmentWriter::new`], each of which consumes the exclusively owned segment.
+#[derive(Debug)]
+pub(crate) struct SegmentWriter {
+    segment: Arc<Segment>,
+}
+
+impl SegmentWriter {
+    /// Makes `segment` (exclusively owned, writable, recovered) shared and returns its writer.
+    pub(crate) fn new(segment: Segment) -> Result<SegmentWriter> {
+        if !segment.writable {
+            return Err(StorageError::ReadOnly);
+        }
+        Ok(SegmentWriter {
+            segment: Arc::new(segment),
+        })
+    }
+
+    /// The shared segment this writer writes into.
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    /// Copies a frame header and payload to data position `pos`, which must be at or after
+    /// the published length, with the whole frame inside the data region. Not yet visible to
+    /// readers: call [`SegmentWriter::publish`] after the last frame of a record or batch.
+    ///
+    /// # Errors
+    /// [`StorageError::Corruption`]-free by design; returns [`StorageError::InvalidOffset`] if
+    /// the position is outside the writable range (a bug in the caller, refused rather than
+    /// allowed to overwrite published bytes or run off the map).
+    pub(crate) fn write_frame(
+        &mut self,
+        pos: u64,
+        header: &[u8; FRAME_HEADER_LEN],
+        payload: &[u8],
+    ) -> Result<()> {
+        let seg = &self.segment;
+        let len = (FRAME_HEADER_LEN + payload.len()) as u64;
+        if pos < seg.published_len() || pos.saturating_add(len) > seg.capacity {
+            return Err(StorageError::InvalidOffset {
+                offset: seg.base_offset() + pos,
+                reason: "write outside the unpublished data region",
+            });
+        }
+        // SAFETY: the range `[pos, pos + len)` is inside the writable mapping's data region
+        // (checked above; invariant 1 keeps it mapped) and at or after the published length,
+        // so no shared view covers it (invariant 2). This `SegmentWriter` is the only one for
+        // the segment and `&mut self` serialises its writes. Source and destination cannot
+        // overlap: the sources are caller memory, not this unpublished region.
+        unsafe {
+            let dst = seg.map.as_mut_ptr().add(SEGMENT_HEADER_LEN + to_index(pos));
+            std::ptr::copy_nonoverlapping(header.as_ptr(), dst, FRAME_HEADER_LEN);
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                dst.add(FRAME_HEADER_LEN),
+                payload.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes the first `len` data bytes visible to readers.
+    pub(crate) fn publish(&mut self, len: u64) {
+        self.segment.publish(len);
+    }
+
+    /// Writes data bytes `[start, end)` to stable storage (`msync(MS_SYNC)` of the pages,
+    /// which on Linux is an `fdatasync` of that range).
+    ///
+    /// # Errors
+    /// The operating system's error; the caller must then poison the writer.
+    pub(crate) fn sync(&self, start: u64, end: u64) -> std::io::Result<()> {
+        self.segment.flush(start, end)
+    }
+}
+
+/// Syncs a directory, making file creations, renames and removals in it durable.
+///
+/// # Errors
+/// [`StorageError::Io`] naming the directory.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io("sync directory", dir, e))
+}
