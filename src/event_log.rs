@@ -1,19 +1,48 @@
-//! `EventLog`: the typed event store, composing the raw [`Log`] with the event codec.
+//! `EventLog`: the typed event store, composing the raw [`Log`] with the event codec and the
+//! indexes.
 //!
 //! Every method delegates its storage behaviour (durability, recovery, errors) to the
 //! [`Log`] method of the same name; this layer only encodes events into records and decodes
-//! them back.
+//! them back, keeps the [`AggregateIndex`] up to date, and answers queries from it.
 
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::event::{decode_event, encode_event_into, Event, EventEnvelope};
+use crate::format::TEMP_FILE_SUFFIX;
+use crate::index::{
+    catch_up, catch_up_times, open_index, save_index, AggregateIndex, IndexOptions, IndexReport,
+    INDEX_FILE_NAME,
+};
 use crate::log::{Log, LogReader, OpenReport, Options, Replay};
+
+/// The time index is brought up to date (by reading the new records' frame headers) once this
+/// many bytes of log have been appended without it. Appends do not learn the timestamp the log
+/// gave their record, so the time index lags by at most this much; time queries read the lag
+/// from the log, so it never changes an answer. Small enough that the records are still in
+/// the CPU cache when they are read again.
+const TIME_LAG_BYTES_MAX: u64 = 256 << 10;
 
 /// An append-only store of [`Event`]s in a directory.
 ///
 /// Each event is one record of the underlying [`Log`], encoded as described in `FORMAT.md`.
 /// Offsets, durability and recovery are exactly the log's.
+///
+/// # Indexes
+///
+/// An event log keeps an [`AggregateIndex`] (by aggregate id, event type, namespace and write
+/// time) up to date on every append, and answers [`EventLog::load_aggregate`],
+/// [`EventLog::events_of_type`], [`EventLog::events_in_namespace`] and
+/// [`EventLog::events_in_time_range`] from it, reading only the matching events. The index is
+/// saved in the log directory (file [`INDEX_FILE_NAME`]) by [`EventLog::close`], by
+/// [`EventLog::checkpoint`], and automatically every [`IndexOptions::checkpoint_bytes`] of new
+/// log data. On open, a stored index that still matches the log is loaded and caught up by
+/// reading only the records appended after it was saved; one that does not match (missing,
+/// damaged, another version, another log, ahead of a log that lost its tail) is rebuilt from
+/// the whole log (and a writer deletes the unusable file), and [`EventLog::index_report`]
+/// says which happened and why. Dropping an
+/// event log without `close` saves nothing; the next open catches up from the last save.
 #[derive(Debug)]
 pub struct EventLog {
     log: Log,
@@ -22,6 +51,15 @@ pub struct EventLog {
     /// Reused buffers for batches: all encodings back to back, and where each ends.
     batch_buf: Vec<u8>,
     batch_ends: Vec<usize>,
+    index: AggregateIndex,
+    index_path: PathBuf,
+    index_options: IndexOptions,
+    index_report: IndexReport,
+    /// The covered end of the index when it was last saved (or loaded): the automatic
+    /// checkpoint counts new log bytes from here.
+    saved_end: u64,
+    /// The last automatic checkpoint's failure, if it failed.
+    checkpoint_error: Option<String>,
 }
 
 impl EventLog {
@@ -39,7 +77,25 @@ impl EventLog {
     /// As [`Log::open_with`]: `Locked` if another writer has it, `Corruption` for damage a
     /// crash cannot explain, `NotALog`, `UnsupportedVersion`, `InvalidOptions`, `Io`.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<EventLog> {
-        Ok(Self::from_log(Log::open_with(dir, options)?))
+        Self::open_with_index_options(dir, options, IndexOptions::default())
+    }
+
+    /// Opens (creating if missing) the event log in `dir` for writing, with options for its
+    /// index. The stored index is loaded and caught up, or rebuilt; see
+    /// [`EventLog::index_report`]. If catching up or rebuilding read at least
+    /// [`IndexOptions::checkpoint_bytes`] of log, the index is saved at once, so that the next
+    /// open does not read it again.
+    ///
+    /// # Errors
+    /// As [`EventLog::open_with`]; also [`StorageError::Corruption`] or
+    /// [`StorageError::Decode`] if a record the index must read is damaged or not an event.
+    /// A damaged or mismatched index file is never an error: it is rebuilt.
+    pub fn open_with_index_options(
+        dir: impl AsRef<Path>,
+        options: Options,
+        index_options: IndexOptions,
+    ) -> Result<EventLog> {
+        Self::from_log(Log::open_with(dir, options)?, index_options)
     }
 
     /// Opens the event log in `dir` read-only: no lock, nothing changed on disk, appends
@@ -48,16 +104,55 @@ impl EventLog {
     /// # Errors
     /// As [`Log::open_read_only`].
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<EventLog> {
-        Ok(Self::from_log(Log::open_read_only(dir)?))
+        Self::from_log(Log::open_read_only(dir)?, IndexOptions::default())
     }
 
-    fn from_log(log: Log) -> EventLog {
-        EventLog {
+    fn from_log(log: Log, index_options: IndexOptions) -> Result<EventLog> {
+        let index_path = log.dir().join(INDEX_FILE_NAME);
+        if !log.is_read_only() {
+            // A save interrupted before its rename leaves this behind; it is never read.
+            let mut tmp = index_path.clone().into_os_string();
+            tmp.push(TEMP_FILE_SUFFIX);
+            match fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("remove temporary index file", tmp, e)),
+            }
+        }
+        let (index, index_report) = open_index(&log, &index_path)?;
+        if !index_report.loaded && !log.is_read_only() {
+            // An unusable file would be refused again on every open until the next save;
+            // removing it now also keeps anyone from mistaking it for this log's index.
+            match fs::remove_file(&index_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StorageError::io("remove unusable index file", index_path, e))
+                }
+            }
+        }
+        // After a rebuild nothing usable is stored, but counting from the start makes a
+        // large rebuild save at once (below) and a small one wait for the next checkpoint.
+        let saved_end = index_report.covered_offset;
+        let mut event_log = EventLog {
             log,
             buf: Vec::new(),
             batch_buf: Vec::new(),
             batch_ends: Vec::new(),
+            index,
+            index_path,
+            index_options,
+            index_report,
+            saved_end,
+            checkpoint_error: None,
+        };
+        let caught_up = event_log.index.covered_end() - event_log.saved_end;
+        let threshold = event_log.index_options.checkpoint_bytes;
+        let due = threshold != 0 && caught_up >= threshold;
+        if due && !event_log.log.is_read_only() {
+            event_log.checkpoint()?;
         }
+        Ok(event_log)
     }
 
     /// Appends an event and returns its offset. The log sets its write timestamp.
@@ -70,7 +165,39 @@ impl EventLog {
     /// otherwise as [`Log::append`].
     pub fn append(&mut self, event: &Event) -> Result<u64> {
         encode_event_into(event, &mut self.buf)?;
-        self.log.append(&self.buf)
+        let offset = self.log.append(&self.buf)?;
+        self.index.insert(offset, event);
+        self.after_append();
+        Ok(offset)
+    }
+
+    /// Index upkeep after an append: the covered end, the time index when it lags too far,
+    /// and the automatic checkpoint when it is due. Both catch-ups happen only when their
+    /// threshold is crossed, so a typical append pays two comparisons here.
+    #[inline]
+    fn after_append(&mut self) {
+        let end = self.log.end_offset();
+        self.index.set_end(end);
+        if end - self.index.time_covered_end() >= TIME_LAG_BYTES_MAX {
+            // A failure (a damaged record that was just written) leaves the time index where
+            // it was; time queries then read more of the log, but answer the same.
+            let _ = catch_up_times(&mut self.index, &self.log);
+        }
+        let threshold = self.index_options.checkpoint_bytes;
+        if threshold != 0 && end - self.saved_end >= threshold {
+            self.auto_checkpoint();
+        }
+    }
+
+    #[cold]
+    fn auto_checkpoint(&mut self) {
+        // The append itself succeeded, so a failed save is not its error: it is kept for
+        // `checkpoint_error` and retried after another interval. The stored index stays the
+        // older one, which the next open catches up.
+        if let Err(err) = self.checkpoint() {
+            self.checkpoint_error = Some(err.to_string());
+            self.saved_end = self.index.covered_end();
+        }
     }
 
     /// Appends an event and makes it, and everything before it, durable before returning.
@@ -107,7 +234,12 @@ impl EventLog {
                 record
             })
             .collect();
-        self.log.append_batch(&records)
+        let offsets = self.log.append_batch(&records)?;
+        for (event, &offset) in events.iter().zip(&offsets) {
+            self.index.insert(offset, event);
+        }
+        self.after_append();
+        Ok(offsets)
     }
 
     /// Makes every event appended so far durable.
@@ -122,18 +254,12 @@ impl EventLog {
     /// Streaming: memory stays flat. A record that is not a valid event yields `Decode`
     /// naming its offset, and replay ends there.
     pub fn replay(&self, from: u64) -> EventReplay {
-        EventReplay {
-            inner: self.log.replay(from),
-            failed: false,
-        }
+        EventReplay { inner: self.log.replay(from), failed: false }
     }
 
     /// Replays events whose offset is in `[from, until)`.
     pub fn replay_until(&self, from: u64, until: u64) -> EventReplay {
-        EventReplay {
-            inner: self.log.replay_until(from, until),
-            failed: false,
-        }
+        EventReplay { inner: self.log.replay_until(from, until), failed: false }
     }
 
     /// Reads the one event at `offset`.
@@ -173,12 +299,217 @@ impl EventLog {
         self.log.reader()
     }
 
-    /// Makes everything durable and releases the directory lock.
+    /// Saves the index (see [`EventLog::checkpoint`]), makes everything durable and
+    /// releases the directory lock.
     ///
     /// # Errors
-    /// As [`Log::close`].
-    pub fn close(self) -> Result<()> {
-        self.log.close()
+    /// As [`EventLog::checkpoint`] and [`Log::close`]. The log is closed even if saving the
+    /// index failed; the first error is returned.
+    pub fn close(mut self) -> Result<()> {
+        let saved = if self.log.is_read_only() { Ok(()) } else { self.checkpoint() };
+        let closed = self.log.close();
+        saved.and(closed)
+    }
+
+    /// Saves the index to the log directory now (atomically: temporary file, fsync, rename,
+    /// directory fsync), so that the next open only reads what is appended after this point.
+    ///
+    /// The log itself is not synced: an index that covers records a crash then loses is
+    /// detected on open (it is ahead of the log, or its last record's checksum differs) and
+    /// rebuilt. Cost: one write of the whole index file (about 24 bytes per event plus the
+    /// names) and two fsyncs.
+    ///
+    /// # Errors
+    /// [`StorageError::ReadOnly`]; [`StorageError::Io`] if the file cannot be written; a read
+    /// error if the last indexed record cannot be read back.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if self.log.is_read_only() {
+            return Err(StorageError::ReadOnly);
+        }
+        catch_up_times(&mut self.index, &self.log)?;
+        if let (Some(offset), None) = (self.index.last_record_offset(), self.index.last_crc()) {
+            let crc = self.log.read_at(offset)?.crc;
+            self.index.set_last_crc(crc);
+        }
+        save_index(&self.index_path, &self.index)?;
+        self.saved_end = self.index.covered_end();
+        self.checkpoint_error = None;
+        Ok(())
+    }
+
+    /// Why the last automatic checkpoint failed, if it did (cleared by a successful save).
+    #[must_use]
+    pub fn checkpoint_error(&self) -> Option<&str> {
+        self.checkpoint_error.as_deref()
+    }
+
+    /// What opening did with the stored index: whether it was used, from which offset it was
+    /// caught up, how many records that read, and why it was rebuilt if it was.
+    #[must_use]
+    pub fn index_report(&self) -> &IndexReport {
+        &self.index_report
+    }
+
+    /// The index, as of the last append.
+    #[must_use]
+    pub fn index(&self) -> &AggregateIndex {
+        &self.index
+    }
+
+    /// The path of the index file.
+    #[must_use]
+    pub fn index_path(&self) -> &Path {
+        &self.index_path
+    }
+
+    /// Re-indexes the log from `offset` on: drops the index's entries at or after `offset`
+    /// and indexes the records from there to the end, reading only those; the entries before
+    /// `offset` are kept. Returns the number of records read.
+    ///
+    /// `offset` must be a record boundary no further than the index's covered end (a later
+    /// start would leave records unindexed), or the log's start.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidOffset`] for an offset that is not a record boundary, is before
+    /// the log's start, or is past the covered end; a read error as for open.
+    pub fn rebuild_index_from(&mut self, offset: u64) -> Result<u64> {
+        let start = self.log.start_offset();
+        if offset > self.index.covered_end() || offset < start {
+            return Err(StorageError::InvalidOffset {
+                offset,
+                reason: "outside the range the index covers; records would be left unindexed",
+            });
+        }
+        if offset < self.log.end_offset() {
+            self.log.read_at(offset)?;
+        }
+        self.index.truncate(offset);
+        catch_up(&mut self.index, &self.log)
+    }
+
+    /// Reads all events of aggregate `id`, in log order, reading only those events.
+    ///
+    /// # Errors
+    /// The first read error (see [`EventLog::read_at`]).
+    pub fn load_aggregate(&self, id: u64) -> Result<Vec<EventEnvelope>> {
+        self.aggregate_events(id).collect()
+    }
+
+    /// Streams the events of aggregate `id`, in log order, reading each as it is reached.
+    #[must_use]
+    pub fn aggregate_events(&self, id: u64) -> IndexedEvents<'_> {
+        self.indexed(self.index.aggregate(id), 0)
+    }
+
+    /// Streams the events whose `event_type` is `event_type` at offsets `from` and after, in
+    /// log order. `from` need not be a record boundary.
+    #[must_use]
+    pub fn events_of_type(&self, event_type: &str, from: u64) -> IndexedEvents<'_> {
+        self.indexed(self.index.of_type(event_type), from)
+    }
+
+    /// Streams the events whose `namespace` is `namespace` at offsets `from` and after, in
+    /// log order. `from` need not be a record boundary.
+    #[must_use]
+    pub fn events_in_namespace(&self, namespace: &str, from: u64) -> IndexedEvents<'_> {
+        self.indexed(self.index.in_namespace(namespace), from)
+    }
+
+    fn indexed<'a>(&'a self, offsets: &'a [u64], from: u64) -> IndexedEvents<'a> {
+        let first = offsets.partition_point(|&o| o < from);
+        IndexedEvents {
+            log: self,
+            offsets: offsets.get(first..).unwrap_or_default().iter(),
+            failed: false,
+        }
+    }
+
+    /// Streams the events whose write timestamp is in `[from_ms, to_ms)`, in log order.
+    ///
+    /// The time index gives the first such event by binary search; the events are then read
+    /// in order until one is written at `to_ms` or later (timestamps never decrease).
+    #[must_use]
+    pub fn events_in_time_range(&self, from_ms: u64, to_ms: u64) -> TimeRangeEvents {
+        let monotonic = self.index.times_monotonic();
+        let start =
+            if monotonic { self.index.time_scan_start(from_ms) } else { self.log.start_offset() };
+        let empty = from_ms >= to_ms;
+        TimeRangeEvents {
+            inner: self.replay(if empty { self.end_offset() } else { start }),
+            from_ms,
+            to_ms,
+            stop_early: monotonic,
+            done: empty,
+        }
+    }
+}
+
+/// A streaming iterator over the events at a list of offsets from the index; see
+/// [`EventLog::aggregate_events`]. It ends after the first error.
+#[derive(Debug)]
+pub struct IndexedEvents<'a> {
+    log: &'a EventLog,
+    offsets: std::slice::Iter<'a, u64>,
+    failed: bool,
+}
+
+impl Iterator for IndexedEvents<'_> {
+    type Item = Result<EventEnvelope>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let offset = *self.offsets.next()?;
+        let event = self.log.read_at(offset);
+        self.failed = event.is_err();
+        Some(event)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.offsets.len()))
+    }
+}
+
+/// A streaming iterator over the events written in a time range; see
+/// [`EventLog::events_in_time_range`]. It ends after the first error.
+#[derive(Debug)]
+pub struct TimeRangeEvents {
+    inner: EventReplay,
+    from_ms: u64,
+    to_ms: u64,
+    /// Whether timestamps are known to be monotonic, so the first one at `to_ms` or later
+    /// ends the range.
+    stop_early: bool,
+    done: bool,
+}
+
+impl Iterator for TimeRangeEvents {
+    type Item = Result<EventEnvelope>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let item = match self.inner.next() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Err(err)) => {
+                    self.done = true;
+                    return Some(Err(err));
+                }
+                Some(Ok(envelope)) => envelope,
+            };
+            let ts = item.write_timestamp_ms;
+            if ts >= self.to_ms && self.stop_early {
+                self.done = true;
+                return None;
+            }
+            if ts >= self.from_ms && ts < self.to_ms {
+                return Some(Ok(item));
+            }
+        }
+        None
     }
 }
 
@@ -205,10 +536,6 @@ impl Iterator for EventReplay {
         let write_timestamp_ms = record.write_timestamp_ms;
         let decoded = decode_event(record.payload, offset);
         self.failed = decoded.is_err();
-        Some(decoded.map(|event| EventEnvelope {
-            offset,
-            write_timestamp_ms,
-            event,
-        }))
+        Some(decoded.map(|event| EventEnvelope { offset, write_timestamp_ms, event }))
     }
 }

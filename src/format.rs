@@ -8,6 +8,7 @@
 //! offsets, so the 64-bit fields of a frame header are naturally aligned in the memory map.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 /// The first four bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"CHRN";
@@ -34,8 +35,7 @@ pub const FLAG_BATCH_CONTINUES: u32 = 1;
 /// All frame flags version 1 defines; any other bit set is corruption.
 pub const FRAME_FLAGS_KNOWN: u32 = FLAG_BATCH_CONTINUES;
 
-/// Largest segment file, header included. Keeping segments under 4 GiB lets a frame record
-/// the distance to the last synced byte in 32 bits (see [`FrameHeader::unsynced_before`]).
+/// Largest segment file, header included (4 GiB): frame lengths are 32-bit.
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 32;
 
 /// Suffix of segment file names; the stem is the base offset as 20 decimal digits.
@@ -47,6 +47,93 @@ pub const TEMP_FILE_SUFFIX: &str = ".tmp";
 /// Name of the lock file that one writer holds exclusively.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
+/// Name of the file recording how far the log was durable when it was last closed.
+pub const DURABLE_FILE_NAME: &str = "DURABLE";
+
+/// The first four bytes of the durable record.
+pub const DURABLE_MAGIC: [u8; 4] = *b"CHDR";
+
+/// Size of the durable record.
+pub const DURABLE_RECORD_LEN: usize = 40;
+
+// Durable record field positions.
+const DR_MAGIC: usize = 0;
+const DR_VERSION: usize = DR_MAGIC + 4;
+const DR_RESERVED: usize = DR_VERSION + 2;
+const DR_LOG_ID: usize = DR_RESERVED + 2;
+const DR_DURABLE_END: usize = DR_LOG_ID + 8;
+const DR_LAST_OFFSET: usize = DR_DURABLE_END + 8;
+const DR_LAST_CRC: usize = DR_LAST_OFFSET + 8;
+const DR_CRC: usize = DR_LAST_CRC + 4;
+const _: () = assert!(DR_CRC + 4 == DURABLE_RECORD_LEN);
+
+/// The durable record: the log it belongs to, an offset before which every byte of that log
+/// is known to be on stable storage, and the last frame before that offset. Written whole
+/// (temporary file, sync, rename) after a sync; it may lag behind the log, never run ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableRecord {
+    /// The log's identifier, as in every segment header.
+    pub log_id: u64,
+    /// Every byte before this offset was durable when the record was written.
+    pub durable_end: u64,
+    /// Offset of the last frame before `durable_end` ([`NO_PREVIOUS_FRAME`] if none).
+    pub last_frame_offset: u64,
+    /// That frame's checksum field.
+    pub last_frame_crc: u32,
+}
+
+impl DurableRecord {
+    /// Encodes the record, checksum included.
+    #[must_use]
+    pub fn encode(&self) -> [u8; DURABLE_RECORD_LEN] {
+        let mut out = [0u8; DURABLE_RECORD_LEN];
+        out[DR_MAGIC..DR_VERSION].copy_from_slice(&DURABLE_MAGIC);
+        out[DR_VERSION..DR_RESERVED].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[DR_LOG_ID..DR_DURABLE_END].copy_from_slice(&self.log_id.to_le_bytes());
+        out[DR_DURABLE_END..DR_LAST_OFFSET].copy_from_slice(&self.durable_end.to_le_bytes());
+        out[DR_LAST_OFFSET..DR_LAST_CRC].copy_from_slice(&self.last_frame_offset.to_le_bytes());
+        out[DR_LAST_CRC..DR_CRC].copy_from_slice(&self.last_frame_crc.to_le_bytes());
+        let crc = crc32(&[&out[..DR_CRC]]);
+        out[DR_CRC..].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes a durable record; `bytes` must be exactly one record.
+    ///
+    /// # Errors
+    /// [`FormatError::Truncated`] for a wrong length, [`FormatError::BadMagic`],
+    /// [`FormatError::UnsupportedVersion`] or [`FormatError::HeaderChecksum`].
+    pub fn decode(bytes: &[u8]) -> Result<DurableRecord, FormatError> {
+        let Some(b) = bytes.first_chunk::<DURABLE_RECORD_LEN>().filter(|_| {
+            bytes.len() == DURABLE_RECORD_LEN
+        }) else {
+            return Err(FormatError::Truncated {
+                needed: DURABLE_RECORD_LEN as u64,
+                available: bytes.len() as u64,
+            });
+        };
+        let magic = read_array::<4>(b, DR_MAGIC);
+        if magic != DURABLE_MAGIC {
+            return Err(FormatError::BadMagic { found: magic });
+        }
+        let version = u16::from_le_bytes(read_array(b, DR_VERSION));
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version });
+        }
+        let stored = u32::from_le_bytes(read_array(b, DR_CRC));
+        let computed = crc32(&[&b[..DR_CRC]]);
+        if stored != computed {
+            return Err(FormatError::HeaderChecksum { stored, computed });
+        }
+        Ok(DurableRecord {
+            log_id: u64::from_le_bytes(read_array(b, DR_LOG_ID)),
+            durable_end: u64::from_le_bytes(read_array(b, DR_DURABLE_END)),
+            last_frame_offset: u64::from_le_bytes(read_array(b, DR_LAST_OFFSET)),
+            last_frame_crc: u32::from_le_bytes(read_array(b, DR_LAST_CRC)),
+        })
+    }
+}
+
 // Segment header field positions, each derived from the one before.
 const SH_MAGIC: usize = 0;
 const SH_VERSION: usize = SH_MAGIC + 4;
@@ -55,18 +142,23 @@ const SH_CREATED_AT: usize = SH_FLAGS + 2;
 const SH_BASE_OFFSET: usize = SH_CREATED_AT + 8;
 const SH_PREV_OFFSET: usize = SH_BASE_OFFSET + 8;
 const SH_PREV_CRC: usize = SH_PREV_OFFSET + 8;
-const SH_RESERVED: usize = SH_PREV_CRC + 4;
+const SH_RESERVED_0: usize = SH_PREV_CRC + 4;
+const SH_DURABLE_OFFSET: usize = SH_RESERVED_0 + 4;
+const SH_LOG_ID: usize = SH_DURABLE_OFFSET + 8;
+const SH_RESERVED_1: usize = SH_LOG_ID + 8;
 const SH_CRC: usize = SEGMENT_HEADER_LEN - 4;
 
-// Frame header field positions.
-const FH_LEN: usize = 0;
-const FH_CRC: usize = FH_LEN + 4;
-const FH_OFFSET: usize = FH_CRC + 4;
+// Frame header field positions. The checksum comes first so that it covers one contiguous
+// range, `[FH_LEN, frame_len)`, which one CRC call can process.
+const FH_CRC: usize = 0;
+const FH_LEN: usize = FH_CRC + 4;
+const FH_OFFSET: usize = FH_LEN + 4;
 const FH_TIMESTAMP: usize = FH_OFFSET + 8;
 const FH_UNSYNCED: usize = FH_TIMESTAMP + 8;
 const FH_FLAGS: usize = FH_UNSYNCED + 4;
 
-const _: () = assert!(SH_RESERVED <= SH_CRC);
+const _: () = assert!(SH_RESERVED_1 <= SH_CRC);
+const _: () = assert!(SH_DURABLE_OFFSET % 8 == 0 && SH_LOG_ID % 8 == 0);
 const _: () = assert!(FH_FLAGS + 4 == FRAME_HEADER_LEN);
 const _: () = assert!(SEGMENT_HEADER_LEN % FRAME_ALIGN == 0);
 const _: () = assert!(FRAME_HEADER_LEN % FRAME_ALIGN == 0);
@@ -153,6 +245,11 @@ pub enum FormatError {
         /// Offset of the first valid frame found after the damage.
         next_valid: u64,
     },
+    /// The log ends (or a frame is missing) before an offset that was recorded as durable.
+    LostDurableData {
+        /// The durable end that was recorded.
+        durable_end: u64,
+    },
     /// A persisted structure other than a segment failed validation.
     Other(String),
 }
@@ -200,6 +297,11 @@ impl fmt::Display for FormatError {
                 "invalid frame followed by a valid frame at offset {next_valid} that was \
                  written after the damaged bytes were durable"
             ),
+            FormatError::LostDurableData { durable_end } => write!(
+                f,
+                "no intact frame here, although the log was recorded as durable up to offset \
+                 {durable_end}"
+            ),
             FormatError::Other(msg) => f.write_str(msg),
         }
     }
@@ -222,6 +324,12 @@ pub struct SegmentHeader {
     pub prev_last_frame_offset: u64,
     /// Checksum field of that frame (0 when there is none).
     pub prev_last_frame_crc: u32,
+    /// Every byte of the log before this offset was on stable storage when this segment was
+    /// created. Recovery never needs to look for torn data before it.
+    pub durable_offset: u64,
+    /// Random identifier chosen when the log was created and shared by all its segments, so
+    /// a segment (or durable record) from another log is recognised.
+    pub log_id: u64,
 }
 
 impl SegmentHeader {
@@ -236,7 +344,9 @@ impl SegmentHeader {
         out[SH_BASE_OFFSET..SH_PREV_OFFSET].copy_from_slice(&self.base_offset.to_le_bytes());
         out[SH_PREV_OFFSET..SH_PREV_CRC]
             .copy_from_slice(&self.prev_last_frame_offset.to_le_bytes());
-        out[SH_PREV_CRC..SH_RESERVED].copy_from_slice(&self.prev_last_frame_crc.to_le_bytes());
+        out[SH_PREV_CRC..SH_RESERVED_0].copy_from_slice(&self.prev_last_frame_crc.to_le_bytes());
+        out[SH_DURABLE_OFFSET..SH_LOG_ID].copy_from_slice(&self.durable_offset.to_le_bytes());
+        out[SH_LOG_ID..SH_RESERVED_1].copy_from_slice(&self.log_id.to_le_bytes());
         let crc = crc32fast::hash(&out[..SH_CRC]);
         out[SH_CRC..].copy_from_slice(&crc.to_le_bytes());
         out
@@ -287,6 +397,8 @@ impl SegmentHeader {
             base_offset: u64::from_le_bytes(read_array(h, SH_BASE_OFFSET)),
             prev_last_frame_offset: u64::from_le_bytes(read_array(h, SH_PREV_OFFSET)),
             prev_last_frame_crc: u32::from_le_bytes(read_array(h, SH_PREV_CRC)),
+            durable_offset: u64::from_le_bytes(read_array(h, SH_DURABLE_OFFSET)),
+            log_id: u64::from_le_bytes(read_array(h, SH_LOG_ID)),
         })
     }
 }
@@ -296,14 +408,16 @@ impl SegmentHeader {
 pub struct FrameHeader {
     /// Header plus payload bytes, excluding alignment padding; never 0 for a real frame.
     pub frame_len: u32,
-    /// CRC-32 (IEEE) of header bytes `[0, 4)` and `[8, frame_len)`.
+    /// CRC-32 (IEEE) of frame bytes `[4, frame_len)`: everything after the checksum itself,
+    /// the length included.
     pub crc: u32,
     /// The frame's own logical offset.
     pub offset: u64,
     /// When the log accepted the record, milliseconds since the Unix epoch; never decreasing.
     pub write_timestamp_ms: u64,
-    /// How many bytes before this frame were not yet known durable when it was written
-    /// (saturating at `u32::MAX`). Recovery uses it to tell a torn tail from later damage.
+    /// How far before this frame the log was not yet known durable when the frame was
+    /// written, in units of [`FRAME_ALIGN`] bytes, saturating at `u32::MAX` (32 GiB), which
+    /// means "unknown". Recovery uses it to tell a torn tail from later damage.
     pub unsynced_before: u32,
     /// Frame flags, see [`FLAG_BATCH_CONTINUES`].
     pub flags: u32,
@@ -322,10 +436,14 @@ impl FrameHeader {
         frame_stride(self.payload_len())
     }
 
-    /// The offset up to which the log was durable when this frame was written.
+    /// The offset up to which the log was durable when this frame was written: exact, or 0
+    /// when the distance saturated, so it is always a safe lower bound.
     #[must_use]
     pub fn durable_end(&self) -> u64 {
-        self.offset.saturating_sub(u64::from(self.unsynced_before))
+        if self.unsynced_before == u32::MAX {
+            return 0;
+        }
+        self.offset.saturating_sub(u64::from(self.unsynced_before) * FRAME_ALIGN as u64)
     }
 }
 
@@ -351,6 +469,14 @@ pub const fn align_up(n: u64) -> u64 {
     (n + mask) & !mask
 }
 
+/// The `unsynced_before` field for a frame at `offset` written when the log was durable up to
+/// `durable_end`: the distance in [`FRAME_ALIGN`] units, saturating at `u32::MAX`.
+#[must_use]
+pub fn unsynced_field(offset: u64, durable_end: u64) -> u32 {
+    let units = offset.saturating_sub(durable_end) / FRAME_ALIGN as u64;
+    u32::try_from(units).unwrap_or(u32::MAX)
+}
+
 /// Encodes a frame header for `payload` and returns it with the frame's checksum filled in.
 /// The checksum is computed in one pass over the header and the payload.
 ///
@@ -366,28 +492,39 @@ pub fn encode_frame_header(
 ) -> [u8; FRAME_HEADER_LEN] {
     let frame_len = u32::try_from(FRAME_HEADER_LEN + payload.len()).unwrap_or(u32::MAX);
     let mut h = [0u8; FRAME_HEADER_LEN];
-    h[FH_LEN..FH_CRC].copy_from_slice(&frame_len.to_le_bytes());
+    h[FH_LEN..FH_OFFSET].copy_from_slice(&frame_len.to_le_bytes());
     h[FH_OFFSET..FH_TIMESTAMP].copy_from_slice(&offset.to_le_bytes());
     h[FH_TIMESTAMP..FH_UNSYNCED].copy_from_slice(&write_timestamp_ms.to_le_bytes());
     h[FH_UNSYNCED..FH_FLAGS].copy_from_slice(&unsynced_before.to_le_bytes());
     h[FH_FLAGS..].copy_from_slice(&flags.to_le_bytes());
-    let crc = frame_crc(&h, payload);
-    h[FH_CRC..FH_OFFSET].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32(&[&h[FH_LEN..], payload]);
+    h[FH_CRC..FH_LEN].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
-fn frame_crc(header: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&header[FH_LEN..FH_CRC]);
-    hasher.update(&header[FH_OFFSET..]);
-    hasher.update(payload);
+/// CRC-32 (ISO-HDLC, as zlib and crc32fast compute it) of `parts` taken back to back.
+///
+/// `crc32fast::Hasher::new` detects CPU features on every call, which costs about as much as
+/// hashing a small frame; cloning a hasher made once keeps the detected implementation.
+pub(crate) fn crc32(parts: &[&[u8]]) -> u32 {
+    static PROTOTYPE: OnceLock<crc32fast::Hasher> = OnceLock::new();
+    let mut hasher = PROTOTYPE.get_or_init(crc32fast::Hasher::new).clone();
+    for part in parts {
+        hasher.update(part);
+    }
     hasher.finalize()
+}
+
+/// The checksum stored in an encoded frame header.
+#[must_use]
+pub fn header_crc(header: &[u8; FRAME_HEADER_LEN]) -> u32 {
+    u32::from_le_bytes(read_array(header, FH_CRC))
 }
 
 /// The result of looking for a frame at some position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameRead<'a> {
-    /// The length field is zero (or fewer than four bytes remain): no more data here.
+    /// The length field is zero (or fewer than eight bytes remain): no more data here.
     End,
     /// A valid frame.
     Frame(Frame<'a>),
@@ -396,7 +533,8 @@ pub enum FrameRead<'a> {
 /// Decodes and validates the frame at the start of `bytes`, which must reach to the end of the
 /// segment's data region; `expected_offset` is the logical offset `bytes` starts at.
 ///
-/// Checks, in this order: the length (zero means [`FrameRead::End`]), the checksum, the stored
+/// Checks, in this order: the length (zero, or fewer than 8 bytes left, means
+/// [`FrameRead::End`]), the checksum, the stored
 /// offset, the flags and the unsynced distance. The length comes first because a damaged
 /// length would make the checksum cover the wrong bytes; the checksum covers the length too,
 /// so a damaged length that still lands in bounds is caught by it.
@@ -406,31 +544,24 @@ pub enum FrameRead<'a> {
 /// [`FormatError::OffsetMismatch`], [`FormatError::UnknownFrameFlags`],
 /// [`FormatError::BadUnsyncedDistance`] or [`FormatError::Truncated`].
 pub fn decode_frame(bytes: &[u8], expected_offset: u64) -> Result<FrameRead<'_>, FormatError> {
-    let Some(len_bytes) = bytes.first_chunk::<4>() else {
+    let Some(len_bytes) = bytes.get(FH_LEN..FH_OFFSET) else {
         return Ok(FrameRead::End);
     };
-    let frame_len = u32::from_le_bytes(*len_bytes);
+    let frame_len = u32::from_le_bytes(read_array(len_bytes, 0));
     if frame_len == 0 {
         return Ok(FrameRead::End);
     }
     let available = bytes.len() as u64;
     if (frame_len as usize) < FRAME_HEADER_LEN || u64::from(frame_len) > available {
-        return Err(FormatError::BadFrameLength {
-            frame_len,
-            available,
-        });
+        return Err(FormatError::BadFrameLength { frame_len, available });
     }
     let Some(h) = bytes.first_chunk::<FRAME_HEADER_LEN>() else {
-        return Err(FormatError::Truncated {
-            needed: FRAME_HEADER_LEN as u64,
-            available,
-        });
+        return Err(FormatError::Truncated { needed: FRAME_HEADER_LEN as u64, available });
     };
-    let payload = bytes
-        .get(FRAME_HEADER_LEN..frame_len as usize)
-        .unwrap_or_default();
+    let covered = bytes.get(FH_LEN..frame_len as usize).unwrap_or_default();
+    let payload = bytes.get(FRAME_HEADER_LEN..frame_len as usize).unwrap_or_default();
     let stored = u32::from_le_bytes(read_array(h, FH_CRC));
-    let computed = frame_crc(h, payload);
+    let computed = crc32(&[covered]);
     if stored != computed {
         return Err(FormatError::FrameChecksum { stored, computed });
     }
@@ -449,14 +580,10 @@ pub fn decode_frame(bytes: &[u8], expected_offset: u64) -> Result<FrameRead<'_>,
         });
     }
     if header.flags & !FRAME_FLAGS_KNOWN != 0 {
-        return Err(FormatError::UnknownFrameFlags {
-            flags: header.flags,
-        });
+        return Err(FormatError::UnknownFrameFlags { flags: header.flags });
     }
-    if u64::from(header.unsynced_before) > header.offset {
-        return Err(FormatError::BadUnsyncedDistance {
-            unsynced_before: header.unsynced_before,
-        });
+    if u64::from(header.unsynced_before) * FRAME_ALIGN as u64 > header.offset {
+        return Err(FormatError::BadUnsyncedDistance { unsynced_before: header.unsynced_before });
     }
     Ok(FrameRead::Frame(Frame { header, payload }))
 }

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fs4::fs_std::FileExt as _;
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use crate::error::{Result, StorageError};
 use crate::format::{
@@ -50,9 +50,8 @@ pub(crate) struct Segment {
     /// Bytes of data region that shared views may cover (invariant 2 of the module docs).
     published: AtomicU64,
     writable: bool,
-    // Keeps the descriptor for `fsync`-free metadata checks and makes the mapping's file
-    // explicit; the map itself would stay valid without it.
-    _file: File,
+    /// The open file, for `SEEK_DATA` queries; the map would stay valid without it.
+    file: File,
 }
 
 impl Segment {
@@ -95,12 +94,10 @@ impl Segment {
             .truncate(true)
             .open(temp)
             .map_err(|e| StorageError::io("create segment", temp, e))?;
-        file.allocate(file_bytes)
-            .map_err(|e| StorageError::io("preallocate segment", temp, e))?;
+        file.allocate(file_bytes).map_err(|e| StorageError::io("preallocate segment", temp, e))?;
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| StorageError::io("write segment header", temp, e))?;
-        file.sync_all()
-            .map_err(|e| StorageError::io("sync new segment", temp, e))?;
+        file.sync_all().map_err(|e| StorageError::io("sync new segment", temp, e))?;
         Ok(file)
     }
 
@@ -116,15 +113,10 @@ impl Segment {
             .write(writable)
             .open(&path)
             .map_err(|e| StorageError::io("open segment", &path, e))?;
-        let file_bytes = file
-            .metadata()
-            .map_err(|e| StorageError::io("stat segment", &path, e))?
-            .len();
-        let corrupt = |kind| StorageError::Corruption {
-            segment: path.clone(),
-            offset: base_offset,
-            kind,
-        };
+        let file_bytes =
+            file.metadata().map_err(|e| StorageError::io("stat segment", &path, e))?.len();
+        let corrupt =
+            |kind| StorageError::Corruption { segment: path.clone(), offset: base_offset, kind };
         let mut raw = [0u8; SEGMENT_HEADER_LEN];
         let header_len = to_index(file_bytes.min(SEGMENT_HEADER_LEN as u64));
         file.read_exact_at(&mut raw[..header_len], 0)
@@ -177,12 +169,8 @@ impl Segment {
             file_bytes.saturating_sub(SEGMENT_HEADER_LEN as u64) & !(FRAME_ALIGN as u64 - 1);
         let mut options = MmapOptions::new();
         options.len(to_index(SEGMENT_HEADER_LEN as u64 + capacity));
-        let map = if writable {
-            options.map_raw(&file)
-        } else {
-            options.map_raw_read_only(&file)
-        }
-        .map_err(|e| StorageError::io("map segment", &path, e))?;
+        let map = if writable { options.map_raw(&file) } else { options.map_raw_read_only(&file) }
+            .map_err(|e| StorageError::io("map segment", &path, e))?;
         // A read-only segment has no writer in this process, so all of it may be viewed.
         let published = if writable { 0 } else { capacity };
         Ok(Segment {
@@ -192,7 +180,7 @@ impl Segment {
             capacity,
             published: AtomicU64::new(published),
             writable,
-            _file: file,
+            file,
         })
     }
 
@@ -224,8 +212,7 @@ impl Segment {
     /// Marks the first `len` data bytes as final and viewable. Used by recovery before the
     /// segment is shared, and by the writer after copying frames in.
     fn publish(&self, len: u64) {
-        self.published
-            .store(len.min(self.capacity), Ordering::Release);
+        self.published.store(len.min(self.capacity), Ordering::Release);
     }
 
     /// A view of the published data region, from `start` to at most `end`.
@@ -275,15 +262,41 @@ impl Segment {
         // the writable mapping's data region (module invariant 1 keeps it mapped).
         unsafe {
             std::ptr::write_bytes(
-                self.map
-                    .as_mut_ptr()
-                    .add(SEGMENT_HEADER_LEN + to_index(start)),
+                self.map.as_mut_ptr().add(SEGMENT_HEADER_LEN + to_index(start)),
                 0,
                 to_index(end - start),
             );
         }
-        self.flush(start, end)
-            .map_err(|e| StorageError::io("sync zeroed tail", &self.path, e))
+        self.sync_range(start, end).map_err(|e| StorageError::io("sync zeroed tail", &self.path, e))
+    }
+
+    /// The runs of the data region that may hold non-zero bytes, as `[start, end)` data
+    /// positions in order, according to the filesystem's `SEEK_DATA`/`SEEK_HOLE`: never-written
+    /// (preallocated) ranges read as zeros and are left out, so recovery need not read them.
+    /// Where the filesystem cannot tell, the whole region is one run.
+    pub(crate) fn data_extents(&self) -> Vec<(u64, u64)> {
+        use rustix::fs::{seek, SeekFrom};
+        let header = SEGMENT_HEADER_LEN as u64;
+        let whole = vec![(0, self.capacity)];
+        let mut extents = Vec::new();
+        let mut pos = 0u64;
+        while pos < self.capacity {
+            let start = match seek(&self.file, SeekFrom::Data(header + pos)) {
+                Ok(at) => at.saturating_sub(header),
+                // ENXIO: no data at or after `pos`.
+                Err(rustix::io::Errno::NXIO) => break,
+                Err(_) => return whole,
+            };
+            let Ok(end) = seek(&self.file, SeekFrom::Hole(header + start)) else { return whole };
+            let (start, end) = (start.max(pos), end.saturating_sub(header).min(self.capacity));
+            if start >= end {
+                // The filesystem's answers do not advance: trust none of them.
+                return whole;
+            }
+            extents.push((start, end));
+            pos = end;
+        }
+        extents
     }
 
     /// Sets the published length during recovery, before the segment is shared.
@@ -291,12 +304,35 @@ impl Segment {
         self.publish(len);
     }
 
-    fn flush(&self, start: u64, end: u64) -> std::io::Result<()> {
+    /// Asks the kernel to map data bytes `[start, end)` writable now (`MADV_POPULATE_WRITE`),
+    /// so the writer's copies do not take one page fault per 4 KiB page. Contents are not
+    /// changed, so this is safe alongside readers and the writer. A no-op for read-only maps.
+    ///
+    /// # Errors
+    /// The kernel's error, e.g. `EINVAL` before Linux 5.14; callers treat it as "not
+    /// available" and let pages fault in as they are written.
+    pub(crate) fn prefault(&self, start: u64, end: u64) -> std::io::Result<()> {
+        let end = end.min(self.capacity);
+        if !self.writable || end <= start {
+            return Ok(());
+        }
+        self.map.advise_range(
+            Advice::PopulateWrite,
+            SEGMENT_HEADER_LEN + to_index(start),
+            to_index(end - start),
+        )
+    }
+
+    /// Writes data bytes `[start, end)` to stable storage (`msync(MS_SYNC)` of those pages,
+    /// which on Linux is an `fdatasync` of the range).
+    ///
+    /// # Errors
+    /// The operating system's error; the writer must then be poisoned.
+    pub(crate) fn sync_range(&self, start: u64, end: u64) -> std::io::Result<()> {
         if end <= start {
             return Ok(());
         }
-        self.map
-            .flush_range(SEGMENT_HEADER_LEN + to_index(start), to_index(end - start))
+        self.map.flush_range(SEGMENT_HEADER_LEN + to_index(start), to_index(end - start))
     }
 }
 
@@ -315,9 +351,7 @@ impl SegmentWriter {
         if !segment.writable {
             return Err(StorageError::ReadOnly);
         }
-        Ok(SegmentWriter {
-            segment: Arc::new(segment),
-        })
+        Ok(SegmentWriter { segment: Arc::new(segment) })
     }
 
     /// The shared segment this writer writes into.
@@ -367,15 +401,6 @@ impl SegmentWriter {
     /// Makes the first `len` data bytes visible to readers.
     pub(crate) fn publish(&mut self, len: u64) {
         self.segment.publish(len);
-    }
-
-    /// Writes data bytes `[start, end)` to stable storage (`msync(MS_SYNC)` of the pages,
-    /// which on Linux is an `fdatasync` of that range).
-    ///
-    /// # Errors
-    /// The operating system's error; the caller must then poison the writer.
-    pub(crate) fn sync(&self, start: u64, end: u64) -> std::io::Result<()> {
-        self.segment.flush(start, end)
     }
 }
 

@@ -1,10 +1,12 @@
 //! The raw record log: an ordered set of segments, one writer, offsets, replay, and recovery
 //! on open. It stores byte payloads and never looks inside them.
 
+mod open;
+mod prefault;
 mod recovery;
 mod replay;
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -13,15 +15,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use replay::Snapshot;
 pub use replay::{Payload, Record, RecordRef, Replay};
 
+use crate::atomic_file::write_atomically;
 use crate::error::{Result, StorageError};
 use crate::format::{
-    encode_frame_header, frame_stride, parse_segment_file_name, segment_file_name, FormatError,
-    SegmentHeader, FLAG_BATCH_CONTINUES, FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN,
-    LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_BYTES_MAX, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN,
-    TEMP_FILE_SUFFIX,
+    encode_frame_header, frame_stride, header_crc, unsynced_field, DurableRecord, SegmentHeader,
+    DURABLE_FILE_NAME, FLAG_BATCH_CONTINUES, FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN,
+    SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN,
 };
-use crate::segment::{sync_dir, Segment, SegmentWriter};
-use recovery::{check_sealed, examine_after_chain, walk_chain};
+use crate::segment::{Segment, SegmentWriter};
+use prefault::{Prefaulter, PREFAULT_AHEAD_BYTES};
 
 /// Smallest accepted [`Options::segment_bytes`].
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -136,6 +138,9 @@ pub struct TornTail {
     /// Intact frames among them that were dropped: members of an unfinished batch, or
     /// frames written after a lost one.
     pub frames_dropped: u64,
+    /// Later segments that held only unacknowledged data, set aside (renamed with
+    /// [`DROPPED_SUFFIX`]) by a writer; a read-only open just ignores them.
+    pub segments_dropped: Vec<PathBuf>,
 }
 
 /// What a repair dropped.
@@ -175,11 +180,7 @@ struct Shared {
 impl Shared {
     fn snapshot(&self) -> Snapshot {
         let end = self.end.load(Ordering::Acquire);
-        let segments = self
-            .segments
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner).clone();
         Snapshot { segments, end }
     }
 }
@@ -211,8 +212,8 @@ impl LogReader {
     /// [`StorageError::InvalidOffset`] if no intact record starts there.
     pub fn read_at(&self, offset: u64) -> Result<Record> {
         let snapshot = self.shared.snapshot();
-        let (index, header) = snapshot.frame_at(offset)?;
-        Ok(snapshot.record(index, &header))
+        let (index, frame) = snapshot.frame_at(offset)?;
+        Ok(snapshot.record(index, &frame.header))
     }
 
     /// The offset the next append will get: the end of the published records.
@@ -242,6 +243,11 @@ struct Writer {
     pos: u64,
     /// Data position up to which the active segment is known durable.
     synced_pos: u64,
+    /// Offset up to which the whole log is known durable.
+    synced_end: u64,
+    /// Ranges `[from, to)` of sealed segments written since the last sync: a roll does not
+    /// wait for the disk, so [`Writer::sync`] syncs them.
+    unsynced_sealed: Vec<(Arc<Segment>, u64, u64)>,
     /// Offset and checksum of the last complete frame, for the next segment's header.
     last_frame: (u64, u32),
     last_timestamp_ms: u64,
@@ -249,6 +255,12 @@ struct Writer {
     shared: Arc<Shared>,
     segment_bytes: u64,
     record_bytes_max: u64,
+    /// The log's identifier, written into every segment header.
+    log_id: u64,
+    /// Sets up pages ahead of `pos` on another thread; `None` if it could not start.
+    prefaulter: Option<Prefaulter>,
+    /// Data position up to which prefaulting of the active segment has been requested.
+    prefault_requested: u64,
     /// Holds the directory's exclusive lock for as long as the writer lives.
     _lock: File,
 }
@@ -271,33 +283,31 @@ impl Writer {
         self.last_timestamp_ms
     }
 
-    fn unsynced_before(&self, pos: u64) -> u32 {
-        u32::try_from(pos - self.synced_pos).unwrap_or(u32::MAX)
-    }
-
     fn check_usable(&self) -> Result<()> {
         match &self.poisoned {
-            Some(cause) => Err(StorageError::Poisoned {
-                cause: cause.clone(),
-            }),
+            Some(cause) => Err(StorageError::Poisoned { cause: cause.clone() }),
             None => Ok(()),
         }
     }
 
-    /// Makes everything written to the active segment durable; poisons on failure.
+    /// Makes everything written so far durable: the unsynced ranges of sealed segments,
+    /// then the active segment. Poisons the writer on failure.
     fn sync(&mut self) -> Result<()> {
         self.check_usable()?;
-        if self.pos > self.synced_pos {
-            if let Err(err) = self.active.sync(self.synced_pos, self.pos) {
+        for (segment, from, to) in std::mem::take(&mut self.unsynced_sealed) {
+            if let Err(err) = segment.sync_range(from, to) {
                 self.poisoned = Some(err.to_string());
-                return Err(StorageError::io(
-                    "sync segment",
-                    self.active.segment().path(),
-                    err,
-                ));
+                return Err(StorageError::io("sync segment", segment.path(), err));
+            }
+        }
+        if self.pos > self.synced_pos {
+            if let Err(err) = self.active.segment().sync_range(self.synced_pos, self.pos) {
+                self.poisoned = Some(err.to_string());
+                return Err(StorageError::io("sync segment", self.active.segment().path(), err));
             }
             self.synced_pos = self.pos;
         }
+        self.synced_end = self.end();
         Ok(())
     }
 
@@ -305,10 +315,7 @@ impl Writer {
         self.check_usable()?;
         let max = self.record_bytes_max;
         if payload.len() as u64 > max {
-            return Err(StorageError::RecordTooLarge {
-                len: payload.len() as u64,
-                max,
-            });
+            return Err(StorageError::RecordTooLarge { len: payload.len() as u64, max });
         }
         if self.pos + frame_stride(payload.len()) > self.capacity() {
             self.roll()?;
@@ -335,10 +342,7 @@ impl Writer {
         };
         let fresh_capacity = self.segment_bytes - SEGMENT_HEADER_LEN as u64;
         if total > fresh_capacity {
-            return Err(StorageError::RecordTooLarge {
-                len: total,
-                max: fresh_capacity,
-            });
+            return Err(StorageError::RecordTooLarge { len: total, max: fresh_capacity });
         }
         if self.pos + total > self.capacity() {
             self.roll()?;
@@ -353,16 +357,24 @@ impl Writer {
         Ok(offsets)
     }
 
-    /// Makes the frames written so far visible to readers.
+    /// Makes the frames written so far visible to readers, and keeps the prefaulter ahead.
     fn publish(&mut self) {
         self.active.publish(self.pos);
         self.shared.end.store(self.end(), Ordering::Release);
+        // One request per half window of data: a lock and a wake-up every 4 MiB, not per record.
+        if self.pos + PREFAULT_AHEAD_BYTES / 2 > self.prefault_requested {
+            if let Some(prefaulter) = &self.prefaulter {
+                self.prefault_requested = self.pos + PREFAULT_AHEAD_BYTES;
+                prefaulter.request(self.active.segment(), self.prefault_requested);
+            }
+        }
     }
 
-    /// Seals the active segment (syncing it whole, so a sealed segment is always durable
-    /// before its successor exists) and starts a new one at the current end.
+    /// Seals the active segment and starts a new one at the current end. The sealed
+    /// segment's unsynced range is remembered for the next sync rather than synced now, so a
+    /// buffered append never waits for the disk; the new header records how far the log is
+    /// durable, which bounds what recovery must examine.
     fn roll(&mut self) -> Result<()> {
-        self.sync()?;
         let header = SegmentHeader {
             version: FORMAT_VERSION,
             flags: 0,
@@ -370,21 +382,23 @@ impl Writer {
             base_offset: self.end(),
             prev_last_frame_offset: self.last_frame.0,
             prev_last_frame_crc: self.last_frame.1,
+            durable_offset: self.synced_end,
+            log_id: self.log_id,
         };
         let active = Segment::create(&self.shared.dir, self.segment_bytes, header)?;
         {
-            let mut segments = self
-                .shared
-                .segments
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut segments = self.shared.segments.write().unwrap_or_else(PoisonError::into_inner);
             let mut next: Vec<Arc<Segment>> = segments.iter().cloned().collect();
             next.push(Arc::clone(active.segment()));
             *segments = next.into();
         }
-        self.active = active;
+        let sealed = std::mem::replace(&mut self.active, active);
+        if self.pos > self.synced_pos {
+            self.unsynced_sealed.push((Arc::clone(sealed.segment()), self.synced_pos, self.pos));
+        }
         self.pos = 0;
         self.synced_pos = 0;
+        self.prefault_requested = 0;
         Ok(())
     }
 
@@ -394,17 +408,14 @@ impl Writer {
         let header = encode_frame_header(
             offset,
             timestamp_ms,
-            self.unsynced_before(self.pos),
+            unsynced_field(offset, self.synced_end),
             flags,
             payload,
         );
         self.active.write_frame(self.pos, &header, payload)?;
         self.pos += frame_stride(payload.len());
         if flags & FLAG_BATCH_CONTINUES == 0 {
-            self.last_frame = (
-                offset,
-                u32::from_le_bytes([header[4], header[5], header[6], header[7]]),
-            );
+            self.last_frame = (offset, header_crc(&header));
         }
         Ok(offset)
     }
@@ -449,7 +460,7 @@ impl Log {
     /// crash cannot explain (unless [`RecoveryMode::Repair`]); [`StorageError::InvalidOptions`];
     /// [`StorageError::Io`].
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
-        open_log(dir.as_ref(), options, false)
+        open::open_log(dir.as_ref(), options, false)
     }
 
     /// Opens the log in `dir` for reading only. Takes no lock and changes nothing on disk; a
@@ -458,7 +469,7 @@ impl Log {
     /// # Errors
     /// As [`Log::open_with`] (except `Locked`); [`StorageError::Io`] if `dir` does not exist.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Log> {
-        open_log(dir.as_ref(), Options::default(), true)
+        open::open_log(dir.as_ref(), Options::default(), true)
     }
 
     fn writer(&mut self) -> Result<&mut Writer> {
@@ -600,9 +611,7 @@ impl Log {
     /// A reader handle that can replay from other threads while this log appends.
     #[must_use]
     pub fn reader(&self) -> LogReader {
-        LogReader {
-            shared: Arc::clone(&self.shared),
-        }
+        LogReader { shared: Arc::clone(&self.shared) }
     }
 
     /// Reads every record of every segment and checks its checksum, its offset and the chain.
@@ -611,10 +620,8 @@ impl Log {
     /// The first [`StorageError::Corruption`] found, naming the segment and offset.
     pub fn verify(&self) -> Result<VerifyReport> {
         let snapshot = self.shared.snapshot();
-        let mut report = VerifyReport {
-            segments: snapshot.segments.len(),
-            ..VerifyReport::default()
-        };
+        let mut report =
+            VerifyReport { segments: snapshot.segments.len(), ..VerifyReport::default() };
         let mut replay = Replay::new(snapshot.clone(), snapshot.start(), snapshot.end);
         while let Some(record) = replay.next_ref() {
             let record = record?;
@@ -632,10 +639,17 @@ impl Log {
     /// [`StorageError::Io`] if the final sync fails (the lock is released all the same), or
     /// [`StorageError::Poisoned`].
     pub fn close(mut self) -> Result<()> {
-        match self.writer.as_mut() {
-            Some(writer) => writer.sync(),
-            None => Ok(()),
-        }
+        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
+        writer.sync()?;
+        // Record that everything is durable, so the next open need not examine the data for
+        // torn writes, and refuses (rather than truncates) if it is later found damaged.
+        let record = DurableRecord {
+            log_id: writer.log_id,
+            durable_end: writer.synced_end,
+            last_frame_offset: writer.last_frame.0,
+            last_frame_crc: writer.last_frame.1,
+        };
+        write_atomically(&self.shared.dir, DURABLE_FILE_NAME, &record.encode())
     }
 }
 
@@ -643,386 +657,4 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Segment files and leftover temporary files found in a log directory.
-struct Listing {
-    bases: Vec<u64>,
-    temps: Vec<PathBuf>,
-}
-
-fn list_dir(dir: &Path) -> Result<Listing> {
-    let mut listing = Listing {
-        bases: Vec::new(),
-        temps: Vec::new(),
-    };
-    let entries = fs::read_dir(dir).map_err(|e| StorageError::io("list log directory", dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io("list log directory", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(base) = parse_segment_file_name(name) {
-            listing.bases.push(base);
-        } else if name.ends_with(&format!("{SEGMENT_FILE_SUFFIX}{TEMP_FILE_SUFFIX}")) {
-            listing.temps.push(entry.path());
-        }
-    }
-    listing.bases.sort_unstable();
-    Ok(listing)
-}
-
-fn lock_dir(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE_NAME);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| StorageError::io("open lock file", &path, e))?;
-    // `flock`-style: held by the open file description, so no other close in this process
-    // releases it (unlike a POSIX record lock).
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
-        Err(TryLockError::Error(e)) => Err(StorageError::io("lock log directory", &path, e)),
-    }
-}
-
-fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
-    options.validate()?;
-    if read_only && options.recovery == RecoveryMode::Repair {
-        return Err(StorageError::InvalidOptions {
-            reason: "repair needs a writer, not a read-only open".to_string(),
-        });
-    }
-    let repair = options.recovery == RecoveryMode::Repair;
-    let lock = if read_only {
-        None
-    } else {
-        fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
-        Some(lock_dir(dir)?)
-    };
-    let mut report = OpenReport::default();
-    let listing = list_dir(dir)?;
-    if !read_only && !listing.temps.is_empty() {
-        for temp in &listing.temps {
-            fs::remove_file(temp)
-                .map_err(|e| StorageError::io("remove temporary file", temp, e))?;
-        }
-        sync_dir(dir)?;
-        report.temp_files_removed = listing.temps.len();
-    }
-
-    let mut segments = Vec::with_capacity(listing.bases.len());
-    for &base in &listing.bases {
-        segments.push(Segment::open(
-            dir.join(segment_file_name(base)),
-            base,
-            !read_only,
-        )?);
-    }
-
-    // Sealed segments: check each link; with repair, also every frame.
-    let mut cut: Option<(usize, u64, String)> = None;
-    for i in 1..segments.len() {
-        let next_base = segments[i].base_offset();
-        let (before, after) = segments.split_at_mut(i);
-        let (prev, next) = (&mut before[i - 1], &after[0]);
-        let checked = check_link(prev, next, repair);
-        match checked {
-            Ok(()) => {}
-            Err(LinkFailure::Frame(pos, kind)) if repair => {
-                cut = Some((i - 1, pos, kind.to_string()));
-                break;
-            }
-            Err(LinkFailure::Broken(reason)) if repair => {
-                let data_end = next_base
-                    .saturating_sub(prev.base_offset())
-                    .min(prev.capacity());
-                cut = Some((i - 1, data_end, reason));
-                break;
-            }
-            Err(LinkFailure::Frame(pos, kind)) => {
-                return Err(StorageError::Corruption {
-                    segment: prev.path().to_path_buf(),
-                    offset: prev.base_offset() + pos,
-                    kind,
-                });
-            }
-            Err(LinkFailure::Broken(reason)) => {
-                return Err(StorageError::BrokenChain {
-                    segment: next.path().to_path_buf(),
-                    reason,
-                });
-            }
-        }
-    }
-    if let Some((keep, pos, reason)) = &cut {
-        let repair_report = set_aside(dir, &mut segments, *keep, *pos, reason)?;
-        report.repair = Some(repair_report);
-    }
-
-    let last = segments.pop();
-    let mut all: Vec<Arc<Segment>> = segments.into_iter().map(Arc::new).collect();
-    let mut tail = Tail {
-        end: 0,
-        last_frame: (NO_PREVIOUS_FRAME, 0),
-        last_timestamp_ms: 0,
-    };
-    let active = match last {
-        Some(mut last) => {
-            tail = recover_tail(&mut last, repair, read_only, &mut report)?;
-            if read_only {
-                all.push(Arc::new(last));
-                None
-            } else {
-                let writer = SegmentWriter::new(last)?;
-                // The surviving records may still be only in the page cache (the previous
-                // writer may have crashed before syncing). Make them durable now, so that
-                // every frame written from here on truthfully records what was durable.
-                let end_pos = tail.end - writer.segment().base_offset();
-                writer.sync(0, end_pos).map_err(|e| {
-                    StorageError::io("sync recovered segment", writer.segment().path(), e)
-                })?;
-                Some(writer)
-            }
-        }
-        // A read-only open of a directory with no segments sees an empty log.
-        None if read_only => None,
-        None => {
-            let header = SegmentHeader {
-                version: FORMAT_VERSION,
-                flags: 0,
-                created_at_ms: now_ms(),
-                base_offset: 0,
-                prev_last_frame_offset: NO_PREVIOUS_FRAME,
-                prev_last_frame_crc: 0,
-            };
-            report.created = true;
-            Some(Segment::create(dir, options.segment_bytes, header)?)
-        }
-    };
-    if let Some(active) = &active {
-        all.push(Arc::clone(active.segment()));
-    }
-    report.segments = all.len();
-    report.end_offset = tail.end;
-    let shared = Arc::new(Shared {
-        dir: dir.to_path_buf(),
-        segments: RwLock::new(all.into()),
-        end: AtomicU64::new(tail.end),
-    });
-    let writer = match (active, lock) {
-        (Some(active), Some(lock)) => {
-            let pos = tail.end - active.segment().base_offset();
-            let mut writer = Writer {
-                active,
-                pos,
-                synced_pos: pos,
-                last_frame: tail.last_frame,
-                last_timestamp_ms: tail.last_timestamp_ms,
-                poisoned: None,
-                shared: Arc::clone(&shared),
-                segment_bytes: options.segment_bytes,
-                record_bytes_max: options.record_bytes_max,
-                _lock: lock,
-            };
-            writer.publish();
-            Some(writer)
-        }
-        _ => None,
-    };
-    Ok(Log {
-        shared,
-        writer,
-        options,
-        report,
-    })
-}
-
-/// Where the recovered log ends and what its last complete frame was.
-struct Tail {
-    end: u64,
-    last_frame: (u64, u32),
-    last_timestamp_ms: u64,
-}
-
-/// Scans the last segment, decides between a clean end, a torn tail and damage, and (for a
-/// writer) zeroes the torn bytes in place and publishes the surviving data.
-fn recover_tail(
-    last: &mut Segment,
-    repair: bool,
-    read_only: bool,
-    report: &mut OpenReport,
-) -> Result<Tail> {
-    let base = last.base_offset();
-    let data = last.data_exclusive();
-    let walk = walk_chain(data, base, 0);
-    let after = examine_after_chain(data, base, walk.chain_end);
-    report.records_scanned += walk.frames;
-    report.bytes_scanned += last.capacity();
-    let end_pos = walk.complete_end;
-    let dirty_end = after.dirty_end.max(walk.chain_end);
-    if let Some(next_valid) = after.written_after_durable {
-        let kind = walk
-            .stop
-            .clone()
-            .unwrap_or(FormatError::DamagedBeforeValidData { next_valid });
-        if !repair {
-            return Err(StorageError::Corruption {
-                segment: last.path().to_path_buf(),
-                offset: base + walk.chain_end,
-                kind,
-            });
-        }
-        let entry = report.repair.get_or_insert(RepairReport {
-            offset: base + end_pos,
-            reason: kind.to_string(),
-            bytes_dropped: 0,
-            segments_dropped: Vec::new(),
-        });
-        entry.offset = entry.offset.min(base + end_pos);
-        entry.bytes_dropped += dirty_end - end_pos;
-    } else if dirty_end > end_pos {
-        report.torn_tail = Some(TornTail {
-            offset: base + end_pos,
-            bytes: dirty_end - end_pos,
-            frames_dropped: walk.incomplete_frames + after.stray_frames,
-        });
-    }
-    if !read_only {
-        if dirty_end > end_pos {
-            last.zero_exclusive(end_pos, dirty_end)?;
-        }
-        last.set_published_exclusive(end_pos);
-    }
-    let last_frame = match walk.last_complete {
-        Some(h) => (h.offset, h.crc),
-        None => (
-            last.header().prev_last_frame_offset,
-            last.header().prev_last_frame_crc,
-        ),
-    };
-    Ok(Tail {
-        end: base + end_pos,
-        last_frame,
-        last_timestamp_ms: walk.last_complete.map_or(0, |h| h.write_timestamp_ms),
-    })
-}
-
-enum LinkFailure {
-    /// A frame of the previous segment is bad at this data position.
-    Frame(u64, FormatError),
-    /// The headers do not agree.
-    Broken(String),
-}
-
-/// Checks that `next` continues `prev`: its base is where `prev`'s data ends, and its header
-/// names `prev`'s last frame, which must be intact and complete a record. With `full`, also
-/// verifies every frame of `prev`. Publishes `prev`'s data on success.
-fn check_link(prev: &mut Segment, next: &Segment, full: bool) -> Result<(), LinkFailure> {
-    let prev_base = prev.base_offset();
-    let h = *next.header();
-    let data_end = h
-        .base_offset
-        .checked_sub(prev_base)
-        .filter(|&end| end <= prev.capacity() && end > 0)
-        .ok_or_else(|| {
-            LinkFailure::Broken(format!(
-                "base offset {} does not fall inside the previous segment (base {prev_base}, \
-                 {} data bytes); a segment is missing or out of place",
-                h.base_offset,
-                prev.capacity()
-            ))
-        })?;
-    if full {
-        check_sealed(prev.data_exclusive(), prev_base, data_end)
-            .map_err(|(pos, kind)| LinkFailure::Frame(pos, kind))?;
-    }
-    let last_pos = h
-        .prev_last_frame_offset
-        .checked_sub(prev_base)
-        .filter(|&pos| pos < data_end)
-        .ok_or_else(|| {
-            LinkFailure::Broken(format!(
-                "header names previous last frame at offset {}, outside the previous segment \
-                 (base {prev_base})",
-                h.prev_last_frame_offset
-            ))
-        })?;
-    let bytes = prev
-        .data_exclusive()
-        .get(usize::try_from(last_pos).unwrap_or(usize::MAX)..);
-    let bytes = bytes.unwrap_or_default();
-    let bytes = bytes
-        .get(..usize::try_from(data_end - last_pos).unwrap_or(usize::MAX))
-        .unwrap_or(bytes);
-    match crate::format::decode_frame(bytes, h.prev_last_frame_offset) {
-        Ok(crate::format::FrameRead::Frame(frame)) => {
-            if frame.header.crc != h.prev_last_frame_crc {
-                return Err(LinkFailure::Broken(format!(
-                    "previous segment's last frame has checksum {:#010x}, header expects \
-                     {:#010x}: the previous segment is not the one this segment followed",
-                    frame.header.crc, h.prev_last_frame_crc
-                )));
-            }
-            if last_pos + frame.header.stride() != data_end {
-                return Err(LinkFailure::Broken(format!(
-                    "previous segment's last frame ends at offset {}, not at this segment's \
-                     base {}",
-                    prev_base + last_pos + frame.header.stride(),
-                    h.base_offset
-                )));
-            }
-            if frame.header.flags & FLAG_BATCH_CONTINUES != 0 {
-                return Err(LinkFailure::Frame(last_pos, FormatError::IncompleteBatch));
-            }
-        }
-        Ok(crate::format::FrameRead::End) => {
-            return Err(LinkFailure::Frame(
-                last_pos,
-                FormatError::UnexpectedEnd {
-                    expected_end: h.base_offset,
-                },
-            ));
-        }
-        Err(kind) => return Err(LinkFailure::Frame(last_pos, kind)),
-    }
-    prev.set_published_exclusive(data_end);
-    Ok(())
-}
-
-/// Repair: keeps segments `..=keep`, truncates segment `keep` at data position `pos`, and
-/// renames every later segment with [`DROPPED_SUFFIX`].
-fn set_aside(
-    dir: &Path,
-    segments: &mut Vec<Segment>,
-    keep: usize,
-    pos: u64,
-    reason: &str,
-) -> Result<RepairReport> {
-    let mut report = RepairReport {
-        offset: segments.get(keep).map_or(0, |s| s.base_offset() + pos),
-        reason: reason.to_string(),
-        bytes_dropped: 0,
-        segments_dropped: Vec::new(),
-    };
-    for segment in segments.drain(keep + 1..) {
-        report.bytes_dropped += segment.capacity();
-        let from = segment.path().to_path_buf();
-        let mut to = from.clone().into_os_string();
-        to.push(DROPPED_SUFFIX);
-        drop(segment);
-        fs::rename(&from, &to).map_err(|e| StorageError::io("set aside segment", &from, e))?;
-        report.segments_dropped.push(PathBuf::from(to));
-    }
-    if let Some(segment) = segments.get_mut(keep) {
-        let capacity = segment.capacity();
-        // Zero everything from the bad frame on; the tail scan then finds a clean end here.
-        segment.zero_exclusive(pos, capacity)?;
-        report.bytes_dropped += capacity - pos;
-    }
-    sync_dir(dir)?;
-    Ok(report)
 }

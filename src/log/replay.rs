@@ -9,7 +9,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::error::{Result, StorageError};
-use crate::format::{decode_frame, FormatError, FrameHeader, FrameRead, FRAME_HEADER_LEN};
+use crate::format::{
+    decode_frame, FormatError, Frame, FrameHeader, FrameRead, FRAME_ALIGN, FRAME_HEADER_LEN,
+};
 use crate::segment::Segment;
 
 /// An immutable view of the log's segments and its published end, taken at one moment.
@@ -41,60 +43,48 @@ impl Snapshot {
         }
     }
 
+    /// Decodes the frame at `offset` in segment `index`, bounded by that segment's data end;
+    /// `Ok(None)` for a zero length field.
+    fn decode(&self, index: usize, offset: u64) -> Result<Option<Frame<'_>>> {
+        self.decode_bounded(index, offset, self.data_end(index))
+    }
+
+    /// As [`Snapshot::decode`], with the segment's data end already known.
+    fn decode_bounded(&self, index: usize, offset: u64, end: u64) -> Result<Option<Frame<'_>>> {
+        let Some(segment) = self.segments.get(index) else {
+            return Ok(None);
+        };
+        let base = segment.base_offset();
+        let bytes = segment.data(offset - base, end - base);
+        match decode_frame(bytes, offset) {
+            Ok(FrameRead::Frame(frame)) => Ok(Some(frame)),
+            Ok(FrameRead::End) => Ok(None),
+            Err(kind) => Err(corruption(segment, offset, kind)),
+        }
+    }
+
     /// Decodes the frame at `offset`, which must be a record boundary inside the log.
     ///
     /// # Errors
     /// [`StorageError::InvalidOffset`] if no intact frame for `offset` starts there (not a
     /// boundary, before the start, at or past the end); [`StorageError::Corruption`] for a
     /// damaged frame at a segment's first position, which is always a boundary.
-    pub(crate) fn frame_at(&self, offset: u64) -> Result<(usize, FrameHeader)> {
+    pub(crate) fn frame_at(&self, offset: u64) -> Result<(usize, Frame<'_>)> {
         let invalid = |reason| StorageError::InvalidOffset { offset, reason };
         if offset >= self.end {
             return Err(invalid("at or past the end of the log"));
         }
-        if offset % crate::format::FRAME_ALIGN as u64 != 0 {
+        if offset % FRAME_ALIGN as u64 != 0 {
             return Err(invalid("not aligned to a frame boundary"));
         }
         let index = self
             .segment_index(offset)
             .ok_or_else(|| invalid("before the first segment of the log"))?;
+        let at_segment_start = self.segments.get(index).is_some_and(|s| s.base_offset() == offset);
         match self.decode(index, offset) {
-            Ok(Some(header)) => Ok((index, header)),
-            Err(err @ StorageError::Corruption { .. }) if self.is_segment_start(index, offset) => {
-                Err(err)
-            }
+            Ok(Some(frame)) => Ok((index, frame)),
+            Err(err @ StorageError::Corruption { .. }) if at_segment_start => Err(err),
             Ok(None) | Err(_) => Err(invalid("no intact record starts at this offset")),
-        }
-    }
-
-    fn is_segment_start(&self, index: usize, offset: u64) -> bool {
-        self.segments
-            .get(index)
-            .is_some_and(|s| s.base_offset() == offset)
-    }
-
-    /// Decodes the frame at `offset` in segment `index`; `Ok(None)` for a zero length field.
-    fn decode(&self, index: usize, offset: u64) -> Result<Option<FrameHeader>> {
-        let Some(segment) = self.segments.get(index) else {
-            return Ok(None);
-        };
-        let base = segment.base_offset();
-        let bytes = segment.data(offset - base, self.data_end(index) - base);
-        match decode_frame(bytes, offset) {
-            Ok(FrameRead::Frame(frame)) => Ok(Some(frame.header)),
-            Ok(FrameRead::End) => Ok(None),
-            Err(kind) => Err(corruption(segment, offset, kind)),
-        }
-    }
-
-    /// The payload bytes of a frame whose header was decoded at `offset` in segment `index`.
-    fn payload(&self, index: usize, header: &FrameHeader) -> &[u8] {
-        match self.segments.get(index) {
-            Some(segment) => {
-                let start = header.offset - segment.base_offset() + FRAME_HEADER_LEN as u64;
-                segment.data(start, start + header.payload_len() as u64)
-            }
-            None => &[],
         }
     }
 
@@ -110,21 +100,14 @@ impl Snapshot {
         Record {
             offset: header.offset,
             write_timestamp_ms: header.write_timestamp_ms,
-            payload: Payload {
-                segment,
-                start,
-                len: header.payload_len() as u64,
-            },
+            crc: header.crc,
+            payload: Payload { segment, start, len: header.payload_len() as u64 },
         }
     }
 }
 
 fn corruption(segment: &Segment, offset: u64, kind: FormatError) -> StorageError {
-    StorageError::Corruption {
-        segment: segment.path().to_path_buf(),
-        offset,
-        kind,
-    }
+    StorageError::Corruption { segment: segment.path().to_path_buf(), offset, kind }
 }
 
 /// A record read from the log, with its payload still in the memory map.
@@ -134,6 +117,9 @@ pub struct Record {
     pub offset: u64,
     /// When the log accepted the record (milliseconds since the Unix epoch, never decreasing).
     pub write_timestamp_ms: u64,
+    /// The frame's stored checksum, which identifies this exact record: a different record
+    /// at the same offset (after a repair, or in another log) almost surely has another.
+    pub crc: u32,
     /// The record's bytes.
     pub payload: Payload,
 }
@@ -143,13 +129,14 @@ impl fmt::Debug for Record {
         f.debug_struct("Record")
             .field("offset", &self.offset)
             .field("write_timestamp_ms", &self.write_timestamp_ms)
+            .field("crc", &self.crc)
             .field("payload_len", &self.payload.len())
             .finish()
     }
 }
 
 /// A record's payload, borrowed from the segment's memory map. Cloning it is cheap (a
-/// reference count); [`Payload::to_vec`] (through `Deref`) makes an owned copy.
+/// reference count); `to_vec()` (through `Deref<Target = [u8]>`) makes an owned copy.
 #[derive(Clone)]
 pub struct Payload {
     segment: Option<Arc<Segment>>,
@@ -196,8 +183,61 @@ pub struct RecordRef<'a> {
     pub offset: u64,
     /// When the log accepted the record.
     pub write_timestamp_ms: u64,
+    /// The frame's stored checksum (see [`Record::crc`]).
+    pub crc: u32,
     /// The record's bytes, straight from the memory map.
     pub payload: &'a [u8],
+}
+
+/// Where a replay is: the segment it reads, the next offset, and its bounds.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    index: usize,
+    next: u64,
+    until: u64,
+    /// Logical end of the current segment's data, cached so the hot loop skips the lookup.
+    segment_end: u64,
+    done: bool,
+}
+
+impl Cursor {
+    /// Moves to the next frame: returns it, or `None` at the end, or one error and then ends.
+    fn step<'a>(&mut self, snapshot: &'a Snapshot) -> Option<Result<Frame<'a>>> {
+        if self.done {
+            return None;
+        }
+        while self.next >= self.segment_end && self.next < self.until {
+            self.index += 1;
+            self.segment_end = snapshot.data_end(self.index);
+        }
+        if self.next >= self.until {
+            self.done = true;
+            return None;
+        }
+        match snapshot.decode_bounded(self.index, self.next, self.segment_end) {
+            Ok(Some(frame)) => {
+                self.next += frame.header.stride();
+                Some(Ok(frame))
+            }
+            Ok(None) => {
+                self.done = true;
+                let expected_end = self.segment_end;
+                Some(Err(match snapshot.segments.get(self.index) {
+                    Some(s) => {
+                        corruption(s, self.next, FormatError::UnexpectedEnd { expected_end })
+                    }
+                    None => StorageError::InvalidOffset {
+                        offset: self.next,
+                        reason: "past the last segment",
+                    },
+                }))
+            }
+            Err(err) => {
+                self.done = true;
+                Some(Err(err))
+            }
+        }
+    }
 }
 
 /// A streaming iterator over the records of a log, in offset order.
@@ -209,85 +249,39 @@ pub struct RecordRef<'a> {
 #[derive(Debug)]
 pub struct Replay {
     snapshot: Snapshot,
-    index: usize,
-    next: u64,
-    until: u64,
+    cursor: Cursor,
+    /// An error to yield first (a bad start offset), after which the replay ends.
     pending: Option<StorageError>,
-    done: bool,
 }
 
 impl Replay {
     /// Starts a replay of `[from, until)` over `snapshot`; `until` is clamped to the end.
     pub(crate) fn new(snapshot: Snapshot, from: u64, until: u64) -> Replay {
         let until = until.min(snapshot.end);
-        let mut replay = Replay {
-            snapshot,
-            index: 0,
-            next: from,
-            until,
-            pending: None,
-            done: false,
-        };
-        if from == replay.snapshot.end && from >= replay.snapshot.start() {
+        let mut cursor = Cursor { index: 0, next: from, until, segment_end: 0, done: false };
+        let mut pending = None;
+        if from == snapshot.end && from >= snapshot.start() {
             // Replaying from the end is valid and yields nothing.
-            replay.done = true;
-            return replay;
+            cursor.done = true;
+        } else {
+            match snapshot.frame_at(from) {
+                Ok((index, _)) => {
+                    cursor.index = index;
+                    cursor.segment_end = snapshot.data_end(index);
+                }
+                Err(err) => {
+                    cursor.done = true;
+                    pending = Some(err);
+                }
+            }
         }
-        match replay.snapshot.frame_at(from) {
-            Ok((index, _)) => replay.index = index,
-            Err(err) => replay.pending = Some(err),
-        }
-        replay
+        Replay { snapshot, cursor, pending }
     }
 
     /// The offset of the next record this replay would read.
     #[must_use]
     pub fn position(&self) -> u64 {
-        self.next
-    }
-
-    fn advance(&mut self) -> Option<Result<(usize, FrameHeader)>> {
-        if self.done {
-            return None;
-        }
-        if let Some(err) = self.pending.take() {
-            self.done = true;
-            return Some(Err(err));
-        }
-        loop {
-            if self.next >= self.until {
-                self.done = true;
-                return None;
-            }
-            if self.next >= self.snapshot.data_end(self.index) {
-                self.index += 1;
-                continue;
-            }
-            return match self.snapshot.decode(self.index, self.next) {
-                Ok(Some(header)) => {
-                    self.next += header.stride();
-                    Some(Ok((self.index, header)))
-                }
-                Ok(None) => {
-                    self.done = true;
-                    let expected_end = self.snapshot.data_end(self.index);
-                    let segment = self.snapshot.segments.get(self.index);
-                    Some(Err(match segment {
-                        Some(s) => {
-                            corruption(s, self.next, FormatError::UnexpectedEnd { expected_end })
-                        }
-                        None => StorageError::InvalidOffset {
-                            offset: self.next,
-                            reason: "past the last segment",
-                        },
-                    }))
-                }
-                Err(err) => {
-                    self.done = true;
-                    Some(Err(err))
-                }
-            };
-        }
+        self.cursor.next
     }
 
     /// Reads the next record without taking a reference on its segment: the payload borrows
@@ -296,14 +290,14 @@ impl Replay {
     /// # Errors
     /// As for the iterator: one error at the first damaged frame or bad start offset.
     pub fn next_ref(&mut self) -> Option<Result<RecordRef<'_>>> {
-        let (index, header) = match self.advance()? {
-            Ok(found) => found,
-            Err(err) => return Some(Err(err)),
-        };
-        Some(Ok(RecordRef {
-            offset: header.offset,
-            write_timestamp_ms: header.write_timestamp_ms,
-            payload: self.snapshot.payload(index, &header),
+        if self.pending.is_some() {
+            return self.pending.take().map(Err);
+        }
+        Some(self.cursor.step(&self.snapshot)?.map(|frame| RecordRef {
+            offset: frame.header.offset,
+            write_timestamp_ms: frame.header.write_timestamp_ms,
+            crc: frame.header.crc,
+            payload: frame.payload,
         }))
     }
 }
@@ -312,9 +306,11 @@ impl Iterator for Replay {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(
-            self.advance()?
-                .map(|(index, header)| self.snapshot.record(index, &header)),
-        )
+        if self.pending.is_some() {
+            return self.pending.take().map(Err);
+        }
+        let index = self.cursor.index;
+        let step = self.cursor.step(&self.snapshot)?;
+        Some(step.map(|frame| self.snapshot.record(self.cursor.index.max(index), &frame.header)))
     }
 }

@@ -1,1 +1,59 @@
-fn main() {}
+//! `chronicle`: the command-line tool for Chronicle logs.
+//!
+//! Each subcommand lives in its own module and only calls the public API of the `chronicle`
+//! crate; the tool holds no engine logic. Errors are printed as `error: <message>` and end the
+//! process with exit code 1.
+
+#![deny(unsafe_code)]
+
+mod demo;
+mod dump;
+mod output;
+mod repair;
+mod stats;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Inspect, check and repair Chronicle logs, or run a demonstration.
+#[derive(Debug, Parser)]
+#[command(name = "chronicle", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Append, reopen and replay a log of typed events, verifying every record, and print
+    /// throughput and latency.
+    Demo(demo::Args),
+    /// Print the records of a log.
+    Dump(dump::Args),
+    /// Check every record of a log (read-only); exit code 1 on corruption.
+    Verify(verify::Args),
+    /// Print a log's segments, record counts and what a read-only open found.
+    Stats(stats::Args),
+    /// Open a log in repair mode: truncate it at the first damaged record.
+    Repair(repair::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Dump(args) => dump::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Stats(args) => stats::run(&args),
+        Command::Repair(args) => repair::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Indexes over an event log: the aggregate index (aggregate id → offsets of its events) and
+//! the secondary indexes by event type, by namespace and by write time; the persisted index
+//! file; and the staleness check and incremental catch-up that make opening a large log cost
+//! what was appended since the last checkpoint, not the log's size.
+//!
+//! Every index stores offsets only, in increasing order; the events themselves are read from
+//! the log when a query asks for them. Offsets are the source of truth: a query answered from
+//! the index returns exactly the events, in exactly the order, that a full scan filtered by
+//! hand returns.
+
+mod file;
+mod hash;
+mod open;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Borrow;
+
+pub(crate) use file::{decode_index, encode_index};
+pub use file::{load_index, save_index, INDEX_FILE_NAME, INDEX_MAGIC, INDEX_VERSION};
+pub(crate) use open::{catch_up, catch_up_times, open_index};
+
+use crate::event::Event;
+use hash::FxHashMap;
+
+/// Default [`IndexOptions::checkpoint_bytes`]: 64 MiB of new log data.
+pub const CHECKPOINT_BYTES_DEFAULT: u64 = 64 << 20;
+
+/// How the event log keeps its index. Every field has a default (see
+/// [`IndexOptions::default`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Save the index automatically once this many bytes of new log data have been appended
+    /// since the last save. Default 64 MiB ([`CHECKPOINT_BYTES_DEFAULT`]); `0` turns
+    /// automatic checkpoints off (the index is then saved only by
+    /// [`EventLog::checkpoint`](crate::EventLog::checkpoint) and
+    /// [`EventLog::close`](crate::EventLog::close)). A smaller value makes reopening after a
+    /// crash cheaper and costs one index save (a write of the whole index file and two
+    /// fsyncs) per interval, inside the append that crosses it.
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions { checkpoint_bytes: CHECKPOINT_BYTES_DEFAULT }
+    }
+}
+
+/// What opening an event log did with its index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexReport {
+    /// Whether a stored index file was loaded and used.
+    pub loaded: bool,
+    /// The log offset up to which the index was known when the open started: the stored
+    /// index's covered end if it was used, otherwise the log's start (a full rebuild).
+    pub covered_offset: u64,
+    /// Records read from the log to bring the index up to date: those at or after
+    /// `covered_offset`.
+    pub records_replayed: u64,
+    /// Why no stored index was used and the index was rebuilt from the whole log: the file
+    /// is missing, damaged, of another version, or does not match the log. `None` when a
+    /// stored index was used.
+    pub rebuilt_because: Option<String>,
+}
+
+/// Marks "no interned id" in the one-entry lookup cache.
+const NO_ID: u32 = u32::MAX;
+
+/// A set of strings, each given a small id, with the offsets of the events that carry it.
+#[derive(Debug, Clone, Default)]
+struct Interned {
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    offsets: Vec<Vec<u64>>,
+    /// The id used last: appends usually repeat the previous type and namespace, and a
+    /// string comparison is cheaper than a hash lookup.
+    last: u32,
+}
+
+impl Interned {
+    fn new() -> Interned {
+        Interned { last: NO_ID, ..Interned::default() }
+    }
+
+    #[inline]
+    fn push(&mut self, name: &str, offset: u64) {
+        let cached = self.names.get(self.last as usize);
+        let id = match cached {
+            Some(last) if **last == *name => self.last,
+            _ => self.intern(name),
+        };
+        self.last = id;
+        if let Some(list) = self.offsets.get_mut(id as usize) {
+            list.push(offset);
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        // More than four billion distinct names cannot be built from a log whose records each
+        // carry one; saturating keeps this panic-free all the same.
+        let id = u32::try_from(self.names.len()).unwrap_or(NO_ID - 1);
+        self.ids.insert(name.into(), id);
+        self.names.push(name.into());
+        self.offsets.push(Vec::new());
+        id
+    }
+
+    /// Adds a name with its offsets (used by the decoder); `false` if it is already present.
+    fn insert_list(&mut self, name: &str, offsets: Vec<u64>) -> bool {
+        if self.ids.contains_key(name) {
+            return false;
+        }
+        let Ok(id) = u32::try_from(self.names.len()) else {
+            return false;
+        };
+        self.ids.insert(name.into(), id);
+        self.names.push(name.into());
+        self.offsets.push(offsets);
+        true
+    }
+
+    fn get<Q>(&self, name: &Q) -> &[u64]
+    where
+        Box<str>: Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.ids.get(name).and_then(|&id| self.offsets.get(id as usize)).map_or(&[], Vec::as_slice)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &[u64])> {
+        self.names.iter().zip(&self.offsets).map(|(name, offsets)| (&**name, offsets.as_slice()))
+    }
+
+    fn total(&self) -> u64 {
+        self.offsets.iter().map(|v| v.len() as u64).sum()
+    }
+
+    fn truncate(&mut self, offset: u64) {
+        for list in &mut self.offsets {
+            list.truncate(list.partition_point(|&o| o < offset));
+        }
+    }
+}
+
+/// The aggregate index of an event log, together with its secondary indexes.
+///
+/// - **by aggregate:** aggregate id → offsets of the events that carry that id;
+/// - **by event type** and **by namespace:** name → offsets of the events that carry it;
+/// - **by write time:** a sparse sorted list of `(write_timestamp_ms, offset)` with one entry
+///   wherever the timestamp changes. The log keeps timestamps non-decreasing in offset order,
+///   so the first event at or after a time is found by binary search.
+///
+/// Every list holds offsets in increasing order. The index covers the log's records up to
+/// [`AggregateIndex::covered_end`]; [`crate::EventLog`] keeps it up to date on every append
+/// and catches it up on open. The time index may lag behind the others by a bounded amount
+/// ([`AggregateIndex::time_covered_end`]); time queries read the records after that point from
+/// the log, so the lag never changes an answer.
+#[derive(Debug, Clone)]
+pub struct AggregateIndex {
+    /// Records before this offset are indexed by aggregate, type and namespace.
+    end: u64,
+    /// The offset of the last indexed record, and its frame checksum when known.
+    last: Option<(u64, Option<u32>)>,
+    records: u64,
+    aggregates: FxHashMap<u64, Vec<u64>>,
+    types: Interned,
+    namespaces: Interned,
+    /// `(write_timestamp_ms, offset)` at each change of timestamp, in offset order.
+    times: Vec<(u64, u64)>,
+    /// Records before this offset are in `times`.
+    times_end: u64,
+    /// Whether every timestamp seen was at least the one before it (the log guarantees it);
+    /// time queries fall back to a full scan if not.
+    times_monotonic: bool,
+}
+
+impl Default for AggregateIndex {
+    fn default() -> Self {
+        AggregateIndex::starting_at(0)
+    }
+}
+
+impl PartialEq for AggregateIndex {
+    /// Indexes are equal when they cover the same records with the same lists (string ids
+    /// and the last record's checksum, which may or may not be known, are not compared).
+    fn eq(&self, other: &Self) -> bool {
+        fn lists(i: &Interned) -> Vec<(&str, &[u64])> {
+            let mut v: Vec<(&str, &[u64])> = i.iter().filter(|(_, o)| !o.is_empty()).collect();
+            v.sort_unstable();
+            v
+        }
+        self.end == other.end
+            && self.last.map(|l| l.0) == other.last.map(|l| l.0)
+            && self.records == other.records
+            && self.aggregates == other.aggregates
+            && lists(&self.types) == lists(&other.types)
+            && lists(&self.namespaces) == lists(&other.namespaces)
+            && self.times == other.times
+            && self.times_end == other.times_end
+            && self.times_monotonic == other.times_monotonic
+    }
+}
+
+impl Eq for AggregateIndex {}
+
+impl AggregateIndex {
+    /// An empty index of a log whose first record is at `start`.
+    #[must_use]
+    pub(crate) fn starting_at(start: u64) -> AggregateIndex {
+        AggregateIndex {
+            end: start,
+            last: None,
+            records: 0,
+            aggregates: FxHashMap::default(),
+            types: Interned::new(),
+            namespaces: Interned::new(),
+            times: Vec::new(),
+            times_end: start,
+            times_monotonic: true,
+        }
+    }
+
+    /// The log offset up to which records are indexed: the end of the last indexed record.
+    #[must_use]
+    pub fn covered_end(&self) -> u64 {
+        self.end
+    }
+
+    /// The log offset up to which records are in the time index (at most
+    /// [`AggregateIndex::covered_end`]).
+    #[must_use]
+    pub fn time_covered_end(&self) -> u64 {
+        self.times_end
+    }
+
+    /// The number of records indexed.
+    #[must_use]
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The offset of the last indexed record.
+    #[must_use]
+    pub fn last_record_offset(&self) -> Option<u64> {
+        self.last.map(|(offset, _)| offset)
+    }
+
+    /// Offsets of the events of aggregate `id`, in log order (empty if there are none).
+    #[must_use]
+    pub fn aggregate(&self, id: u64) -> &[u64] {
+        self.aggregates.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The ids of all aggregates with at least one event, in no particular order.
+    pub fn aggregate_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.aggregates.keys().copied()
+    }
+
+    /// Offsets of the events whose `event_type` is `event_type`, in log order.
+    #[must_use]
+    pub fn of_type(&self, event_type: &str) -> &[u64] {
+        self.types.get(event_type)
+    }
+
+    /// Offsets of the events whose `namespace` is `namespace`, in log order.
+    #[must_use]
+    pub fn in_namespace(&self, namespace: &str) -> &[u64] {
+        self.namespaces.get(namespace)
+    }
+
+    /// Every event type seen, with the offsets of its events.
+    pub fn event_types(&self) -> impl Iterator<Item = (&str, &[u64])> {
+        self.types.iter().filter(|(_, offsets)| !offsets.is_empty())
+    }
+
+    /// Every namespace seen, with the offsets of its events.
+    pub fn namespaces(&self) -> impl Iterator<Item = (&str, &[u64])> {
+        self.namespaces.iter().filter(|(_, offsets)| !offsets.is_empty())
+    }
+
+    /// The sparse time index: `(write_timestamp_ms, offset)` for the first record of each
+    /// distinct timestamp, in offset order, for the records before
+    /// [`AggregateIndex::time_covered_end`].
+    #[must_use]
+    pub fn time_entries(&self) -> &[(u64, u64)] {
+        &self.times
+    }
+
+    /// Where a scan for the records written at or after `from_ms` may start: the offset of the
+    /// first time-indexed record with a timestamp of at least `from_ms`, or
+    /// [`AggregateIndex::time_covered_end`] if every time-indexed record is older. Every
+    /// record before the returned offset was written before `from_ms` (when timestamps are
+    /// monotonic; otherwise the log's start is returned).
+    #[must_use]
+    pub fn time_scan_start(&self, from_ms: u64) -> u64 {
+        if !self.times_monotonic {
+            return self.times.first().map_or(self.times_end, |&(_, o)| o);
+        }
+        let first = self.times.partition_point(|&(ts, _)| ts < from_ms);
+        self.times.get(first).map_or(self.times_end, |&(_, o)| o)
+    }
+
+    /// Whether every timestamp indexed so far was at least the one before it. The log
+    /// guarantees this; if it ever failed, time queries scan the whole log instead of
+    /// trusting the order.
+    #[must_use]
+    pub fn times_monotonic(&self) -> bool {
+        self.times_monotonic
+    }
+
+    /// Indexes an event appended at `offset` (beyond everything indexed so far), without its
+    /// timestamp: the time index catches up later. The caller then sets the covered end.
+    #[inline]
+    pub(crate) fn insert(&mut self, offset: u64, event: &Event) {
+        if let Some(id) = event.aggregate_id {
+            self.aggregates.entry(id).or_default().push(offset);
+        }
+        self.types.push(&event.event_type, offset);
+        self.namespaces.push(&event.namespace, offset);
+        self.records += 1;
+        self.last = Some((offset, None));
+    }
+
+    /// Indexes a record read from the log, with its timestamp and frame checksum; `next` is
+    /// the offset just after it. The time index must have caught up to `offset`.
+    pub(crate) fn insert_read(
+        &mut self,
+        offset: u64,
+        next: u64,
+        write_timestamp_ms: u64,
+        crc: u32,
+        event: &Event,
+    ) {
+        self.insert(offset, event);
+        self.last = Some((offset, Some(crc)));
+        self.end = next;
+        if self.times_end == offset {
+            self.push_time(offset, next, write_timestamp_ms);
+        }
+    }
+
+    /// Adds a record to the time index; `next` is the offset just after it.
+    pub(crate) fn push_time(&mut self, offset: u64, next: u64, write_timestamp_ms: u64) {
+        match self.times.last() {
+            Some(&(last, _)) if last == write_timestamp_ms => {}
+            Some(&(last, _)) => {
+                if write_timestamp_ms < last {
+                    self.times_monotonic = false;
+                }
+                self.times.push((write_timestamp_ms, offset));
+            }
+            None => self.times.push((write_timestamp_ms, offset)),
+        }
+        self.times_end = next;
+    }
+
+    /// Sets the covered end after inserts from appends (the log's end offset).
+    #[inline]
+    pub(crate) fn set_end(&mut self, end: u64) {
+        self.end = end;
+    }
+
+    /// The checksum of the last indexed record's frame, if known.
+    pub(crate) fn last_crc(&self) -> Option<u32> {
+        self.last.and_then(|(_, crc)| crc)
+    }
+
+    /// Records the checksum of the last indexed record's frame.
+    pub(crate) fn set_last_crc(&mut self, crc: u32) {
+        if let Some((_, known)) = &mut self.last {
+            *known = Some(crc);
+        }
+    }
+
+    /// Drops every entry at or after `offset`, which must be a record boundary at or before
+    /// the covered end; the index then covers exactly the records before `offset`.
+    pub(crate) fn truncate(&mut self, offset: u64) {
+        if offset >= self.end {
+            return;
+        }
+        self.aggregates.retain(|_, list| {
+            list.truncate(list.partition_point(|&o| o < offset));
+            !list.is_empty()
+        });
+        self.types.truncate(offset);
+        self.namespaces.truncate(offset);
+        self.times.truncate(self.times.partition_point(|&(_, o)| o < offset));
+        self.times_end = self.times_end.min(offset);
+        // Every record has a type, so the type lists hold every indexed record once.
+        self.records = self.types.total();
+        self.last = self
+            .types
+            .offsets
+            .iter()
+            .filter_map(|list| list.last().copied())
+            .max()
+            .map(|o| (o, None));
+        self.end = offset;
+        self.times_monotonic = self.times.windows(2).all(|w| match w {
+            [a, b] => a.0 <= b.0,
+            _ => true,
+        });
+    }
+}

@@ -1,0 +1,130 @@
+//! Loading the stored index on open, deciding whether it still describes the log, and
+//! catching it up by replaying only the records after the offset it covers.
+
+use std::io;
+use std::path::Path;
+
+use super::{load_index, AggregateIndex, IndexReport};
+use crate::error::{Result, StorageError};
+use crate::event::decode_event;
+use crate::format::frame_stride;
+use crate::log::Log;
+
+/// Loads the index stored at `path` if it is usable for `log`, otherwise starts an empty
+/// one, and catches it up with the log. Never fails because of the index file: any problem
+/// with it becomes `rebuilt_because`. Fails only if the log itself cannot be read.
+pub(crate) fn open_index(log: &Log, path: &Path) -> Result<(AggregateIndex, IndexReport)> {
+    let start = log.start_offset();
+    let stored = match load_index(path) {
+        Ok(index) => check_against(log, &index).map(|()| index),
+        Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Err(format!("no index file at `{}`", path.display()))
+        }
+        Err(err) => Err(format!("stored index is unusable: {err}")),
+    };
+    let (mut index, loaded, rebuilt_because) = match stored {
+        Ok(index) => (index, true, None),
+        Err(reason) => (AggregateIndex::starting_at(start), false, Some(reason)),
+    };
+    let covered_offset = index.covered_end();
+    let records_replayed = catch_up(&mut index, log)?;
+    Ok((index, IndexReport { loaded, covered_offset, records_replayed, rebuilt_because }))
+}
+
+/// Checks that a stored index describes a prefix of `log`: it covers no more than the log
+/// holds, and the record it names as its last is in the log at that offset, with the same
+/// frame checksum, and ends exactly where the index says its coverage ends.
+///
+/// The frame checksum covers the record's offset, write timestamp and payload, so a log that
+/// was truncated and written again, replaced, or repaired below the covered end fails here
+/// (barring a 32-bit checksum collision on a frame at the very same offset).
+fn check_against(log: &Log, index: &AggregateIndex) -> Result<(), String> {
+    let end = log.end_offset();
+    let start = log.start_offset();
+    let covered = index.covered_end();
+    if covered > end {
+        return Err(format!(
+            "stored index covers the log up to offset {covered}, but the log ends at {end} \
+             (the log lost its tail, or the index belongs to another log)"
+        ));
+    }
+    if covered < start {
+        return Err(format!(
+            "stored index covers the log up to offset {covered}, before its first record at \
+             {start}"
+        ));
+    }
+    let Some(last) = index.last_record_offset() else {
+        return if covered == start {
+            Ok(())
+        } else {
+            Err(format!(
+                "stored index holds no records but claims to cover the log up to {covered}"
+            ))
+        };
+    };
+    if index.time_entries().first().is_some_and(|&(_, o)| o < start) {
+        return Err(format!("stored index starts before the log's first record at {start}"));
+    }
+    let record = log.read_at(last).map_err(|err| {
+        format!("the last record the stored index names (offset {last}) is not in the log: {err}")
+    })?;
+    let stored_crc = index.last_crc();
+    if stored_crc != Some(record.crc) {
+        return Err(format!(
+            "the record at offset {last} has frame checksum {:#010x}, the stored index expects \
+             {:#010x} (the log was rewritten there, or the index belongs to another log)",
+            record.crc,
+            stored_crc.unwrap_or(0)
+        ));
+    }
+    let record_end = last + frame_stride(record.payload.len());
+    if record_end != covered {
+        return Err(format!(
+            "the stored index's last record ends at offset {record_end}, not at its covered end \
+             {covered}"
+        ));
+    }
+    Ok(())
+}
+
+/// Indexes every record of `log` from the index's covered end to the log's end, reading each
+/// once. Returns how many records were read.
+///
+/// # Errors
+/// A damaged record ([`StorageError::Corruption`]) or one that is not an event
+/// ([`StorageError::Decode`]); the index then covers the records before it.
+pub(crate) fn catch_up(index: &mut AggregateIndex, log: &Log) -> Result<u64> {
+    let from = index.covered_end();
+    catch_up_times(index, log)?;
+    let mut replay = log.replay(from);
+    let mut records = 0u64;
+    while let Some(record) = replay.next_ref() {
+        let record = record?;
+        let event = decode_event(record.payload, record.offset)?;
+        let next = record.offset + frame_stride(record.payload.len());
+        index.insert_read(record.offset, next, record.write_timestamp_ms, record.crc, &event);
+        records += 1;
+    }
+    Ok(records)
+}
+
+/// Brings the time index up to the covered end by reading the frame headers of the records
+/// it lacks (their payloads are not decoded).
+///
+/// # Errors
+/// A damaged record; the time index then stays where it was, which costs time queries a
+/// longer scan but never changes their answers.
+pub(crate) fn catch_up_times(index: &mut AggregateIndex, log: &Log) -> Result<()> {
+    let (from, until) = (index.time_covered_end(), index.covered_end());
+    if from >= until {
+        return Ok(());
+    }
+    let mut replay = log.replay_until(from, until);
+    while let Some(record) = replay.next_ref() {
+        let record = record?;
+        let next = record.offset + frame_stride(record.payload.len());
+        index.push_time(record.offset, next, record.write_timestamp_ms);
+    }
+    Ok(())
+}

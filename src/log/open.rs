@@ -1,0 +1,420 @@
+//! Opening a log: the lock, the directory listing, header validation, and carrying out the
+//! recovery [`Plan`](super::recovery::Plan).
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+
+use super::prefault::Prefaulter;
+use super::recovery::{
+    check_sealed, examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView,
+};
+use super::{
+    now_ms, Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTail, Writer,
+    DROPPED_SUFFIX,
+};
+use crate::error::{Result, StorageError};
+use crate::format::{
+    decode_frame, parse_segment_file_name, segment_file_name, DurableRecord, FormatError,
+    FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, FORMAT_VERSION, LOCK_FILE_NAME,
+    NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, TEMP_FILE_SUFFIX,
+};
+use crate::segment::{sync_dir, Segment, SegmentWriter};
+
+/// Segment files and leftover temporary files found in a log directory.
+struct Listing {
+    bases: Vec<u64>,
+    temps: Vec<PathBuf>,
+}
+
+fn list_dir(dir: &Path) -> Result<Listing> {
+    let mut listing = Listing { bases: Vec::new(), temps: Vec::new() };
+    let entries = fs::read_dir(dir).map_err(|e| StorageError::io("list log directory", dir, e))?;
+    let temp_suffix = format!("{SEGMENT_FILE_SUFFIX}{TEMP_FILE_SUFFIX}");
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("list log directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_segment_file_name(name) {
+            listing.bases.push(base);
+        } else if name.ends_with(&temp_suffix) {
+            listing.temps.push(entry.path());
+        }
+    }
+    listing.bases.sort_unstable();
+    Ok(listing)
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StorageError::io("open lock file", &path, e))?;
+    // `flock`-style: held by the open file description, so no other close in this process
+    // releases it (unlike a POSIX record lock).
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Err(TryLockError::Error(e)) => Err(StorageError::io("lock log directory", &path, e)),
+    }
+}
+
+/// Opens the log in `dir`; see [`Log::open_with`] and [`Log::open_read_only`].
+pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
+    options.validate()?;
+    let repair = options.recovery == RecoveryMode::Repair;
+    if read_only && repair {
+        return Err(StorageError::InvalidOptions {
+            reason: "repair needs a writer, not a read-only open".to_string(),
+        });
+    }
+    let lock = if read_only {
+        None
+    } else {
+        fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
+        Some(lock_dir(dir)?)
+    };
+    let mut report = OpenReport::default();
+    let listing = list_dir(dir)?;
+    if !read_only && !listing.temps.is_empty() {
+        for temp in &listing.temps {
+            fs::remove_file(temp)
+                .map_err(|e| StorageError::io("remove temporary file", temp, e))?;
+        }
+        sync_dir(dir)?;
+        report.temp_files_removed = listing.temps.len();
+    }
+    let mut segments = Vec::with_capacity(listing.bases.len());
+    for &base in &listing.bases {
+        segments.push(Segment::open(dir.join(segment_file_name(base)), base, !read_only)?);
+    }
+    let log_id = segments.first().map_or_else(new_log_id, |s| s.header().log_id);
+    let mut recorded = read_durable_record(dir, log_id);
+
+    let recovered = loop {
+        if segments.is_empty() {
+            break None;
+        }
+        if repair {
+            if let Some((index, pos, kind)) = first_bad_sealed(&mut segments) {
+                cut(dir, &mut segments, index, pos, &kind.to_string(), &mut report)?;
+                recorded = None;
+                continue;
+            }
+        }
+        let plan = {
+            let views: Vec<SegmentView<'_>> = segments
+                .iter_mut()
+                .map(|s| {
+                    let extents = s.data_extents();
+                    SegmentView { header: *s.header(), data: s.data_exclusive(), extents }
+                })
+                .collect();
+            plan(&views, recorded.as_ref())
+        };
+        match plan.outcome.clone() {
+            Outcome::End { index, end, dirty_end } => {
+                break Some(apply_end(
+                    dir,
+                    &mut segments,
+                    &plan,
+                    index,
+                    end,
+                    dirty_end,
+                    read_only,
+                    &mut report,
+                )?);
+            }
+            Outcome::Damaged { index, pos, offset, kind } => {
+                if !repair {
+                    return Err(StorageError::Corruption {
+                        segment: segments[index].path().to_path_buf(),
+                        offset,
+                        kind,
+                    });
+                }
+                cut(dir, &mut segments, index, pos, &kind.to_string(), &mut report)?;
+                recorded = None;
+            }
+            Outcome::Broken { index, reason } => {
+                if !repair {
+                    return Err(StorageError::BrokenChain {
+                        segment: segments[index].path().to_path_buf(),
+                        reason,
+                    });
+                }
+                let prev = index - 1;
+                let data_end = segments[index].base_offset() - segments[prev].base_offset();
+                let pos = data_end.min(segments[prev].capacity());
+                cut(dir, &mut segments, prev, pos, &reason, &mut report)?;
+                recorded = None;
+            }
+        }
+    };
+
+    let (end, last_frame, known_durable) = match &recovered {
+        Some(r) => (r.end, r.last_frame, r.known_durable),
+        None => (0, None, 0),
+    };
+    let last_segment = segments.pop();
+    let mut all: Vec<Arc<Segment>> = segments.into_iter().map(Arc::new).collect();
+    let active = match last_segment {
+        Some(last) if read_only => {
+            all.push(Arc::new(last));
+            None
+        }
+        Some(last) => Some(SegmentWriter::new(last)?),
+        // A read-only open of a directory with no segments sees an empty log.
+        None if read_only => None,
+        None => {
+            let header = SegmentHeader {
+                version: FORMAT_VERSION,
+                flags: 0,
+                created_at_ms: now_ms(),
+                base_offset: 0,
+                prev_last_frame_offset: NO_PREVIOUS_FRAME,
+                prev_last_frame_crc: 0,
+                durable_offset: 0,
+                log_id,
+            };
+            report.created = true;
+            Some(Segment::create(dir, options.segment_bytes, header)?)
+        }
+    };
+    let sealed = all.clone();
+    if let Some(active) = &active {
+        all.push(Arc::clone(active.segment()));
+    }
+    report.segments = all.len();
+    report.end_offset = end;
+    let shared = Arc::new(Shared {
+        dir: dir.to_path_buf(),
+        segments: RwLock::new(all.into()),
+        end: AtomicU64::new(end),
+    });
+    let writer = match (active, lock) {
+        (Some(active), Some(lock)) => {
+            let base = active.segment().base_offset();
+            // The surviving records may be only in the page cache (the previous writer may
+            // have crashed before syncing). Sync everything after the known durable point
+            // now, so every frame written from here on truthfully records what is durable.
+            let unsynced_sealed = sealed
+                .iter()
+                .zip(sealed.iter().skip(1).map(|s| s.base_offset()).chain(std::iter::once(base)))
+                .filter(|(segment, next_base)| {
+                    *next_base > known_durable.max(segment.base_offset())
+                })
+                .map(|(segment, next_base)| {
+                    let from = known_durable.saturating_sub(segment.base_offset());
+                    (Arc::clone(segment), from, next_base - segment.base_offset())
+                })
+                .collect();
+            let pos = end - base;
+            let mut writer = Writer {
+                active,
+                pos,
+                synced_pos: known_durable.saturating_sub(base).min(pos),
+                synced_end: known_durable.min(end),
+                unsynced_sealed,
+                last_frame: last_frame.map_or((NO_PREVIOUS_FRAME, 0), |h| (h.offset, h.crc)),
+                last_timestamp_ms: last_frame.map_or(0, |h| h.write_timestamp_ms),
+                poisoned: None,
+                shared: Arc::clone(&shared),
+                segment_bytes: options.segment_bytes,
+                record_bytes_max: options.record_bytes_max,
+                log_id,
+                prefaulter: Prefaulter::start(),
+                prefault_requested: 0,
+                _lock: lock,
+            };
+            writer.sync()?;
+            writer.publish();
+            Some(writer)
+        }
+        _ => None,
+    };
+    Ok(Log { shared, writer, options, report })
+}
+
+/// Where a recovered log ends.
+struct Recovered {
+    /// The end offset.
+    end: u64,
+    /// The last complete frame before the end, anywhere in the log.
+    last_frame: Option<FrameHeader>,
+    known_durable: u64,
+}
+
+/// Carries out [`Outcome::End`]: zeroes the torn bytes of segment `index` (a writer only),
+/// sets later segments aside, and publishes every remaining segment's data.
+#[allow(clippy::too_many_arguments)]
+fn apply_end(
+    dir: &Path,
+    segments: &mut Vec<Segment>,
+    plan: &Plan,
+    index: usize,
+    end: u64,
+    dirty_end: u64,
+    read_only: bool,
+    report: &mut OpenReport,
+) -> Result<Recovered> {
+    report.records_scanned += plan.frames_scanned;
+    report.bytes_scanned += plan.bytes_scanned;
+    let later: Vec<Segment> = segments.drain(index + 1..).collect();
+    let mut segments_dropped = Vec::new();
+    for segment in later {
+        let path = segment.path().to_path_buf();
+        drop(segment);
+        if read_only {
+            segments_dropped.push(path);
+        } else {
+            segments_dropped.push(set_aside(&path)?);
+        }
+    }
+    if !read_only && !segments_dropped.is_empty() {
+        sync_dir(dir)?;
+    }
+    let Some(last) = segments.get_mut(index) else {
+        return Err(StorageError::InvalidOffset {
+            offset: end,
+            reason: "recovery lost its segment",
+        });
+    };
+    let base = last.base_offset();
+    if dirty_end > end || plan.frames_dropped > 0 || !segments_dropped.is_empty() {
+        report.torn_tail = Some(TornTail {
+            offset: base + end,
+            bytes: dirty_end.saturating_sub(end),
+            frames_dropped: plan.frames_dropped,
+            segments_dropped,
+        });
+    }
+    if !read_only && dirty_end > end {
+        last.zero_exclusive(end, dirty_end)?;
+    }
+    last.set_published_exclusive(end);
+    let last_frame = match plan.last_complete {
+        Some(header) if header.offset + header.stride() == base + end => Some(header),
+        _ => last_frame_before(segments, index, end),
+    };
+    for i in 1..segments.len() {
+        let next_base = segments[i].base_offset();
+        let segment = &mut segments[i - 1];
+        let data_end = next_base - segment.base_offset();
+        segment.set_published_exclusive(data_end);
+    }
+    Ok(Recovered { end: base + end, last_frame, known_durable: plan.known_durable })
+}
+
+/// The last complete frame before data position `end` of segment `index`, found by walking
+/// that segment (or, if it is empty, from the link to the previous one).
+fn last_frame_before(segments: &mut [Segment], index: usize, end: u64) -> Option<FrameHeader> {
+    if end > 0 {
+        let segment = segments.get_mut(index)?;
+        let base = segment.base_offset();
+        let data = segment.data_exclusive();
+        let bounded = data.get(..usize::try_from(end).ok()?)?;
+        return walk_chain(bounded, base, 0).last_complete;
+    }
+    let header = *segments.get(index)?.header();
+    let prev = segments.get_mut(index.checked_sub(1)?)?;
+    let pos = header.prev_last_frame_offset.checked_sub(prev.base_offset())?;
+    let data = prev.data_exclusive().get(usize::try_from(pos).ok()?..)?;
+    match decode_frame(data, header.prev_last_frame_offset) {
+        Ok(FrameRead::Frame(frame)) => Some(frame.header),
+        _ => None,
+    }
+}
+
+/// Repair: verifies every frame of every sealed segment; returns the first bad one.
+fn first_bad_sealed(segments: &mut [Segment]) -> Option<(usize, u64, FormatError)> {
+    for index in 1..segments.len() {
+        let next_base = segments[index].base_offset();
+        let segment = &mut segments[index - 1];
+        let base = segment.base_offset();
+        let data_end = next_base.checked_sub(base)?.min(segment.capacity());
+        if let Err((pos, kind)) = check_sealed(segment.data_exclusive(), base, 0, data_end) {
+            return Some((index - 1, pos, kind));
+        }
+    }
+    None
+}
+
+/// A fresh random log identifier. Uniqueness, not secrecy, is what matters: std's randomly
+/// keyed hasher over the time and process id gives 64 well-mixed bits without a dependency.
+fn new_log_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_ms());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// The durable record of log `log_id`, or `None` if there is no usable one (missing, damaged,
+/// or from another log): the record only adds knowledge, so doing without it is safe.
+fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
+    fs::read(dir.join(DURABLE_FILE_NAME))
+        .ok()
+        .and_then(|bytes| DurableRecord::decode(&bytes).ok())
+        .filter(|record| record.log_id == log_id)
+}
+
+/// Repair: keeps segments up to `index`, zeroes segment `index` from data position `pos`, and
+/// sets every later segment aside; records what was dropped.
+fn cut(
+    dir: &Path,
+    segments: &mut Vec<Segment>,
+    index: usize,
+    pos: u64,
+    reason: &str,
+    report: &mut OpenReport,
+) -> Result<()> {
+    let offset = segments.get(index).map_or(0, |s| s.base_offset() + pos);
+    let entry = report.repair.get_or_insert_with(|| RepairReport {
+        offset,
+        reason: reason.to_string(),
+        bytes_dropped: 0,
+        segments_dropped: Vec::new(),
+    });
+    if offset < entry.offset {
+        entry.offset = offset;
+        entry.reason = reason.to_string();
+    }
+    for segment in segments.drain(index + 1..) {
+        entry.bytes_dropped += segment.capacity();
+        let path = segment.path().to_path_buf();
+        drop(segment);
+        entry.segments_dropped.push(set_aside(&path)?);
+    }
+    // The durable record may describe data the cut removes: drop it; the next close writes a
+    // new one.
+    let record = dir.join(DURABLE_FILE_NAME);
+    match fs::remove_file(&record) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StorageError::io("remove durable record", record, e)),
+    }
+    if let Some(segment) = segments.get_mut(index) {
+        let base = segment.base_offset();
+        let extents = segment.data_extents();
+        let dirty_end =
+            examine_after_chain(segment.data_exclusive(), base, pos, &extents).dirty_end;
+        entry.bytes_dropped += dirty_end.saturating_sub(pos);
+        segment.zero_exclusive(pos, dirty_end)?;
+    }
+    sync_dir(dir)
+}
+
+/// Renames a segment file with [`DROPPED_SUFFIX`], so `open` ignores it but it is kept.
+fn set_aside(path: &Path) -> Result<PathBuf> {
+    let mut to = path.as_os_str().to_owned();
+    to.push(DROPPED_SUFFIX);
+    let to = PathBuf::from(to);
+    fs::rename(path, &to).map_err(|e| StorageError::io("set aside segment", path, e))?;
+    Ok(to)
+}
