@@ -104,9 +104,9 @@ impl DurableRecord {
     /// [`FormatError::Truncated`] for a wrong length, [`FormatError::BadMagic`],
     /// [`FormatError::UnsupportedVersion`] or [`FormatError::HeaderChecksum`].
     pub fn decode(bytes: &[u8]) -> Result<DurableRecord, FormatError> {
-        let Some(b) = bytes.first_chunk::<DURABLE_RECORD_LEN>().filter(|_| {
-            bytes.len() == DURABLE_RECORD_LEN
-        }) else {
+        let Some(b) =
+            bytes.first_chunk::<DURABLE_RECORD_LEN>().filter(|_| bytes.len() == DURABLE_RECORD_LEN)
+        else {
             return Err(FormatError::Truncated {
                 needed: DURABLE_RECORD_LEN as u64,
                 available: bytes.len() as u64,
@@ -513,6 +513,15 @@ pub(crate) fn crc32(parts: &[&[u8]]) -> u32 {
         hasher.update(part);
     }
     hasher.finalize()
+}
+
+/// The offset field of the frame header at the start of `bytes`, read without validating
+/// anything. A damaged frame whose stored offset still equals the position it was read at
+/// is a damaged record, not a position inside one.
+#[must_use]
+pub fn stored_offset(bytes: &[u8]) -> Option<u64> {
+    let h = bytes.first_chunk::<FRAME_HEADER_LEN>()?;
+    Some(u64::from_le_bytes(read_array(h, FH_OFFSET)))
 }
 
 /// The checksum stored in an encoded frame header.

@@ -1,4 +1,53 @@
 //! Chronicle: an embeddable, append-only, segmented log with explicit durability.
+//!
+//! Use it as a write-ahead log ([`Log`]: byte records) or as an event store ([`EventLog`]:
+//! typed [`Event`]s with persisted indexes). Records live in preallocated, memory-mapped
+//! segment files; every record has an offset, and replay streams from any offset with flat
+//! memory. The on-disk format is specified byte by byte in `FORMAT.md`.
+//!
+//! ```
+//! use chronicle::{Event, EventLog};
+//!
+//! # fn main() -> Result<(), chronicle::StorageError> {
+//! # let dir = tempfile::tempdir().map_err(|e| chronicle::StorageError::InvalidOptions { reason: e.to_string() })?;
+//! let mut log = EventLog::open(dir.path())?;
+//! let placed = Event::builder("order.placed").aggregate_id(42).payload(b"{\"qty\":1}".to_vec()).build();
+//! let offset = log.append(&placed)?;          // in the page cache: survives a process crash
+//! log.append_sync(&placed)?;                   // on stable storage: survives power loss
+//! for envelope in log.replay(offset) {
+//!     let envelope = envelope?;
+//!     assert_eq!(envelope.event.event_type, "order.placed");
+//! }
+//! log.close()?;                                // durable and unlocked
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Durability
+//!
+//! | call | returns when | survives a process crash | survives power loss |
+//! |---|---|---|---|
+//! | `append` | the record is in the page cache (copied into the map; no system call) | yes | after the next sync |
+//! | `append_sync` | this record and all before it are on stable storage | yes | yes |
+//! | `append_batch` | as `append`; after a crash all of the batch or none of it | yes | after the next sync |
+//! | `sync` | everything appended so far is on stable storage | yes | yes |
+//! | `close` | everything is on stable storage and the directory is unlocked | yes | yes |
+//!
+//! After a failed sync the writer is poisoned: every later write fails with
+//! [`StorageError::Poisoned`] until the log is reopened, because the kernel may have dropped
+//! the pages it failed to write.
+//!
+//! # Recovery
+//!
+//! Opening a log scans only what was written since the last known durable point. A torn tail
+//! (what a crash left of writes no sync acknowledged) is cut and reported in
+//! [`OpenReport::torn_tail`]; damage to data that was durable is refused with
+//! [`StorageError::Corruption`] naming the segment and offset, unless the caller asks for
+//! [`RecoveryMode::Repair`]. See `FORMAT.md` for the exact rule.
+//!
+//! # Errors
+//!
+//! Every fallible call returns [`StorageError`]; no input from disk or from a caller panics.
 #![deny(unsafe_code)]
 
 mod atomic_file;

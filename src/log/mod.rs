@@ -389,6 +389,12 @@ impl Writer {
         {
             let mut segments = self.shared.segments.write().unwrap_or_else(PoisonError::into_inner);
             let mut next: Vec<Arc<Segment>> = segments.iter().cloned().collect();
+            // An empty active segment too small for the record (its file was shortened by
+            // someone else) is replaced: the new file took its name, and a base offset must
+            // name one segment.
+            if self.pos == 0 {
+                next.pop();
+            }
             next.push(Arc::clone(active.segment()));
             *segments = next.into();
         }

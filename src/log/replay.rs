@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use crate::error::{Result, StorageError};
 use crate::format::{
-    decode_frame, FormatError, Frame, FrameHeader, FrameRead, FRAME_ALIGN, FRAME_HEADER_LEN,
+    decode_frame, stored_offset, FormatError, Frame, FrameHeader, FrameRead, FRAME_ALIGN,
+    FRAME_HEADER_LEN,
 };
 use crate::segment::Segment;
 
@@ -80,12 +81,23 @@ impl Snapshot {
         let index = self
             .segment_index(offset)
             .ok_or_else(|| invalid("before the first segment of the log"))?;
-        let at_segment_start = self.segments.get(index).is_some_and(|s| s.base_offset() == offset);
         match self.decode(index, offset) {
             Ok(Some(frame)) => Ok((index, frame)),
-            Err(err @ StorageError::Corruption { .. }) if at_segment_start => Err(err),
+            // A damaged frame at a segment's start, or one whose stored offset still names this
+            // position, is a damaged record rather than a caller's offset inside one.
+            Err(err @ StorageError::Corruption { .. }) if self.is_damaged_record(index, offset) => {
+                Err(err)
+            }
             Ok(None) | Err(_) => Err(invalid("no intact record starts at this offset")),
         }
+    }
+
+    fn is_damaged_record(&self, index: usize, offset: u64) -> bool {
+        let Some(segment) = self.segments.get(index) else { return false };
+        let base = segment.base_offset();
+        base == offset
+            || stored_offset(segment.data(offset - base, self.data_end(index) - base))
+                == Some(offset)
     }
 
     /// An owned handle on a decoded frame's payload.

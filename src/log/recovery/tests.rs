@@ -157,10 +157,7 @@ fn two_segments(
 #[test]
 fn clean_two_segments_walk_only_what_is_not_durable() {
     let (a, b, ha, hb, _, second) = two_segments(10, 5, 0, 0);
-    let views = [
-        view(ha, &a),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a), view(hb, &b)];
     let p = plan(&views, None);
     let end = 5 * frame_stride(100);
     assert_eq!(p.outcome, Outcome::End { index: 1, end, dirty_end: end });
@@ -171,10 +168,7 @@ fn clean_two_segments_walk_only_what_is_not_durable() {
     // Everything before the second segment durable: the sealed one is only link-checked.
     let base = 10 * frame_stride(100);
     let (a, b, ha, hb, _, _) = two_segments(10, 5, base, base);
-    let views = [
-        view(ha, &a),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a), view(hb, &b)];
     let p = plan(&views, None);
     assert_eq!(p.frames_scanned, 5);
     assert_eq!(p.known_durable, base);
@@ -187,10 +181,7 @@ fn torn_tail_spanning_segments_cuts_in_the_sealed_one() {
     // the sealed segment, and the second segment is dropped.
     let (mut a, b, ha, hb, first, _) = two_segments(10, 3, 0, 0);
     a[first[8] as usize..].fill(0);
-    let views = [
-        view(ha, &a),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a), view(hb, &b)];
     let p = plan(&views, None);
     assert_eq!(p.outcome, Outcome::End { index: 0, end: first[8], dirty_end: first[8] });
     assert_eq!(p.frames_dropped, 3);
@@ -202,10 +193,7 @@ fn damage_in_a_sealed_segment_that_was_durable_is_refused() {
     let base = 10 * frame_stride(100);
     let (mut a, b, ha, hb, first, _) = two_segments(10, 3, base, base);
     a[first[4] as usize + 50] ^= 0x80;
-    let views = [
-        view(ha, &a),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a), view(hb, &b)];
     // The header says segment 0 was durable: the link check passes (the last frame is
     // intact), so the damage is found by replay, not by open.
     assert!(matches!(plan(&views, None).outcome, Outcome::End { index: 1, .. }));
@@ -213,10 +201,7 @@ fn damage_in_a_sealed_segment_that_was_durable_is_refused() {
     let mut a2 = a.clone();
     a2[first[4] as usize + 50] ^= 0x80;
     a2[first[9] as usize + 50] ^= 0x80;
-    let views = [
-        view(ha, &a2),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a2), view(hb, &b)];
     assert!(matches!(plan(&views, None).outcome, Outcome::Damaged { index: 0, offset, .. }
         if offset == first[9]));
 }
@@ -228,10 +213,7 @@ fn damage_in_an_unsynced_sealed_segment_proven_by_a_later_frame() {
     let base = 10 * frame_stride(100);
     let (mut a, b, ha, hb, first, _) = two_segments(10, 3, base, 0);
     a[first[2] as usize + 40] ^= 1;
-    let views = [
-        view(ha, &a),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a), view(hb, &b)];
     // Known durable point comes from the frames (base), so segment 0 is only link-checked
     // and the damage in frame 2 is left for replay to report.
     let p = plan(&views, None);
@@ -264,10 +246,7 @@ fn recorded_durable_point_turns_a_short_log_into_damage() {
 fn segments_of_another_log_break_the_chain() {
     let (a, b, ha, mut hb, _, _) = two_segments(10, 3, 0, 0);
     hb.log_id ^= 1;
-    let views = [
-        view(ha, &a),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a), view(hb, &b)];
     assert!(matches!(plan(&views, None).outcome, Outcome::Broken { index: 1, .. }));
 }
 
@@ -275,17 +254,11 @@ fn segments_of_another_log_break_the_chain() {
 fn stale_or_missing_segments_are_broken_chains() {
     let (a, b, ha, mut hb, _, _) = two_segments(10, 3, 0, 0);
     hb.prev_last_frame_crc ^= 1;
-    let views = [
-        view(ha, &a),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a), view(hb, &b)];
     assert!(matches!(plan(&views, None).outcome, Outcome::Broken { index: 1, .. }));
     let (a, b, ha, mut hb, _, _) = two_segments(10, 3, 0, 0);
     hb.base_offset += 8;
-    let views = [
-        view(ha, &a),
-        view(hb, &b),
-    ];
+    let views = [view(ha, &a), view(hb, &b)];
     assert!(matches!(plan(&views, None).outcome, Outcome::Broken { index: 1, .. }));
 }
 

@@ -1,0 +1,339 @@
+//! Torn tails: what a crash leaves at the end of the last segment. Recovery must keep exactly
+//! the complete records before the damage, report the cut, zero it (writers only), and let the
+//! next append land where the torn record was.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use chronicle::Log;
+use common::{
+    all, append_all, build_log, copy_dir, dir_bytes, file_pos, frame_len, payload, read_at,
+    segment_of, segments, small, stride, torn_of, varied_lens, write_at, zero_from, Rec,
+};
+
+const MAX: u64 = 300;
+
+/// A closed log over several segments whose last record is a 200-byte record that is not the
+/// first of its segment. Returns the records.
+fn fixture(dir: &Path) -> Vec<Rec> {
+    let mut lens = varied_lens(90, MAX as usize);
+    lens.push(200);
+    // A crash: the writer goes away without `close`, so the last segment was never synced
+    // (earlier segments were, when the writer rolled past them).
+    let mut log = Log::open_with(dir, small(MAX)).unwrap();
+    let recs = append_all(&mut log, 0, &lens);
+    drop(log);
+    assert!(segments(dir).len() >= 4);
+    let last = recs.last().unwrap();
+    assert_ne!(segment_of(dir, last.offset).0, last.offset);
+    recs
+}
+
+/// Opens a writer on a damaged copy and checks the recovery: exactly `kept` survive, the log
+/// ends at `cut`, the report says `torn`, and an append lands at `cut` and survives a reopen.
+/// `torn` is the expected `(offset, bytes, frames_dropped)` of the reported torn tail.
+fn check_recovered(dir: &Path, kept: &[Rec], cut: u64, torn: Option<(u64, u64, u64)>) {
+    // A reader first: it must see the same records and report the same tail, changing nothing.
+    let before = dir_bytes(dir);
+    let ro = Log::open_read_only(dir).unwrap();
+    assert_eq!(ro.end_offset(), cut);
+    assert_eq!(torn_of(ro.open_report()), torn);
+    assert_eq!(all(ro.replay(0)), kept);
+    drop(ro);
+    assert_eq!(dir_bytes(dir), before, "a read-only open changed the files");
+
+    let mut log = Log::open_with(dir, small(MAX)).unwrap();
+    assert_eq!(log.end_offset(), cut);
+    assert_eq!(log.open_report().end_offset, cut);
+    assert_eq!(torn_of(log.open_report()), torn);
+    if let Some((_, bytes, _)) = torn {
+        assert!(bytes > 0);
+    }
+    assert_eq!(all(log.replay(0)), kept);
+    let mut expected = kept.to_vec();
+    let added = append_all(&mut log, 1000, &[200]);
+    assert_eq!(added[0].offset, cut, "the first append after recovery is not at the cut");
+    expected.extend(added);
+    assert_eq!(all(log.replay(0)), expected);
+    log.close().unwrap();
+
+    let log = Log::open_read_only(dir).unwrap();
+    assert_eq!(torn_of(log.open_report()), None, "the torn bytes were not zeroed");
+    assert_eq!(all(log.replay(0)), expected);
+    assert_eq!(log.verify().unwrap().records, expected.len() as u64);
+}
+
+/// `TornTail::bytes` for a frame whose first `k` bytes survived: from the frame's start to the
+/// end of the 8-byte word holding the last non-zero surviving byte.
+fn torn_bytes(frame: &[u8], k: usize) -> u64 {
+    match frame[..k].iter().rposition(|&b| b != 0) {
+        Some(j) => ((j as u64 + 1) + 7) & !7,
+        None => 0,
+    }
+}
+
+#[test]
+fn cut_by_zeroing_at_every_byte_of_the_last_frame() {
+    let src = tempfile::tempdir().unwrap();
+    let recs = fixture(src.path());
+    let last = recs.last().unwrap().clone();
+    let kept = &recs[..recs.len() - 1];
+    let (base, seg) = segment_of(src.path(), last.offset);
+    let flen = frame_len(last.payload.len()) as usize;
+    let frame = read_at(&seg, file_pos(base, last.offset), flen);
+
+    let mut torn_count = 0;
+    for k in 0..flen {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), work.path());
+        let seg = work.path().join(seg.file_name().unwrap());
+        zero_from(&seg, file_pos(base, last.offset) + k as u64);
+        let bytes = torn_bytes(&frame, k);
+        // Cutting at the frame's first byte leaves only zeros: indistinguishable from a log
+        // that ended there, so there is nothing to report.
+        let torn = (bytes > 0).then_some((last.offset, bytes, 0));
+        torn_count += usize::from(torn.is_some());
+        check_recovered(work.path(), kept, last.offset, torn);
+    }
+    // Only a cut at the first byte, or one that leaves nothing but zero bytes, reports nothing.
+    assert!(torn_count >= flen - 8, "{torn_count} of {flen} cuts reported a torn tail");
+}
+
+#[test]
+fn cut_by_truncating_the_file_inside_the_last_frame() {
+    // A segment file shorter than it was created is not something Chronicle does (mapped
+    // files never shrink), but another program or a filesystem repair might. The engine must
+    // recover the earlier records or refuse clearly, never panic. It recovers: the shortened
+    // data region is scanned like any other, and the next append rolls to a new segment.
+    let src = tempfile::tempdir().unwrap();
+    let recs = fixture(src.path());
+    let last = recs.last().unwrap().clone();
+    let kept = &recs[..recs.len() - 1];
+    let (base, seg) = segment_of(src.path(), last.offset);
+    let flen = frame_len(last.payload.len()) as usize;
+    let frame = read_at(&seg, file_pos(base, last.offset), flen);
+    for k in 0..flen {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), work.path());
+        let seg = work.path().join(seg.file_name().unwrap());
+        let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(file_pos(base, last.offset) + k as u64).unwrap();
+        drop(f);
+        // The data region is rounded down to whole 8-byte words, so only those bytes count.
+        let bytes = torn_bytes(&frame, k & !7);
+        let torn = (bytes > 0).then_some((last.offset, bytes, 0));
+        check_recovered(work.path(), kept, last.offset, torn);
+    }
+}
+
+#[test]
+fn truncating_a_last_segment_that_holds_only_the_torn_frame() {
+    // As above, but the torn frame is the first of its segment, so the append after recovery
+    // creates a segment with the same base (and file name) as the shortened one.
+    let src = tempfile::tempdir().unwrap();
+    let mut lens = varied_lens(40, MAX as usize);
+    lens.push(MAX as usize);
+    let mut recs = build_log(src.path(), MAX, &lens);
+    // Fill the last segment, then roll into a new one with one record.
+    {
+        let mut log = Log::open_with(src.path(), small(MAX)).unwrap();
+        let before = segments(src.path()).len();
+        while segments(src.path()).len() == before {
+            let r = append_all(&mut log, recs.len(), &[MAX as usize]);
+            recs.extend(r);
+        }
+        drop(log); // a crash: the new segment's frame was never synced
+    }
+    let last = recs.last().unwrap().clone();
+    let (base, _) = segment_of(src.path(), last.offset);
+    assert_eq!(base, last.offset);
+    let kept = &recs[..recs.len() - 1];
+    for k in [0u64, 3, 8, 13, 32, 100, frame_len(MAX as usize) - 1] {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), work.path());
+        let seg = work.path().join(common::seg_name(base));
+        let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(file_pos(base, base) + k).unwrap();
+        drop(f);
+        let frame = payload_frame_prefix(src.path(), base, k);
+        let bytes = torn_bytes(&frame, (k & !7) as usize);
+        let torn = (bytes > 0).then_some((base, bytes, 0));
+        check_recovered(work.path(), kept, base, torn);
+        // The append went into the shortened file if it fit there; otherwise it rolled to a
+        // new, whole segment file with the same name.
+        let expected_len =
+            if (k & !7) >= stride(200) { file_pos(base, base) + k } else { common::SEGMENT_BYTES };
+        assert_eq!(fs::metadata(&seg).unwrap().len(), expected_len);
+    }
+}
+
+fn payload_frame_prefix(dir: &Path, base: u64, k: u64) -> Vec<u8> {
+    read_at(&dir.join(common::seg_name(base)), file_pos(base, base), k as usize)
+}
+
+/// Deterministic non-zero bytes.
+fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 255) as u8 + 1
+        })
+        .collect()
+}
+
+#[test]
+fn garbage_after_the_last_frame_is_a_torn_tail() {
+    let src = tempfile::tempdir().unwrap();
+    let recs = fixture(src.path());
+    let end = recs.last().map(|r| r.offset + stride(r.payload.len())).unwrap();
+    let (base, seg) = segment_of(src.path(), end);
+    let room = common::CAPACITY - (end - base);
+    // (gap of zeros after the end, garbage length)
+    for (gap, len) in [(0, 1), (0, 5), (0, 100), (0, room), (8, 40), (3, 1), (400, 77)] {
+        if gap + len > room {
+            continue;
+        }
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), work.path());
+        let seg = work.path().join(seg.file_name().unwrap());
+        write_at(&seg, file_pos(base, end) + gap, &garbage(gap * 1000 + len, len as usize));
+        let torn = (end, (gap + len + 7) & !7, 0);
+        check_recovered(work.path(), &recs, end, Some(torn));
+    }
+}
+
+#[test]
+fn a_torn_batch_disappears_whole() {
+    let src = tempfile::tempdir().unwrap();
+    let mut recs = build_log(src.path(), MAX, &varied_lens(45, MAX as usize));
+    let batch: Vec<Vec<u8>> = (0..5).map(|i| payload(500 + i, 100)).collect();
+    let offsets = {
+        let mut log = Log::open_with(src.path(), small(MAX)).unwrap();
+        let offsets = log.append_batch(&batch).unwrap();
+        drop(log); // a crash: the batch was never synced
+        offsets
+    };
+    let (base, seg) = segment_of(src.path(), offsets[0]);
+    assert_eq!(segment_of(src.path(), offsets[4]).0, base);
+    let kept = recs.clone();
+    for (o, p) in offsets.iter().zip(&batch) {
+        recs.push(Rec { offset: *o, payload: p.clone() });
+    }
+    // The intact log has the whole batch.
+    assert_eq!(all(Log::open_read_only(src.path()).unwrap().replay(0)), recs);
+
+    let s = stride(100);
+    // Zero from frame `c` of the batch on: frames before it are dropped with it.
+    for c in 0..5u64 {
+        for within in [0, 1, 31, 40] {
+            let work = tempfile::tempdir().unwrap();
+            copy_dir(src.path(), work.path());
+            let seg = work.path().join(seg.file_name().unwrap());
+            let frame = read_at(&seg, file_pos(base, offsets[c as usize]), 132);
+            let bytes = c * s + torn_bytes(&frame, within as usize);
+            zero_from(&seg, file_pos(base, offsets[c as usize]) + within);
+            let torn = (bytes > 0).then_some((offsets[0], bytes, c));
+            check_recovered(work.path(), &kept, offsets[0], torn);
+        }
+    }
+    // A damaged (not cut) last frame: the whole batch goes, four intact frames are counted.
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(src.path(), work.path());
+    let seg = work.path().join(seg.file_name().unwrap());
+    common::flip_bit(&seg, file_pos(base, offsets[4]) + 32 + 50, 3);
+    let torn = (offsets[0], 5 * s, 4);
+    check_recovered(work.path(), &kept, offsets[0], Some(torn));
+}
+
+#[test]
+fn an_empty_last_segment() {
+    // A crash right after a segment was created, before its first frame reached the disk,
+    // leaves a last segment with a valid header and an all-zero data region.
+    let src = tempfile::tempdir().unwrap();
+    let recs = fixture(src.path());
+    let n = segments(src.path()).len();
+    let (old_last_base, _) = segments(src.path())[n - 1].clone();
+    // Append until a roll, so the last record is alone in a new segment.
+    let mut all_recs = recs.clone();
+    {
+        let mut log = Log::open_with(src.path(), small(MAX)).unwrap();
+        while segments(src.path()).len() == n {
+            all_recs.extend(append_all(&mut log, all_recs.len(), &[MAX as usize]));
+        }
+        drop(log); // a crash: the new segment's frame was never synced
+    }
+    let (base, seg) = segments(src.path())[n].clone();
+    assert!(base > old_last_base);
+    assert_eq!(all_recs.last().unwrap().offset, base);
+    zero_from(&seg, file_pos(base, base));
+    let kept = &all_recs[..all_recs.len() - 1];
+
+    let ro = Log::open_read_only(src.path()).unwrap();
+    assert_eq!(ro.open_report().segments, n + 1);
+    drop(ro);
+    check_recovered(src.path(), kept, base, None);
+    // The append went into the existing empty segment, not a new one.
+    assert_eq!(segments(src.path()).len(), n + 1);
+
+    // A brand-new log is an empty last segment too.
+    let fresh = tempfile::tempdir().unwrap();
+    Log::open_with(fresh.path(), small(MAX)).unwrap().close().unwrap();
+    let log = Log::open_with(fresh.path(), small(MAX)).unwrap();
+    let report = log.open_report();
+    assert!(!report.created);
+    assert_eq!((report.segments, report.end_offset, report.records_scanned), (1, 0, 0));
+    assert_eq!(torn_of(report), None);
+    drop(log);
+    check_recovered(fresh.path(), &[], 0, None);
+}
+
+#[test]
+fn a_zero_filled_tail_is_not_torn_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs = fixture(dir.path());
+    let end = recs.last().map(|r| r.offset + stride(r.payload.len())).unwrap();
+    let (base, seg) = segment_of(dir.path(), end);
+    // Explicitly zero what is already zero.
+    zero_from(&seg, file_pos(base, end));
+    let before = common::segment_bytes(dir.path());
+    let log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    assert_eq!(torn_of(log.open_report()), None);
+    assert_eq!(log.open_report().repair, None);
+    assert_eq!(log.end_offset(), end);
+    assert_eq!(all(log.replay(0)), recs);
+    log.close().unwrap();
+    assert_eq!(
+        common::segment_bytes(dir.path()),
+        before,
+        "opening a clean log changed its segments"
+    );
+}
+
+#[test]
+fn damage_followed_by_unsynced_frames_is_a_torn_tail() {
+    // The counterpart of the corruption test for the last segment: the frames after the
+    // damaged one were written while it was not yet durable (plain `append`, no sync between),
+    // so a crash explains the loss; they are dropped and counted.
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = fixture(dir.path());
+    {
+        let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+        recs.extend(append_all(&mut log, 100, &[50, 60, 70]));
+        drop(log); // a crash: none of the three was synced
+    }
+    let n = recs.len();
+    let damaged = recs[n - 3].clone();
+    let (base, seg) = segment_of(dir.path(), damaged.offset);
+    common::flip_bit(&seg, file_pos(base, damaged.offset) + 40, 0);
+    let torn = (damaged.offset, stride(50) + stride(60) + stride(70), 2);
+    check_recovered(dir.path(), &recs[..n - 3], damaged.offset, Some(torn));
+    assert!(matches!(
+        Log::open_with(dir.path(), small(MAX)).map(|l| l.end_offset()),
+        Ok(e) if e == damaged.offset + stride(200)
+    ));
+}
