@@ -132,11 +132,7 @@ pub enum StorageError {
 impl StorageError {
     /// Wraps an I/O error with the operation and path it came from.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        StorageError::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        StorageError::Io { op, path: path.into(), source }
     }
 }
 

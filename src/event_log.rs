@@ -17,13 +17,6 @@ use crate::index::{
 };
 use crate::log::{Log, LogReader, OpenReport, Options, Replay};
 
-/// The time index is brought up to date (by reading the new records' frame headers) once this
-/// many bytes of log have been appended without it. Appends do not learn the timestamp the log
-/// gave their record, so the time index lags by at most this much; time queries read the lag
-/// from the log, so it never changes an answer. Small enough that the records are still in
-/// the CPU cache when they are read again.
-const TIME_LAG_BYTES_MAX: u64 = 256 << 10;
-
 /// An append-only store of [`Event`]s in a directory.
 ///
 /// Each event is one record of the underlying [`Log`], encoded as described in `FORMAT.md`.
@@ -166,23 +159,26 @@ impl EventLog {
     pub fn append(&mut self, event: &Event) -> Result<u64> {
         encode_event_into(event, &mut self.buf)?;
         let offset = self.log.append(&self.buf)?;
-        self.index.insert(offset, event);
+        let (timestamp, crc) = self.last_stamp();
+        self.index.insert_read(offset, self.log.end_offset(), timestamp, crc, event);
         self.after_append();
         Ok(offset)
     }
 
-    /// Index upkeep after an append: the covered end, the time index when it lags too far,
-    /// and the automatic checkpoint when it is due. Both catch-ups happen only when their
-    /// threshold is crossed, so a typical append pays two comparisons here.
+    /// The write timestamp and frame checksum the log gave the record just appended.
+    #[inline]
+    fn last_stamp(&self) -> (u64, u32) {
+        (
+            self.log.last_write_timestamp_ms().unwrap_or_default(),
+            self.log.last_record_crc().unwrap_or_default(),
+        )
+    }
+
+    /// Index upkeep after an append: the automatic checkpoint when it is due, which costs a
+    /// typical append one comparison.
     #[inline]
     fn after_append(&mut self) {
         let end = self.log.end_offset();
-        self.index.set_end(end);
-        if end - self.index.time_covered_end() >= TIME_LAG_BYTES_MAX {
-            // A failure (a damaged record that was just written) leaves the time index where
-            // it was; time queries then read more of the log, but answer the same.
-            let _ = catch_up_times(&mut self.index, &self.log);
-        }
         let threshold = self.index_options.checkpoint_bytes;
         if threshold != 0 && end - self.saved_end >= threshold {
             self.auto_checkpoint();
@@ -235,8 +231,12 @@ impl EventLog {
             })
             .collect();
         let offsets = self.log.append_batch(&records)?;
-        for (event, &offset) in events.iter().zip(&offsets) {
-            self.index.insert(offset, event);
+        // A batch shares one timestamp; only its last frame's checksum identifies it.
+        let (timestamp, crc) = self.last_stamp();
+        let end = self.log.end_offset();
+        for (i, (event, &offset)) in events.iter().zip(&offsets).enumerate() {
+            let next = offsets.get(i + 1).copied().unwrap_or(end);
+            self.index.insert_read(offset, next, timestamp, crc, event);
         }
         self.after_append();
         Ok(offsets)
@@ -384,7 +384,7 @@ impl EventLog {
             self.log.read_at(offset)?;
         }
         self.index.truncate(offset);
-        catch_up(&mut self.index, &self.log)
+        Ok(catch_up(&mut self.index, &self.log)?.0)
     }
 
     /// Reads all events of aggregate `id`, in log order, reading only those events.

@@ -158,11 +158,11 @@ const FH_UNSYNCED: usize = FH_TIMESTAMP + 8;
 const FH_FLAGS: usize = FH_UNSYNCED + 4;
 
 const _: () = assert!(SH_RESERVED_1 <= SH_CRC);
-const _: () = assert!(SH_DURABLE_OFFSET % 8 == 0 && SH_LOG_ID % 8 == 0);
+const _: () = assert!(SH_DURABLE_OFFSET.is_multiple_of(8) && SH_LOG_ID.is_multiple_of(8));
 const _: () = assert!(FH_FLAGS + 4 == FRAME_HEADER_LEN);
-const _: () = assert!(SEGMENT_HEADER_LEN % FRAME_ALIGN == 0);
-const _: () = assert!(FRAME_HEADER_LEN % FRAME_ALIGN == 0);
-const _: () = assert!(FH_OFFSET % 8 == 0 && FH_TIMESTAMP % 8 == 0);
+const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
+const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
+const _: () = assert!(FH_OFFSET.is_multiple_of(8) && FH_TIMESTAMP.is_multiple_of(8));
 
 /// Why bytes failed to decode. Pure data: the caller adds the file and offset.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::StorageError;
 use crate::event::{decode_event, encode_event_into, Event};
 use crate::format::{
-    decode_frame, encode_frame_header, frame_stride, probe_frame, segment_file_name,
+    decode_frame, encode_frame_header, frame_stride, header_crc, probe_frame, segment_file_name,
     unsynced_field, DurableRecord, FrameRead, SegmentHeader, DURABLE_FILE_NAME,
     FLAG_BATCH_CONTINUES, FORMAT_VERSION, FRAME_ALIGN, FRAME_FLAGS_KNOWN, FRAME_HEADER_LEN,
     NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, TEMP_FILE_SUFFIX,
@@ -201,11 +201,16 @@ pub fn event_decoder(data: &[u8]) {
 // Opening a directory
 // ---------------------------------------------------------------------------------------------
 
-/// Header of a segment in a directory input: the low two bits of its mode byte.
-const HEADER_RAW: u8 = 0;
-const HEADER_RAW_RESEALED: u8 = 1;
-const HEADER_CHAINED: u8 = 2;
-const HEADER_CHAINED_AT: u8 = 3;
+// The header of a segment in a directory input: the low two bits of its mode byte.
+
+/// Header kind: the body's first 64 bytes, as they are.
+pub const HEADER_RAW: u8 = 0;
+/// Header kind: the body's first 64 bytes with the checksum recomputed.
+pub const HEADER_RAW_RESEALED: u8 = 1;
+/// Header kind: generated, continuing the previous segment as the writer would.
+pub const HEADER_CHAINED: u8 = 2;
+/// Header kind: generated at the base and durable offset that follow the body length.
+pub const HEADER_CHAINED_AT: u8 = 3;
 
 /// Mode bit: write the file exactly as built, without padding it to a segment's size.
 pub const MODE_SHORT_FILE: u8 = 1 << 2;
@@ -228,8 +233,11 @@ pub const DIR_DURABLE_FILE: u8 = 1 << 5;
 
 /// Frame-script operations: the low two bits of an operation's first byte.
 pub const OP_FRAME: u8 = 0;
-/// Leaves `(a % 32 + 1) * 8` zero bytes.
+/// Leaves `(a % 32 + 1) * 8` zero bytes; with [`OP_LOSE`], zeroes the last frame written.
 pub const OP_GAP: u8 = 1;
+/// Gap operation bit: instead of a gap, the last frame's write is lost (zeroed), while the
+/// writer goes on as if it were there.
+pub const OP_LOSE: u8 = 1 << 2;
 /// Writes `a % 32 + 1` bytes of `b | 1` and skips to the next aligned position.
 pub const OP_GARBAGE: u8 = 2;
 /// `a` even: marks everything so far durable (in this segment and every one before it). `a`
@@ -345,12 +353,16 @@ fn chain_end(base: u64, data: &[u8]) -> ChainEnd {
     ChainEnd { base, data_end: pos, last_frame }
 }
 
-/// Writes the frames a script describes into `data`, whose first byte is at logical `base`.
+/// Writes the frames a script describes into `data`, whose first byte is at logical `base`,
+/// and returns the writer's view of the segment: where its frames end and its last complete
+/// frame, whatever was lost or damaged afterwards.
 ///
 /// `synced_end` is the logical offset up to which the log is durable; a sync operation moves it
 /// and it carries over to the next segment, as the writer's does.
-fn run_script(script: &[u8], base: u64, data: &mut [u8], synced_end: &mut u64) {
+fn run_script(script: &[u8], base: u64, data: &mut [u8], synced_end: &mut u64) -> ChainEnd {
     let mut pos = 0usize;
+    let mut last_frame = None;
+    let mut last_start = None;
     let mut payload_buf = [0u8; 256];
     for op in script.chunks(3) {
         let [kind, a, b] = [
@@ -359,7 +371,7 @@ fn run_script(script: &[u8], base: u64, data: &mut [u8], synced_end: &mut u64) {
             op.get(2).copied().unwrap_or(0),
         ];
         if pos >= data.len() {
-            return;
+            break;
         }
         match kind & 3 {
             OP_FRAME => {
@@ -385,7 +397,17 @@ fn run_script(script: &[u8], base: u64, data: &mut [u8], synced_end: &mut u64) {
                 let header = encode_frame_header(offset, CREATED_AT_MS, unsynced, flags, payload);
                 put(data, pos, &header);
                 put(data, pos + FRAME_HEADER_LEN, payload);
+                if flags & FLAG_BATCH_CONTINUES == 0 {
+                    last_frame = Some((offset, header_crc(&header)));
+                }
+                last_start = Some(pos);
                 pos += stride_of(payload.len());
+            }
+            OP_GAP if kind & OP_LOSE != 0 => {
+                // The last frame's write is lost in a crash: its bytes read as zeros.
+                if let Some(dest) = last_start.and_then(|start| data.get_mut(start..pos)) {
+                    dest.fill(0);
+                }
             }
             OP_GAP => pos += (usize::from(a) % 32 + 1) * FRAME_ALIGN,
             OP_GARBAGE => {
@@ -411,6 +433,7 @@ fn run_script(script: &[u8], base: u64, data: &mut [u8], synced_end: &mut u64) {
             }
         }
     }
+    ChainEnd { base, data_end: pos.min(data.len()) as u64, last_frame }
 }
 
 fn fill_payload(buf: &mut [u8; 256], len: usize, seed: u8) -> &[u8] {
@@ -516,20 +539,20 @@ fn build_segments(data: &[u8]) -> DirectoryImage {
             header.get(16..24).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
 
         // The data region: raw bytes, or frames written by a script.
-        let mut region = if mode & MODE_SCRIPT != 0 {
+        let (mut region, writer_view) = if mode & MODE_SCRIPT != 0 {
             let capacity = (size.max(SEGMENT_HEADER_LEN) - SEGMENT_HEADER_LEN) & !(FRAME_ALIGN - 1);
             let mut region = vec![0u8; capacity];
-            run_script(data_spec, base, &mut region, &mut synced_end);
-            region
+            let view = run_script(data_spec, base, &mut region, &mut synced_end);
+            (region, Some(view))
         } else {
-            data_spec.to_vec()
+            (data_spec.to_vec(), None)
         };
         if mode & MODE_SHORT_FILE != 0 {
             // Keep only what was written: drop trailing zeros of a script's region.
             let used = region.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
             region.truncate(used);
         }
-        previous = Some(chain_end(base, &region));
+        previous = Some(writer_view.unwrap_or_else(|| chain_end(base, &region)));
 
         let mut contents = header;
         if contents.len() == SEGMENT_HEADER_LEN {
@@ -545,9 +568,40 @@ fn build_segments(data: &[u8]) -> DirectoryImage {
         };
         files.push(SegmentFile { name: segment_file_name(name_base), contents });
     }
-    let durable = durable_end
-        .map(|durable_end| DurableRecord { log_id: first_log_id.unwrap_or(LOG_ID), durable_end, last_frame_offset: crate::format::NO_PREVIOUS_FRAME, last_frame_crc: 0 });
+    let durable = durable_end.map(|durable_end| {
+        let (last_frame_offset, last_frame_crc) =
+            last_frame_before(&files, durable_end).unwrap_or((NO_PREVIOUS_FRAME, 0));
+        DurableRecord {
+            log_id: first_log_id.unwrap_or(LOG_ID),
+            durable_end,
+            last_frame_offset,
+            last_frame_crc,
+        }
+    });
     DirectoryImage { flags: dir_flags, durable, files }
+}
+
+/// The offset and checksum of the last intact frame that ends at or before `end`, as a writer
+/// that had synced up to `end` would record it.
+fn last_frame_before(files: &[SegmentFile], end: u64) -> Option<(u64, u32)> {
+    let mut last = None;
+    for file in files {
+        let Ok(header) = SegmentHeader::decode(&file.contents) else { continue };
+        let data = file.contents.get(SEGMENT_HEADER_LEN..).unwrap_or_default();
+        let mut pos = 0u64;
+        while let Some(region) = data.get(usize::try_from(pos).unwrap_or(usize::MAX)..) {
+            let Some(offset) = header.base_offset.checked_add(pos) else { break };
+            let Ok(FrameRead::Frame(frame)) = decode_frame(region, offset) else { break };
+            if offset.saturating_add(frame.header.stride()) > end {
+                break;
+            }
+            if frame.header.flags & FLAG_BATCH_CONTINUES == 0 {
+                last = Some((offset, frame.header.crc));
+            }
+            pos += frame.header.stride();
+        }
+    }
+    last
 }
 
 /// The files a directory input describes.
@@ -683,6 +737,12 @@ fn write_files(dir: &Path, image: &DirectoryImage) {
     if dir_flags & DIR_STRAY_FILE != 0 {
         let _ = fs::write(dir.join(format!("notes{SEGMENT_FILE_SUFFIX}.txt")), b"x");
     }
+}
+
+/// Writes the files a directory input describes (see [`open_directory`]) into `dir`, which
+/// must exist: for reproducing a fuzzer's finding by hand.
+pub fn write_directory(data: &[u8], dir: &Path) {
+    write_files(dir, &build_segments(data));
 }
 
 /// Opens a directory built from fuzz input in every mode and checks what the opens agree on.
@@ -1102,7 +1162,12 @@ pub fn seed_directories() -> Vec<(String, Vec<u8>)> {
                 1,
                 0,
                 &[
-                    chained(script(&[frame(200, 1), sync, frame(100, 2), [OP_GAP, 20, 0]])),
+                    chained(script(&[
+                        frame(200, 1),
+                        sync,
+                        frame(100, 2),
+                        [OP_GAP | OP_LOSE, 0, 0],
+                    ])),
                     chained(script(&[frame(10, 3), frame(20, 4)])),
                 ],
             ),

@@ -58,7 +58,8 @@ mod event_log;
 pub mod format;
 #[cfg(not(feature = "internals"))]
 mod format;
-#[doc(hidden)] pub mod fuzzing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod log;
 #[allow(unsafe_code)]

@@ -149,7 +149,7 @@ impl Segment {
                 ),
             });
         }
-        if header.base_offset % FRAME_ALIGN as u64 != 0 {
+        if !header.base_offset.is_multiple_of(FRAME_ALIGN as u64) {
             return Err(corrupt(FormatError::Other(format!(
                 "base offset {} is not a multiple of {FRAME_ALIGN}",
                 header.base_offset

@@ -1,11 +1,7 @@
 use chronicle::{Log, Options, StorageError};
 
 fn small() -> Options {
-    Options {
-        segment_bytes: 4096,
-        record_bytes_max: 1000,
-        ..Options::default()
-    }
+    Options { segment_bytes: 4096, record_bytes_max: 1000, ..Options::default() }
 }
 
 #[test]
@@ -35,14 +31,8 @@ fn round_trip_across_segments_and_reopen() {
     let mid = offsets[250];
     assert_eq!(log.replay(mid).count(), 250);
     assert_eq!(log.replay_until(offsets[10], offsets[20]).count(), 10);
-    assert!(matches!(
-        log.replay(mid + 8).next(),
-        Some(Err(StorageError::InvalidOffset { .. }))
-    ));
-    assert!(matches!(
-        Log::open(dir.path()),
-        Err(StorageError::Locked { .. })
-    ));
+    assert!(matches!(log.replay(mid + 8).next(), Some(Err(StorageError::InvalidOffset { .. }))));
+    assert!(matches!(Log::open(dir.path()), Err(StorageError::Locked { .. })));
     let ro = Log::open_read_only(dir.path()).unwrap();
     assert_eq!(ro.replay(0).count(), 500);
     assert_eq!(log.verify().unwrap().records, 500);

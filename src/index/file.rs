@@ -4,8 +4,9 @@
 //! `CHIX`, version, flags, the covered log end, the offset and frame checksum of the last
 //! indexed record, the record count, the body's length and CRC-32, and a CRC-32 of the header
 //! itself), then a little-endian body of four sections: event types, namespaces, aggregates,
-//! and the time index. Offsets are stored as raw `u64`s, so loading is a checksum pass and a
-//! copy, with no varint decoding.
+//! and the time index. An offset list is stored as its first offset and fixed-width `u32` gaps
+//! (in units of the 8-byte frame alignment), so a list loads with one branch-free prefix sum
+//! and the file is about 12 bytes per event; no varint decoding.
 //!
 //! The decoder accepts any bytes without panicking and allocates no more than the input's
 //! length justifies; beyond the checksums it checks every structural invariant the index
@@ -41,6 +42,9 @@ pub(crate) const INDEX_HEADER_LEN: usize = 64;
 /// [`AggregateIndex::times_monotonic`]).
 const FLAG_TIMES_NOT_MONOTONIC: u16 = 1;
 
+/// Top bit of an offset list's count: the list is in the wide form (see [`put_list`]).
+const LIST_WIDE: u64 = 1 << 63;
+
 /// Header flags this version defines.
 const FLAGS_KNOWN: u16 = FLAG_TIMES_NOT_MONOTONIC;
 
@@ -59,8 +63,12 @@ const IH_BODY_CRC: usize = IH_BODY_LEN + 8;
 const IH_HEADER_CRC: usize = INDEX_HEADER_LEN - 4;
 
 const _: () = assert!(IH_BODY_CRC + 4 <= IH_HEADER_CRC);
-const _: () = assert!(IH_COVERED_END % 8 == 0 && IH_RECORDS % 8 == 0 && IH_BODY_LEN % 8 == 0);
-const _: () = assert!(INDEX_HEADER_LEN % 8 == 0);
+const _: () = assert!(
+    IH_COVERED_END.is_multiple_of(8)
+        && IH_RECORDS.is_multiple_of(8)
+        && IH_BODY_LEN.is_multiple_of(8)
+);
+const _: () = assert!(INDEX_HEADER_LEN.is_multiple_of(8));
 
 /// Why an index file was refused, before the caller adds the path.
 #[derive(Debug)]
@@ -76,12 +84,12 @@ fn other(msg: impl Into<String>) -> Refusal {
 /// Encodes `index` as an index file whose last record's frame checksum is `last_crc`.
 fn encode(index: &AggregateIndex, last_crc: u32) -> Vec<u8> {
     let interned_len = |i: &Interned| -> usize {
-        4 + i.iter().map(|(name, offsets)| 4 + name.len() + 8 + 8 * offsets.len()).sum::<usize>()
+        4 + i.iter().map(|(name, offsets)| 4 + name.len() + list_len(offsets)).sum::<usize>()
     };
     let body_len = interned_len(&index.types)
         + interned_len(&index.namespaces)
         + 8
-        + index.aggregates.values().map(|offsets| 16 + 8 * offsets.len()).sum::<usize>()
+        + index.aggregates.values().map(|offsets| 8 + list_len(offsets)).sum::<usize>()
         + 8
         + 16 * index.times.len();
     let mut out = Vec::with_capacity(INDEX_HEADER_LEN + body_len);
@@ -152,10 +160,45 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+/// Whether a list's gaps all fit the narrow form: each a multiple of 8 below 2^35.
+fn narrow(offsets: &[u64]) -> bool {
+    offsets.windows(2).all(|pair| match pair {
+        [a, b] => b > a && (b - a) % 8 == 0 && (b - a) / 8 <= u64::from(u32::MAX),
+        _ => true,
+    })
+}
+
+/// Encoded bytes of an offset list (see [`put_list`]).
+fn list_len(offsets: &[u64]) -> usize {
+    match offsets.len() {
+        0 => 8,
+        n if narrow(offsets) => 8 + 8 + 4 * (n - 1),
+        n => 8 + 8 * n,
+    }
+}
+
+/// Writes an offset list: a `u64` whose low 63 bits are the count and whose top bit marks the
+/// wide form; then, in the narrow form, the first offset (`u64`) and each following offset as
+/// its distance from the previous one in units of 8 bytes (`u32`); in the wide form, every
+/// offset as a `u64`.
 fn put_list(out: &mut Vec<u8>, offsets: &[u64]) {
-    put_u64(out, offsets.len() as u64);
-    for &o in offsets {
-        out.extend_from_slice(&o.to_le_bytes());
+    let count = offsets.len() as u64;
+    if narrow(offsets) {
+        put_u64(out, count);
+        let mut prev = None;
+        for &o in offsets {
+            match prev {
+                None => put_u64(out, o),
+                // `narrow` checked that the gap fits.
+                Some(p) => put_u32(out, u32::try_from((o - p) / 8).unwrap_or(u32::MAX)),
+            }
+            prev = Some(o);
+        }
+    } else {
+        put_u64(out, count | LIST_WIDE);
+        for &o in offsets {
+            put_u64(out, o);
+        }
     }
 }
 
@@ -187,25 +230,55 @@ impl<'a> Cursor<'a> {
         Ok(le_u64(bytes))
     }
 
-    /// Reads an offset list and checks it: strictly increasing, aligned, below `end`.
+    /// Reads an offset list (see [`put_list`]) and checks it: strictly increasing, aligned,
+    /// below `end`.
     fn list(&mut self, end: u64, what: &str) -> Result<Vec<u64>, Refusal> {
-        let count = self.u64(what)?;
-        let bytes = self.take(count.saturating_mul(8), what)?;
-        let mut list = Vec::with_capacity(bytes.len() / 8);
-        let mut next_min = 0u64;
-        let mut ok = true;
-        for chunk in bytes.chunks_exact(8) {
-            let offset = le_u64(chunk);
-            ok &= offset >= next_min && offset < end;
-            next_min = offset.wrapping_add(1);
-            list.push(offset);
-        }
-        let aligned = list.iter().all(|o| o % FRAME_ALIGN as u64 == 0);
-        if !ok || !aligned {
-            return Err(other(format!(
+        let head = self.u64(what)?;
+        let count = head & !LIST_WIDE;
+        let refuse = || {
+            other(format!(
                 "{what}: offsets are not strictly increasing, aligned record offsets below the \
                  covered end {end}"
-            )));
+            ))
+        };
+        let list: Vec<u64> = if head & LIST_WIDE != 0 {
+            let bytes = self.take(count.saturating_mul(8), what)?;
+            // Copy first, check after: both loops are branch-free and vectorize.
+            let list: Vec<u64> = bytes.chunks_exact(8).map(le_u64).collect();
+            let increasing = list.windows(2).fold(true, |ok, pair| match pair {
+                [a, b] => ok & (a < b),
+                _ => ok,
+            });
+            let misaligned = list.iter().fold(0, |bits, o| bits | o) % FRAME_ALIGN as u64 != 0;
+            if !increasing || misaligned {
+                return Err(refuse());
+            }
+            list
+        } else if count == 0 {
+            Vec::new()
+        } else {
+            let first = self.u64(what)?;
+            let gaps = self.take((count - 1).saturating_mul(4), what)?;
+            let mut list = Vec::with_capacity(gaps.len() / 4 + 1);
+            list.push(first);
+            let mut at = first;
+            let mut zero_gap = false;
+            // `extend` over an exact-size iterator writes without a capacity check per item.
+            list.extend(gaps.chunks_exact(4).map(|gap| {
+                let gap = u64::from(gap.first_chunk::<4>().map_or(0, |g| u32::from_le_bytes(*g)));
+                zero_gap |= gap == 0;
+                // Each step adds less than 2^35 and the result is checked against `end`
+                // below; saturating keeps a hostile file from wrapping around.
+                at = at.saturating_add(gap * 8);
+                at
+            }));
+            if zero_gap || !first.is_multiple_of(FRAME_ALIGN as u64) {
+                return Err(refuse());
+            }
+            list
+        };
+        if list.last().is_some_and(|&last| last >= end) {
+            return Err(refuse());
         }
         Ok(list)
     }
@@ -283,7 +356,7 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
         }
         None
     } else {
-        if records == 0 || last_offset >= end || last_offset % FRAME_ALIGN as u64 != 0 {
+        if records == 0 || last_offset >= end || !last_offset.is_multiple_of(FRAME_ALIGN as u64) {
             return Err(other(format!(
                 "last indexed record {last_offset} is not an aligned offset below the covered \
                  end {end}, or no records are counted"
@@ -291,7 +364,10 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
         }
         Some((last_offset, Some(last_crc)))
     };
-    if end % FRAME_ALIGN as u64 != 0 || times_end > end || times_end % FRAME_ALIGN as u64 != 0 {
+    if !end.is_multiple_of(FRAME_ALIGN as u64)
+        || times_end > end
+        || !times_end.is_multiple_of(FRAME_ALIGN as u64)
+    {
         return Err(other(format!(
             "covered ends {end} (time index {times_end}) are not aligned and ordered"
         )));

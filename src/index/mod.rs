@@ -61,16 +61,44 @@ pub struct IndexReport {
     /// is missing, damaged, of another version, or does not match the log. `None` when a
     /// stored index was used.
     pub rebuilt_because: Option<String>,
+    /// Records read while catching up that are not events (written through the raw
+    /// [`Log`](crate::Log) into the event log's directory). They are not indexed; replaying
+    /// them yields [`StorageError::Decode`](crate::StorageError::Decode).
+    pub records_not_events: u64,
 }
+
+/// Up to this many distinct names, a lookup compares the name with each instead of hashing.
+const LINEAR_SCAN_NAMES_MAX: usize = 16;
 
 /// Marks "no interned id" in the one-entry lookup cache.
 const NO_ID: u32 = u32::MAX;
+
+/// A cheap fingerprint of a name (its length and its first and last eight bytes), compared
+/// before the name itself.
+#[inline]
+fn name_key(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let word = |chunk: Option<&[u8; 8]>| chunk.map_or(0, |c| u64::from_le_bytes(*c));
+    let (first, last) = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(first), last) => (word(Some(first)), word(last)),
+        _ => {
+            let mut short = [0u8; 8];
+            for (to, from) in short.iter_mut().zip(bytes) {
+                *to = *from;
+            }
+            (u64::from_le_bytes(short), 0)
+        }
+    };
+    first ^ last.rotate_left(29) ^ (bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
 
 /// A set of strings, each given a small id, with the offsets of the events that carry it.
 #[derive(Debug, Clone, Default)]
 struct Interned {
     ids: FxHashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
+    /// [`name_key`] of each name, scanned before any string is compared.
+    keys: Vec<u64>,
     offsets: Vec<Vec<u64>>,
     /// The id used last: appends usually repeat the previous type and namespace, and a
     /// string comparison is cheaper than a hash lookup.
@@ -84,19 +112,31 @@ impl Interned {
 
     #[inline]
     fn push(&mut self, name: &str, offset: u64) {
-        let cached = self.names.get(self.last as usize);
-        let id = match cached {
-            Some(last) if **last == *name => self.last,
-            _ => self.intern(name),
-        };
+        let key = name_key(name);
+        let id = if self.is(self.last, key, name) { self.last } else { self.intern(key, name) };
         self.last = id;
         if let Some(list) = self.offsets.get_mut(id as usize) {
             list.push(offset);
         }
     }
 
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
+    #[inline]
+    fn is(&self, id: u32, key: u64, name: &str) -> bool {
+        self.keys.get(id as usize) == Some(&key)
+            && self.names.get(id as usize).is_some_and(|known| **known == *name)
+    }
+
+    fn intern(&mut self, key: u64, name: &str) -> u32 {
+        // Logs usually have a handful of types and namespaces: scanning their keys is cheaper
+        // than hashing the name.
+        if self.names.len() <= LINEAR_SCAN_NAMES_MAX {
+            for (i, &known) in self.keys.iter().enumerate() {
+                let id = u32::try_from(i).unwrap_or(NO_ID);
+                if known == key && self.is(id, key, name) {
+                    return id;
+                }
+            }
+        } else if let Some(&id) = self.ids.get(name) {
             return id;
         }
         // More than four billion distinct names cannot be built from a log whose records each
@@ -104,6 +144,7 @@ impl Interned {
         let id = u32::try_from(self.names.len()).unwrap_or(NO_ID - 1);
         self.ids.insert(name.into(), id);
         self.names.push(name.into());
+        self.keys.push(key);
         self.offsets.push(Vec::new());
         id
     }
@@ -118,6 +159,7 @@ impl Interned {
         };
         self.ids.insert(name.into(), id);
         self.names.push(name.into());
+        self.keys.push(name_key(name));
         self.offsets.push(offsets);
         true
     }
@@ -342,6 +384,16 @@ impl AggregateIndex {
         }
     }
 
+    /// Passes over a record that is not an event: it is not indexed, but the index covers it
+    /// (and may name it as its last record, which is what identifies the log prefix).
+    pub(crate) fn pass_over(&mut self, offset: u64, next: u64, write_timestamp_ms: u64, crc: u32) {
+        self.last = Some((offset, Some(crc)));
+        self.end = next;
+        if self.times_end == offset {
+            self.push_time(offset, next, write_timestamp_ms);
+        }
+    }
+
     /// Adds a record to the time index; `next` is the offset just after it.
     pub(crate) fn push_time(&mut self, offset: u64, next: u64, write_timestamp_ms: u64) {
         match self.times.last() {
@@ -357,8 +409,8 @@ impl AggregateIndex {
         self.times_end = next;
     }
 
-    /// Sets the covered end after inserts from appends (the log's end offset).
-    #[inline]
+    /// Sets the covered end directly (tests build indexes without a log).
+    #[cfg(test)]
     pub(crate) fn set_end(&mut self, end: u64) {
         self.end = end;
     }

@@ -27,8 +27,15 @@ pub(crate) fn open_index(log: &Log, path: &Path) -> Result<(AggregateIndex, Inde
         Err(reason) => (AggregateIndex::starting_at(start), false, Some(reason)),
     };
     let covered_offset = index.covered_end();
-    let records_replayed = catch_up(&mut index, log)?;
-    Ok((index, IndexReport { loaded, covered_offset, records_replayed, rebuilt_because }))
+    let (records_replayed, records_not_events) = catch_up(&mut index, log)?;
+    let report = IndexReport {
+        loaded,
+        covered_offset,
+        records_replayed,
+        rebuilt_because,
+        records_not_events,
+    };
+    Ok((index, report))
 }
 
 /// Checks that a stored index describes a prefix of `log`: it covers no more than the log
@@ -89,24 +96,38 @@ fn check_against(log: &Log, index: &AggregateIndex) -> Result<(), String> {
 }
 
 /// Indexes every record of `log` from the index's covered end to the log's end, reading each
-/// once. Returns how many records were read.
+/// once. Returns how many records were read, and how many of them were not events (passed
+/// over, not indexed).
 ///
 /// # Errors
-/// A damaged record ([`StorageError::Corruption`]) or one that is not an event
-/// ([`StorageError::Decode`]); the index then covers the records before it.
-pub(crate) fn catch_up(index: &mut AggregateIndex, log: &Log) -> Result<u64> {
+/// A damaged record ([`StorageError::Corruption`]); the index then covers the records
+/// before it.
+pub(crate) fn catch_up(index: &mut AggregateIndex, log: &Log) -> Result<(u64, u64)> {
     let from = index.covered_end();
     catch_up_times(index, log)?;
     let mut replay = log.replay(from);
-    let mut records = 0u64;
+    let (mut records, mut not_events) = (0u64, 0u64);
     while let Some(record) = replay.next_ref() {
         let record = record?;
-        let event = decode_event(record.payload, record.offset)?;
         let next = record.offset + frame_stride(record.payload.len());
-        index.insert_read(record.offset, next, record.write_timestamp_ms, record.crc, &event);
+        match decode_event(record.payload, record.offset) {
+            Ok(event) => {
+                index.insert_read(
+                    record.offset,
+                    next,
+                    record.write_timestamp_ms,
+                    record.crc,
+                    &event,
+                );
+            }
+            Err(_) => {
+                index.pass_over(record.offset, next, record.write_timestamp_ms, record.crc);
+                not_events += 1;
+            }
+        }
         records += 1;
     }
-    Ok(records)
+    Ok((records, not_events))
 }
 
 /// Brings the time index up to the covered end by reading the frame headers of the records

@@ -89,7 +89,7 @@ impl Options {
                 self.segment_bytes
             ));
         }
-        if self.segment_bytes % FRAME_ALIGN as u64 != 0 {
+        if !self.segment_bytes.is_multiple_of(FRAME_ALIGN as u64) {
             return invalid(format!(
                 "segment_bytes {} is not a multiple of {FRAME_ALIGN}",
                 self.segment_bytes
@@ -588,6 +588,25 @@ impl Log {
     #[must_use]
     pub fn start_offset(&self) -> u64 {
         self.shared.snapshot().start()
+    }
+
+    /// The write timestamp of the last record in the log as this writer knows it (the last
+    /// one appended, or the last one recovered on open); `None` for a read-only handle or an
+    /// empty log.
+    #[must_use]
+    pub fn last_write_timestamp_ms(&self) -> Option<u64> {
+        let writer = self.writer.as_ref()?;
+        (writer.last_frame.0 != crate::format::NO_PREVIOUS_FRAME)
+            .then_some(writer.last_timestamp_ms)
+    }
+
+    /// The stored checksum of the last complete frame in the log as this writer knows it (it
+    /// identifies that exact record, see [`Record::crc`]); `None` for a read-only handle or an
+    /// empty log.
+    #[must_use]
+    pub fn last_record_crc(&self) -> Option<u32> {
+        let writer = self.writer.as_ref()?;
+        (writer.last_frame.0 != crate::format::NO_PREVIOUS_FRAME).then_some(writer.last_frame.1)
     }
 
     /// What recovery found and did when this log was opened.

@@ -445,7 +445,7 @@ fn check_recorded_frame(
 }
 
 fn check_bases(prev: &SegmentView<'_>, next: &SegmentView<'_>) -> Result<(), String> {
-    let data_end = next.base().checked_sub(prev.base()).unwrap_or(0);
+    let data_end = next.base().saturating_sub(prev.base());
     if data_end == 0 || data_end > prev.data.len() as u64 {
         return Err(format!(
             "base offset {} does not fall inside the previous segment (base {}, {} data bytes); \

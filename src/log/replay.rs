@@ -75,7 +75,7 @@ impl Snapshot {
         if offset >= self.end {
             return Err(invalid("at or past the end of the log"));
         }
-        if offset % FRAME_ALIGN as u64 != 0 {
+        if !offset.is_multiple_of(FRAME_ALIGN as u64) {
             return Err(invalid("not aligned to a frame boundary"));
         }
         let index = self

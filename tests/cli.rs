@@ -1,0 +1,233 @@
+//! The `chronicle` command-line tool, run as a built binary against real log directories.
+//!
+//! Each test builds a log through the library, runs one subcommand, and checks its exit code
+//! and what it printed against what the library wrote.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use chronicle::{Event, EventLog, Log, Options};
+
+/// Bytes of a segment header; the data region (logical offset `base`) starts here.
+const SEGMENT_HEADER_LEN: u64 = 64;
+/// Bytes of a frame header; the payload starts here.
+const FRAME_HEADER_LEN: u64 = 32;
+
+fn chronicle(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args(args)
+        .output()
+        .expect("run the chronicle binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn small() -> Options {
+    Options { segment_bytes: 4096, record_bytes_max: 1000, ..Options::default() }
+}
+
+/// Writes 100 raw records over several 4 KiB segments; returns their offsets and payloads.
+fn small_log(dir: &Path) -> Vec<(u64, Vec<u8>)> {
+    let mut log = Log::open_with(dir, small()).unwrap();
+    let mut records = Vec::new();
+    for i in 0..100u32 {
+        let payload: Vec<u8> = (0..(20 + i % 90)).map(|k| (i * 7 + k) as u8).collect();
+        let offset = log.append(&payload).unwrap();
+        records.push((offset, payload));
+    }
+    log.close().unwrap();
+    records
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn demo_appends_reopens_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("demo");
+    let out = chronicle(&[
+        "demo",
+        "--dir",
+        log_dir.to_str().unwrap(),
+        "--events",
+        "20000",
+        "--synced",
+        "20",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    // 20000 buffered + 20 synced + 10 batches of 100.
+    assert!(stdout.contains("verified: 21020 events"), "{stdout}");
+    assert!(stdout.contains("20000 events in"), "{stdout}");
+    assert!(stdout.contains("torn tail:           none"), "{stdout}");
+    // The log it left behind holds exactly those events.
+    let log = EventLog::open_read_only(&log_dir).unwrap();
+    assert_eq!(log.replay(0).count(), 21020);
+}
+
+#[test]
+fn dump_prints_every_record_and_honours_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = small_log(dir.path());
+    let path = dir.path().to_str().unwrap();
+
+    let out = chronicle(&["dump", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // A header line, one line per record, and a count.
+    assert_eq!(lines.len(), records.len() + 2, "{stdout}");
+    assert_eq!(lines.last().copied(), Some("100 records"));
+    for ((offset, payload), line) in records.iter().zip(&lines[1..]) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[0], offset.to_string(), "{line}");
+        assert_eq!(fields[2], payload.len().to_string(), "{line}");
+        assert!(fields[3].starts_with(&hex(&payload[..16])), "{line}");
+    }
+
+    let from = records[10].0.to_string();
+    let until = records[30].0.to_string();
+    let out = chronicle(&["dump", path, "--from", &from, "--until", &until, "--limit", "5"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.ends_with("5 records\n"), "{stdout}");
+    assert!(stdout.lines().nth(1).unwrap().trim_start().starts_with(&from));
+
+    let out = chronicle(&["dump", path, "--from", &from, "--until", &until]);
+    assert!(text(&out.stdout).ends_with("20 records\n"));
+
+    // Not a record boundary: refused with the library's message.
+    let inside = (records[10].0 + 8).to_string();
+    let out = chronicle(&["dump", path, "--from", &inside]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: offset "), "{stderr}");
+    assert!(stderr.contains("not a record boundary"), "{stderr}");
+}
+
+#[test]
+fn dump_events_decodes_typed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = EventLog::open(dir.path()).unwrap();
+    let first = log
+        .append(
+            &Event::builder("order.placed")
+                .namespace("shop")
+                .schema("order", 3)
+                .aggregate_id(42)
+                .payload(vec![0xab; 20])
+                .build(),
+        )
+        .unwrap();
+    let second = log.append(&Event::builder("user.seen").payload(b"hi".to_vec()).build()).unwrap();
+    log.close().unwrap();
+
+    let out = chronicle(&["dump", "--events", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].trim_start().starts_with(&first.to_string()));
+    assert!(
+        lines[0].contains("type=order.placed namespace=shop schema=order@3 aggregate=42"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("payload=20 bytes abababab"), "{}", lines[0]);
+    assert!(lines[1].trim_start().starts_with(&second.to_string()));
+    assert!(
+        lines[1].contains("type=user.seen namespace=default schema=@1 aggregate=-"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], "2 events");
+}
+
+#[test]
+fn verify_and_stats_report_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = small_log(dir.path());
+    let path = dir.path().to_str().unwrap();
+    let payload_bytes: usize = records.iter().map(|(_, p)| p.len()).sum();
+    let segments = Log::open_read_only(dir.path()).unwrap().verify().unwrap().segments;
+    assert!(segments > 2, "the test needs several segments");
+
+    let out = chronicle(&["verify", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("records:       100\n"), "{stdout}");
+    assert!(stdout.contains(&format!("segments:      {segments}\n")), "{stdout}");
+    assert!(stdout.contains(&format!("payload bytes: {payload_bytes} ")), "{stdout}");
+
+    let out = chronicle(&["stats", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("segments: {segments}\n")), "{stdout}");
+    assert!(stdout.contains("00000000000000000000.seg"), "{stdout}");
+    assert!(stdout.contains("records:       100\n"), "{stdout}");
+    let end = Log::open_read_only(dir.path()).unwrap().end_offset();
+    assert!(stdout.contains(&format!("end offset:   {end}\n")), "{stdout}");
+}
+
+/// Flips one payload byte of the frame at `offset`, which lies in the segment based at `base`.
+fn flip_payload_byte(dir: &Path, base: u64, offset: u64) -> String {
+    let name = format!("{base:020}.seg");
+    let file = OpenOptions::new().read(true).write(true).open(dir.join(&name)).unwrap();
+    let at = SEGMENT_HEADER_LEN + (offset - base) + FRAME_HEADER_LEN + 3;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x40], at).unwrap();
+    name
+}
+
+#[test]
+fn verify_fails_on_a_damaged_sealed_segment_and_repair_truncates() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = small_log(dir.path());
+    let path = dir.path().to_str().unwrap();
+    // Record 5 sits in the first segment, which is sealed (the log has several).
+    let damaged = records[5].0;
+    let name = flip_payload_byte(dir.path(), 0, damaged);
+
+    let out = chronicle(&["verify", path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: corruption in "), "{stderr}");
+    assert!(stderr.contains(&name), "{stderr}");
+    assert!(stderr.contains(&format!("at log offset {damaged}")), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    let out = chronicle(&["repair", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("repaired: log truncated at offset {damaged} ")),
+        "{stdout}"
+    );
+
+    let out = chronicle(&["verify", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("records:       5\n"));
+}
+
+#[test]
+fn errors_are_reported_with_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("00000000000000000000.seg"), [0x55u8; 4096]).unwrap();
+    let out = chronicle(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("is not a Chronicle log segment"), "{stderr}");
+
+    let missing = dir.path().join("missing");
+    let out = chronicle(&["repair", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!missing.exists(), "repair must not create a log");
+}
