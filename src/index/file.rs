@@ -16,15 +16,13 @@
 // Decoders see bytes from disk and from fuzzers, so they must not panic on any input.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
 use std::path::Path;
 
 use super::hash::FxHashMap;
 use super::{AggregateIndex, Interned};
 use crate::error::{Result, StorageError};
-use crate::format::{crc32, FormatError, FRAME_ALIGN, NO_PREVIOUS_FRAME, TEMP_FILE_SUFFIX};
-use crate::segment::sync_dir;
+use crate::format::{crc32, FormatError, FRAME_ALIGN, NO_PREVIOUS_FRAME};
 
 /// Magic bytes at the start of an index file.
 pub const INDEX_MAGIC: [u8; 4] = *b"CHIX";
@@ -512,7 +510,7 @@ pub fn load_index(path: impl AsRef<Path>) -> Result<AggregateIndex> {
 /// [`StorageError::Encode`] if the index has records but does not know the last one's
 /// checksum; [`StorageError::Io`] naming the step that failed.
 pub fn save_index(path: impl AsRef<Path>, index: &AggregateIndex) -> Result<()> {
-    write_atomically(path.as_ref(), &encode_index(index)?)
+    crate::atomic_file::write_atomically(path.as_ref(), &encode_index(index)?)
 }
 
 /// The bytes [`save_index`] writes for `index`.
@@ -533,22 +531,4 @@ pub(crate) fn encode_index(index: &AggregateIndex) -> Result<Vec<u8>> {
         }
     };
     Ok(encode(index, last_crc))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(TEMP_FILE_SUFFIX);
-    let tmp = Path::new(&tmp);
-    let write = |tmp: &Path| -> io::Result<()> {
-        let mut file = File::create(tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    write(tmp).map_err(|e| StorageError::io("write temporary index file", tmp, e))?;
-    fs::rename(tmp, path).map_err(|e| StorageError::io("rename index file", path, e))?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    sync_dir(dir)
 }

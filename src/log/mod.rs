@@ -674,7 +674,7 @@ impl Log {
             last_frame_offset: writer.last_frame.0,
             last_frame_crc: writer.last_frame.1,
         };
-        write_atomically(&self.shared.dir, DURABLE_FILE_NAME, &record.encode())
+        write_atomically(&self.shared.dir.join(DURABLE_FILE_NAME), &record.encode())
     }
 }
 
