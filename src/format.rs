@@ -35,6 +35,11 @@ pub const FLAG_BATCH_CONTINUES: u32 = 1;
 /// All frame flags version 1 defines; any other bit set is corruption.
 pub const FRAME_FLAGS_KNOWN: u32 = FLAG_BATCH_CONTINUES;
 
+/// Offsets (and segment base offsets) stay below this, so that no offset arithmetic can
+/// overflow: a log of 8 EiB is out of reach, while a damaged base offset near `u64::MAX` is
+/// refused on open.
+pub const OFFSET_LIMIT: u64 = 1 << 63;
+
 /// Largest segment file, header included (4 GiB): frame lengths are 32-bit.
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 32;
 

@@ -30,7 +30,7 @@ use memmap2::{Advice, MmapOptions, MmapRaw};
 use crate::error::{Result, StorageError};
 use crate::format::{
     segment_file_name, FormatError, SegmentHeader, FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN,
-    SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
+    OFFSET_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
 };
 
 /// Data region bytes as a `usize` index; segments are at most 4 GiB, so this never truncates
@@ -148,6 +148,12 @@ impl Segment {
                     header.base_offset
                 ),
             });
+        }
+        if header.base_offset >= OFFSET_LIMIT {
+            return Err(corrupt(FormatError::Other(format!(
+                "base offset {} is not below the offset limit {OFFSET_LIMIT}",
+                header.base_offset
+            ))));
         }
         if !header.base_offset.is_multiple_of(FRAME_ALIGN as u64) {
             return Err(corrupt(FormatError::Other(format!(

@@ -370,6 +370,19 @@ impl Writer {
         }
     }
 
+    /// Records in the durable record (see `FORMAT.md`) that the log is durable up to the last
+    /// sync, so the next open need not examine the data before it for torn writes, and refuses
+    /// (rather than truncates) if it is later found damaged.
+    fn write_durable_record(&self) -> Result<()> {
+        let record = DurableRecord {
+            log_id: self.log_id,
+            durable_end: self.synced_end,
+            last_frame_offset: self.last_frame.0,
+            last_frame_crc: self.last_frame.1,
+        };
+        write_atomically(&self.shared.dir.join(DURABLE_FILE_NAME), &record.encode())
+    }
+
     /// Seals the active segment and starts a new one at the current end. The sealed
     /// segment's unsynced range is remembered for the next sync rather than synced now, so a
     /// buffered append never waits for the disk; the new header records how far the log is
@@ -666,15 +679,7 @@ impl Log {
     pub fn close(mut self) -> Result<()> {
         let Some(writer) = self.writer.as_mut() else { return Ok(()) };
         writer.sync()?;
-        // Record that everything is durable, so the next open need not examine the data for
-        // torn writes, and refuses (rather than truncates) if it is later found damaged.
-        let record = DurableRecord {
-            log_id: writer.log_id,
-            durable_end: writer.synced_end,
-            last_frame_offset: writer.last_frame.0,
-            last_frame_crc: writer.last_frame.1,
-        };
-        write_atomically(&self.shared.dir.join(DURABLE_FILE_NAME), &record.encode())
+        writer.write_durable_record()
     }
 }
 

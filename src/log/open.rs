@@ -94,7 +94,14 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         segments.push(Segment::open(dir.join(segment_file_name(base)), base, !read_only)?);
     }
     let log_id = segments.first().map_or_else(new_log_id, |s| s.header().log_id);
-    let mut recorded = read_durable_record(dir, log_id);
+    // Repair verifies every frame itself and must not trust a record of what it may cut; the
+    // record goes, and the next close writes a true one.
+    let mut recorded = if repair {
+        remove_durable_record(dir)?;
+        None
+    } else {
+        read_durable_record(dir, log_id)
+    };
 
     let recovered = loop {
         if segments.is_empty() {
@@ -234,6 +241,13 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             };
             writer.sync()?;
             writer.publish();
+            // Recovery may have used evidence it then removed (a stray frame's durable point,
+            // a set-aside segment's header); everything up to the end is durable now, so record
+            // that, and the next open reaches the same conclusion without the evidence.
+            let recorded_end = recorded.map_or(0, |r| r.durable_end);
+            if recorded_end != end && (report.torn_tail.is_some() || known_durable < end) {
+                writer.write_durable_record()?;
+            }
             Some(writer)
         }
         _ => None,
@@ -364,6 +378,16 @@ fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
         .filter(|record| record.log_id == log_id)
 }
 
+/// Removes the durable record, if any, durably.
+fn remove_durable_record(dir: &Path) -> Result<()> {
+    let record = dir.join(DURABLE_FILE_NAME);
+    match fs::remove_file(&record) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("remove durable record", record, e)),
+    }
+}
+
 /// Repair: keeps segments up to `index`, zeroes segment `index` from data position `pos`, and
 /// sets every later segment aside; records what was dropped.
 fn cut(
@@ -390,14 +414,6 @@ fn cut(
         let path = segment.path().to_path_buf();
         drop(segment);
         entry.segments_dropped.push(set_aside(&path)?);
-    }
-    // The durable record may describe data the cut removes: drop it; the next close writes a
-    // new one.
-    let record = dir.join(DURABLE_FILE_NAME);
-    match fs::remove_file(&record) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(StorageError::io("remove durable record", record, e)),
     }
     if let Some(segment) = segments.get_mut(index) {
         let base = segment.base_offset();

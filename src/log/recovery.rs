@@ -318,12 +318,11 @@ pub(crate) fn plan(views: &[SegmentView<'_>], recorded: Option<&DurableRecord>) 
             }
             continue;
         }
-        let start = if index == first_walked {
-            known_durable.saturating_sub(view.base()).min(data_end)
-        } else {
-            0
-        };
-        // `start` is a frame boundary: durable points are where a sync ended.
+        // Walked from its start even when the durable point lies inside it: a durable point
+        // taken from a header or a frame's distance field is evidence, not a proven frame
+        // boundary (damage could make it point anywhere), and the bytes before it must be
+        // intact too. Only the durable record's point, whose frame is checked, is a start.
+        let start = 0;
         let bounded = view.data.get(..index_of(data_end)).unwrap_or_default();
         let sealed = walk_chain(bounded, view.base(), start);
         plan.frames_scanned += sealed.frames;
