@@ -557,6 +557,7 @@ pub enum FrameRead<'a> {
 /// [`FormatError::BadFrameLength`], [`FormatError::FrameChecksum`],
 /// [`FormatError::OffsetMismatch`], [`FormatError::UnknownFrameFlags`],
 /// [`FormatError::BadUnsyncedDistance`] or [`FormatError::Truncated`].
+#[inline]
 pub fn decode_frame(bytes: &[u8], expected_offset: u64) -> Result<FrameRead<'_>, FormatError> {
     let Some(len_bytes) = bytes.get(FH_LEN..FH_OFFSET) else {
         return Ok(FrameRead::End);

@@ -305,6 +305,15 @@ impl Segment {
         extents
     }
 
+    /// Tells the kernel how the data region will be read: `random` while recovery scans it
+    /// (so a fault brings in only the touched page, not a readahead window of zero pages that
+    /// `SEEK_DATA` would then count as data at every later open), normal afterwards.
+    /// Advice only: failure changes nothing but speed, so it is ignored.
+    pub(crate) fn advise_scan(&self, random: bool) {
+        let advice = if random { Advice::Random } else { Advice::Normal };
+        let _ = self.map.advise_range(advice, SEGMENT_HEADER_LEN, to_index(self.capacity));
+    }
+
     /// Sets the published length during recovery, before the segment is shared.
     pub(crate) fn set_published_exclusive(&mut self, len: u64) {
         self.publish(len);

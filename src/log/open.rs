@@ -114,6 +114,9 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 continue;
             }
         }
+        for segment in &segments {
+            segment.advise_scan(true);
+        }
         let plan = {
             let views: Vec<SegmentView<'_>> = segments
                 .iter_mut()
@@ -124,6 +127,9 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 .collect();
             plan(&views, recorded.as_ref())
         };
+        for segment in &segments {
+            segment.advise_scan(false);
+        }
         match plan.outcome.clone() {
             Outcome::End { index, end, dirty_end } => {
                 break Some(apply_end(

@@ -51,6 +51,7 @@ impl Snapshot {
     }
 
     /// As [`Snapshot::decode`], with the segment's data end already known.
+    #[inline]
     fn decode_bounded(&self, index: usize, offset: u64, end: u64) -> Result<Option<Frame<'_>>> {
         let Some(segment) = self.segments.get(index) else {
             return Ok(None);
@@ -214,6 +215,7 @@ struct Cursor {
 
 impl Cursor {
     /// Moves to the next frame: returns it, or `None` at the end, or one error and then ends.
+    #[inline]
     fn step<'a>(&mut self, snapshot: &'a Snapshot) -> Option<Result<Frame<'a>>> {
         if self.done {
             return None;
