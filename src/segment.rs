@@ -58,9 +58,12 @@ impl Segment {
     /// Creates a new segment file for `header.base_offset` in `dir` and returns its writer.
     ///
     /// The file is built under a temporary name, preallocated to `file_bytes` (so a full disk
-    /// fails here, never as a fault while writing through the map), given its header, synced,
-    /// renamed into place, and the directory is synced, so the segment is durable and complete
-    /// or absent after a crash.
+    /// fails here, never as a fault while writing through the map), given its header, and
+    /// renamed into place, so a process crash leaves it complete or absent. With `durable`, the
+    /// file and the directory are also synced before the rename and after it; without, the
+    /// caller must call [`Segment::sync_file`] and sync the directory before it acknowledges
+    /// any record in the segment as durable (after a power loss such a segment may be missing,
+    /// shorter, or have a zero header: a torn creation, see `FORMAT.md`).
     ///
     /// # Errors
     /// [`StorageError::Io`] naming the step that failed; the temporary file is removed.
@@ -68,11 +71,12 @@ impl Segment {
         dir: &Path,
         file_bytes: u64,
         header: SegmentHeader,
+        durable: bool,
     ) -> Result<SegmentWriter> {
         let name = segment_file_name(header.base_offset);
         let path = dir.join(&name);
         let temp = dir.join(format!("{name}{TEMP_FILE_SUFFIX}"));
-        let built = Self::build_file(&temp, file_bytes, &header);
+        let built = Self::build_file(&temp, file_bytes, &header, durable);
         let file = match built {
             Ok(file) => file,
             Err(err) => {
@@ -82,11 +86,18 @@ impl Segment {
             }
         };
         fs::rename(&temp, &path).map_err(|e| StorageError::io("rename new segment", &temp, e))?;
-        sync_dir(dir)?;
+        if durable {
+            sync_dir(dir)?;
+        }
         SegmentWriter::new(Self::map(path, file, header, file_bytes, true)?)
     }
 
-    fn build_file(temp: &Path, file_bytes: u64, header: &SegmentHeader) -> Result<File> {
+    fn build_file(
+        temp: &Path,
+        file_bytes: u64,
+        header: &SegmentHeader,
+        durable: bool,
+    ) -> Result<File> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -97,7 +108,9 @@ impl Segment {
         file.allocate(file_bytes).map_err(|e| StorageError::io("preallocate segment", temp, e))?;
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| StorageError::io("write segment header", temp, e))?;
-        file.sync_all().map_err(|e| StorageError::io("sync new segment", temp, e))?;
+        if durable {
+            file.sync_all().map_err(|e| StorageError::io("sync new segment", temp, e))?;
+        }
         Ok(file)
     }
 
@@ -303,6 +316,15 @@ impl Segment {
             pos = end;
         }
         extents
+    }
+
+    /// Makes the file's header, size and allocation durable (`fsync`), for a segment created
+    /// without syncing.
+    ///
+    /// # Errors
+    /// The operating system's error; the writer must then be poisoned.
+    pub(crate) fn sync_file(&self) -> std::io::Result<()> {
+        self.file.sync_all()
     }
 
     /// Tells the kernel how the data region will be read: `random` while recovery scans it

@@ -248,6 +248,9 @@ struct Writer {
     /// Ranges `[from, to)` of sealed segments written since the last sync: a roll does not
     /// wait for the disk, so [`Writer::sync`] syncs them.
     unsynced_sealed: Vec<(Arc<Segment>, u64, u64)>,
+    /// Segments created since the last sync, whose files (header, size, allocation) and
+    /// directory entries are not yet durable.
+    unsynced_created: Vec<Arc<Segment>>,
     /// Offset and checksum of the last complete frame, for the next segment's header.
     last_frame: (u64, u32),
     last_timestamp_ms: u64,
@@ -294,6 +297,19 @@ impl Writer {
     /// then the active segment. Poisons the writer on failure.
     fn sync(&mut self) -> Result<()> {
         self.check_usable()?;
+        let created = std::mem::take(&mut self.unsynced_created);
+        for segment in &created {
+            if let Err(err) = segment.sync_file() {
+                self.poisoned = Some(err.to_string());
+                return Err(StorageError::io("sync new segment", segment.path(), err));
+            }
+        }
+        if !created.is_empty() {
+            if let Err(err) = crate::segment::sync_dir(&self.shared.dir) {
+                self.poisoned = Some(err.to_string());
+                return Err(err);
+            }
+        }
         for (segment, from, to) in std::mem::take(&mut self.unsynced_sealed) {
             if let Err(err) = segment.sync_range(from, to) {
                 self.poisoned = Some(err.to_string());
@@ -398,7 +414,10 @@ impl Writer {
             durable_offset: self.synced_end,
             log_id: self.log_id,
         };
-        let active = Segment::create(&self.shared.dir, self.segment_bytes, header)?;
+        // Not synced now: a buffered append never waits for the disk. The next sync makes the
+        // file and its directory entry durable before any record in it is acknowledged.
+        let active = Segment::create(&self.shared.dir, self.segment_bytes, header, false)?;
+        self.unsynced_created.push(Arc::clone(active.segment()));
         {
             let mut segments = self.shared.segments.write().unwrap_or_else(PoisonError::into_inner);
             let mut next: Vec<Arc<Segment>> = segments.iter().cloned().collect();

@@ -18,7 +18,7 @@ use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, parse_segment_file_name, segment_file_name, DurableRecord, FormatError,
     FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, FORMAT_VERSION, LOCK_FILE_NAME,
-    NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, TEMP_FILE_SUFFIX,
+    NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
 };
 use crate::segment::{sync_dir, Segment, SegmentWriter};
 
@@ -90,8 +90,19 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         report.temp_files_removed = listing.temps.len();
     }
     let mut segments = Vec::with_capacity(listing.bases.len());
+    let mut torn_created: Option<PathBuf> = None;
     for &base in &listing.bases {
-        segments.push(Segment::open(dir.join(segment_file_name(base)), base, !read_only)?);
+        let path = dir.join(segment_file_name(base));
+        if torn_created.is_some() {
+            // Everything after a torn creation was created after it, and goes with it.
+            segments.push(Segment::open(path, base, !read_only)?);
+            continue;
+        }
+        match Segment::open(path.clone(), base, !read_only) {
+            Ok(segment) => segments.push(segment),
+            Err(_) if is_torn_creation(&path) => torn_created = Some(path),
+            Err(err) => return Err(err),
+        }
     }
     let log_id = segments.first().map_or_else(new_log_id, |s| s.header().log_id);
     // Repair verifies every frame itself and must not trust a record of what it may cut; the
@@ -102,6 +113,22 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     } else {
         read_durable_record(dir, log_id)
     };
+    if let Some(path) = torn_created {
+        let first_torn = segments.iter().position(|s| s.path() > path.as_path());
+        let later = first_torn.map_or_else(Vec::new, |i| segments.split_off(i));
+        let base =
+            parse_segment_file_name(path.file_name().and_then(|n| n.to_str()).unwrap_or_default())
+                .unwrap_or(0);
+        if segments.is_empty() {
+            // The first segment of a log is created synced, so it cannot be a torn creation;
+            // without any intact segment before it, offsets cannot be recovered.
+            return Err(StorageError::BrokenChain {
+                segment: path,
+                reason: "the log's first segment has no header".to_string(),
+            });
+        }
+        drop_torn_creation(dir, &path, base, later, recorded.as_ref(), read_only, &mut report)?;
+    }
 
     let recovered = loop {
         if segments.is_empty() {
@@ -196,7 +223,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 log_id,
             };
             report.created = true;
-            Some(Segment::create(dir, options.segment_bytes, header)?)
+            Some(Segment::create(dir, options.segment_bytes, header, true)?)
         }
     };
     let sealed = all.clone();
@@ -234,6 +261,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 synced_pos: known_durable.saturating_sub(base).min(pos),
                 synced_end: known_durable.min(end),
                 unsynced_sealed,
+                unsynced_created: Vec::new(),
                 last_frame: last_frame.map_or((NO_PREVIOUS_FRAME, 0), |h| (h.offset, h.crc)),
                 last_timestamp_ms: last_frame.map_or(0, |h| h.write_timestamp_ms),
                 poisoned: None,
@@ -306,6 +334,8 @@ fn apply_end(
         });
     };
     let base = last.base_offset();
+    // A torn creation set aside before planning is part of the same torn tail.
+    let earlier = report.torn_tail.take();
     if dirty_end > end || plan.frames_dropped > 0 || !segments_dropped.is_empty() {
         report.torn_tail = Some(TornTail {
             offset: base + end,
@@ -313,6 +343,16 @@ fn apply_end(
             frames_dropped: plan.frames_dropped,
             segments_dropped,
         });
+    }
+    if let Some(earlier) = earlier {
+        let tail = report.torn_tail.get_or_insert(TornTail {
+            offset: base + end,
+            bytes: 0,
+            frames_dropped: 0,
+            segments_dropped: Vec::new(),
+        });
+        tail.frames_dropped += earlier.frames_dropped;
+        tail.segments_dropped.extend(earlier.segments_dropped);
     }
     if !read_only && dirty_end > end {
         last.zero_exclusive(end, dirty_end)?;
@@ -382,6 +422,78 @@ fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
         .ok()
         .and_then(|bytes| DurableRecord::decode(&bytes).ok())
         .filter(|record| record.log_id == log_id)
+}
+
+/// Whether the segment file at `path`, whose header failed to decode, is what a power loss
+/// leaves of a segment created without syncing: a file shorter than its header, or a header
+/// of zeros (its page never reached the disk).
+fn is_torn_creation(path: &Path) -> bool {
+    match fs::read(path) {
+        Ok(bytes) => bytes.get(..SEGMENT_HEADER_LEN).is_none_or(|h| h.iter().all(|&b| b == 0)),
+        Err(_) => false,
+    }
+}
+
+/// Sets aside a torn creation at `path` (base offset `base`) and every segment after it
+/// (`later`), which were all created after the last sync, unless something records a durable
+/// point at or past `base`: then the segment's header was durable and is damaged, which is
+/// corruption. A read-only open just leaves them out.
+fn drop_torn_creation(
+    dir: &Path,
+    path: &Path,
+    base: u64,
+    mut later: Vec<Segment>,
+    recorded: Option<&DurableRecord>,
+    read_only: bool,
+    report: &mut OpenReport,
+) -> Result<()> {
+    let mut evidence = recorded.map_or(0, |r| r.durable_end);
+    let mut frames = 0;
+    // The torn segment's own frames (read, not mapped: it has no valid header) can show that
+    // a sync followed its creation, which would have made its header durable.
+    if let Ok(bytes) = fs::read(path) {
+        let data = bytes.get(SEGMENT_HEADER_LEN..).unwrap_or_default();
+        let whole = [(0, data.len() as u64)];
+        let walk = walk_chain(data, base, 0);
+        let after = examine_after_chain(data, base, walk.chain_end, &whole);
+        evidence = evidence.max(walk.max_durable_end);
+        evidence = evidence.max(after.max_durable.map_or(0, |(durable, _)| durable));
+        frames += walk.frames + after.stray_frames;
+    }
+    for segment in &mut later {
+        evidence = evidence.max(segment.header().durable_offset);
+        let (base, extents) = (segment.base_offset(), segment.data_extents());
+        let data = segment.data_exclusive();
+        let walk = walk_chain(data, base, 0);
+        let after = examine_after_chain(data, base, walk.chain_end, &extents);
+        evidence = evidence.max(walk.max_durable_end);
+        evidence = evidence.max(after.max_durable.map_or(0, |(durable, _)| durable));
+        frames += walk.frames + after.stray_frames;
+    }
+    if evidence > base {
+        return Err(StorageError::Corruption {
+            segment: path.to_path_buf(),
+            offset: base,
+            kind: FormatError::LostDurableData { durable_end: evidence },
+        });
+    }
+    let mut paths = vec![path.to_path_buf()];
+    paths.extend(later.iter().map(|s| s.path().to_path_buf()));
+    drop(later);
+    let mut dropped = Vec::new();
+    for path in paths {
+        dropped.push(if read_only { path } else { set_aside(&path)? });
+    }
+    if !read_only {
+        sync_dir(dir)?;
+    }
+    report.torn_tail = Some(TornTail {
+        offset: base,
+        bytes: 0,
+        frames_dropped: frames,
+        segments_dropped: dropped,
+    });
+    Ok(())
 }
 
 /// Removes the durable record, if any, durably.
