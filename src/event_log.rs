@@ -30,7 +30,7 @@ use crate::log::{Log, LogReader, OpenReport, Options, Replay};
 /// [`EventLog::events_in_time_range`] from it, reading only the matching events. The index is
 /// saved in the log directory (file [`INDEX_FILE_NAME`]) by [`EventLog::close`], by
 /// [`EventLog::checkpoint`], and automatically every [`IndexOptions::checkpoint_bytes`] of new
-/// log data. On open, a stored index that still matches the log is loaded and caught up by
+/// log data (on a background thread, from a snapshot). On open, a stored index that still matches the log is loaded and caught up by
 /// reading only the records appended after it was saved; one that does not match (missing,
 /// damaged, another version, another log, ahead of a log that lost its tail) is rebuilt from
 /// the whole log (and a writer deletes the unusable file), and [`EventLog::index_report`]
@@ -53,6 +53,34 @@ pub struct EventLog {
     saved_end: u64,
     /// The last automatic checkpoint's failure, if it failed.
     checkpoint_error: Option<String>,
+    /// An automatic checkpoint being written on another thread.
+    pending: PendingCheckpoint,
+}
+
+/// An automatic checkpoint's save, running on its own thread so the append that triggered it
+/// only pays for a snapshot of the index. Dropping it waits for the save, so two saves (or a
+/// save and a new open of the same directory) never race on the temporary file.
+#[derive(Debug, Default)]
+struct PendingCheckpoint(Option<std::thread::JoinHandle<Result<()>>>);
+
+impl PendingCheckpoint {
+    /// Waits for the save in progress, if any, and returns its outcome.
+    fn finish(&mut self) -> Result<()> {
+        match self.0.take().map(std::thread::JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(err))) => Err(err),
+            Some(Err(_)) => Err(StorageError::Encode {
+                reason: "the index checkpoint thread panicked".to_string(),
+            }),
+        }
+    }
+}
+
+impl Drop for PendingCheckpoint {
+    fn drop(&mut self) {
+        // Nobody is left to report to; the next open catches up from whichever file is there.
+        let _ = self.finish();
+    }
 }
 
 impl EventLog {
@@ -138,6 +166,7 @@ impl EventLog {
             index_report,
             saved_end,
             checkpoint_error: None,
+            pending: PendingCheckpoint::default(),
         };
         let caught_up = event_log.index.covered_end() - event_log.saved_end;
         let threshold = event_log.index_options.checkpoint_bytes;
@@ -185,14 +214,30 @@ impl EventLog {
         }
     }
 
+    /// Saves a snapshot of the index on another thread. The append itself succeeded, so a
+    /// failed save is not its error: it is kept for [`EventLog::checkpoint_error`], and the
+    /// stored index stays the older one, which the next open catches up.
     #[cold]
     fn auto_checkpoint(&mut self) {
-        // The append itself succeeded, so a failed save is not its error: it is kept for
-        // `checkpoint_error` and retried after another interval. The stored index stays the
-        // older one, which the next open catches up.
-        if let Err(err) = self.checkpoint() {
+        if let Err(err) = self.pending.finish() {
             self.checkpoint_error = Some(err.to_string());
-            self.saved_end = self.index.covered_end();
+        }
+        self.saved_end = self.index.covered_end();
+        if self.index.last_record_offset().is_some() && self.index.last_crc().is_none() {
+            // Only after `rebuild_index_from`: the checksum must be read from the log first.
+            if let Err(err) = self.checkpoint() {
+                self.checkpoint_error = Some(err.to_string());
+            }
+            return;
+        }
+        let snapshot = self.index.clone();
+        let path = self.index_path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("chronicle-checkpoint".to_string())
+            .spawn(move || save_index(&path, &snapshot));
+        match spawned {
+            Ok(handle) => self.pending = PendingCheckpoint(Some(handle)),
+            Err(err) => self.checkpoint_error = Some(format!("cannot start a thread: {err}")),
         }
     }
 
@@ -325,6 +370,10 @@ impl EventLog {
     pub fn checkpoint(&mut self) -> Result<()> {
         if self.log.is_read_only() {
             return Err(StorageError::ReadOnly);
+        }
+        // An automatic save in progress finishes first; this one then replaces it.
+        if let Err(err) = self.pending.finish() {
+            self.checkpoint_error = Some(err.to_string());
         }
         catch_up_times(&mut self.index, &self.log)?;
         if let (Some(offset), None) = (self.index.last_record_offset(), self.index.last_crc()) {

@@ -240,15 +240,24 @@ fn automatic_and_explicit_checkpoints_save_the_index() {
     assert!(!path.exists(), "nothing to save yet");
     let mut saves = 0;
     let mut last = None;
-    for i in 0..40 {
-        log.append(&event(i)).unwrap();
+    let mut offsets = Vec::new();
+    // Enough appends for several saves: each is complete by the time the next is triggered.
+    for i in 0..120 {
+        offsets.push(log.append(&event(i)).unwrap());
+        // Automatic saves run on another thread: a save appears some time after the append
+        // that triggered it, and at the latest when the next one is triggered.
         let stored = fs::metadata(&path).ok().map(|_| load_index(&path).unwrap());
         if let Some(stored) = stored {
             if Some(stored.covered_end()) != last {
                 saves += 1;
                 last = Some(stored.covered_end());
-                assert_eq!(stored.covered_end(), log.end_offset(), "saved right after append {i}");
-                assert!(stored.covered_end() >= 1024 * saves);
+                let covered = stored.covered_end();
+                assert!(covered <= log.end_offset(), "save {saves} after append {i}");
+                assert!(covered >= 1024 * saves, "save {saves} covers {covered}");
+                // It is a snapshot of exactly the events below its covered end.
+                let below = offsets.iter().filter(|&&o| o < covered).count() as u64;
+                assert_eq!(stored.records(), below, "save {saves} after append {i}");
+                assert!(offsets.contains(&covered) || covered == log.end_offset());
             }
         }
     }
