@@ -365,9 +365,18 @@ impl Writer {
         }
         let timestamp = self.timestamp();
         let mut offsets = Vec::with_capacity(payloads.len());
+        let (start, last_frame) = (self.pos, self.last_frame);
         for (i, payload) in payloads.iter().enumerate() {
             let flags = if i == last { 0 } else { FLAG_BATCH_CONTINUES };
-            offsets.push(self.write_frame(payload.as_ref(), timestamp, flags)?);
+            match self.write_frame(payload.as_ref(), timestamp, flags) {
+                Ok(offset) => offsets.push(offset),
+                Err(err) => {
+                    // Forget the unpublished part of the batch, so that no later frame can
+                    // complete it; its bytes are overwritten or, after a crash, cut as torn.
+                    (self.pos, self.last_frame) = (start, last_frame);
+                    return Err(err);
+                }
+            }
         }
         self.publish();
         Ok(offsets)
@@ -521,8 +530,8 @@ impl Log {
     /// **Durability:** on return the record is in the operating system's page cache (it was
     /// copied into the segment's shared memory map): it survives this process crashing, but
     /// not the machine losing power until a later [`Log::sync`] or `append_sync`. No system
-    /// call is made, except when a segment fills up: then the full segment is synced and the
-    /// next one created.
+    /// call is made, except when a segment fills up: then the next one is created (without
+    /// waiting for the disk; the next sync makes it durable).
     ///
     /// # Errors
     /// [`StorageError::RecordTooLarge`] (nothing written), [`StorageError::ReadOnly`],
