@@ -17,6 +17,11 @@
 //!    the bytes are in place. Bytes below the published length are never written again while
 //!    the segment is shared; recovery's zeroing happens through `&mut Segment`, before any
 //!    reader exists.
+//!
+//! A read-only open in another process than the writer maps the same pages, which that writer
+//! may be changing while recovery scans them. Those bytes are treated like any bytes from disk:
+//! nothing is trusted before its checksum, the scan never writes, and views handed out stop at
+//! the end recovery found.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt as _;
