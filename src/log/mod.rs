@@ -338,7 +338,7 @@ impl Writer {
         }
         let timestamp = self.timestamp();
         let offset = self.write_frame(payload, timestamp, 0)?;
-        self.publish();
+        self.publish_appended();
         Ok(offset)
     }
 
@@ -378,14 +378,21 @@ impl Writer {
                 }
             }
         }
-        self.publish();
+        self.publish_appended();
         Ok(offsets)
     }
 
-    /// Makes the frames written so far visible to readers, and keeps the prefaulter ahead.
+    /// Makes the frames written so far visible to readers.
     fn publish(&mut self) {
         self.active.publish(self.pos);
         self.shared.end.store(self.end(), Ordering::Release);
+    }
+
+    /// Publishes what an append wrote and keeps the prefaulter ahead of the writer. (Opening a
+    /// log only publishes: prefaulting starts with the first append, so a log opened to be
+    /// read or queried does not populate pages it may never write.)
+    fn publish_appended(&mut self) {
+        self.publish();
         // One request per half window of data: a lock and a wake-up every 4 MiB, not per record.
         if self.pos + PREFAULT_AHEAD_BYTES / 2 > self.prefault_requested {
             if let Some(prefaulter) = &self.prefaulter {
