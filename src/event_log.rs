@@ -108,8 +108,9 @@ impl EventLog {
     /// open does not read it again.
     ///
     /// # Errors
-    /// As [`EventLog::open_with`]; also [`StorageError::Corruption`] or
-    /// [`StorageError::Decode`] if a record the index must read is damaged or not an event.
+    /// As [`EventLog::open_with`]; also [`StorageError::Corruption`] if a record the index
+    /// must read is damaged. A record that is not an event is passed over and counted in
+    /// [`IndexReport::records_not_events`], not an error.
     /// A damaged or mismatched index file is never an error: it is rebuilt.
     pub fn open_with_index_options(
         dir: impl AsRef<Path>,
