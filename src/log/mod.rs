@@ -266,6 +266,9 @@ struct Writer {
     prefault_requested: u64,
     /// Holds the directory's exclusive lock for as long as the writer lives.
     _lock: File,
+    /// Test failpoint: the next data sync fails as if the disk had reported an error.
+    #[cfg(test)]
+    fail_next_sync: bool,
 }
 
 impl Writer {
@@ -317,7 +320,16 @@ impl Writer {
             }
         }
         if self.pos > self.synced_pos {
-            if let Err(err) = self.active.segment().sync_range(self.synced_pos, self.pos) {
+            #[cfg(test)]
+            let injected = std::mem::take(&mut self.fail_next_sync)
+                .then(|| std::io::Error::other("injected sync failure"));
+            #[cfg(not(test))]
+            let injected: Option<std::io::Error> = None;
+            let synced = match injected {
+                Some(err) => Err(err),
+                None => self.active.segment().sync_range(self.synced_pos, self.pos),
+            };
+            if let Err(err) = synced {
                 self.poisoned = Some(err.to_string());
                 return Err(StorageError::io("sync segment", self.active.segment().path(), err));
             }
@@ -725,4 +737,40 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
         d.as_secs().saturating_mul(1000).saturating_add(u64::from(d.subsec_millis()))
     })
+}
+
+#[cfg(test)]
+mod poison_tests {
+    use super::*;
+
+    /// After a failed sync the kernel may have dropped the dirty pages it could not write, so
+    /// a retried sync could report success for lost data: the writer must refuse everything
+    /// until the log is reopened, and a reopen must recover exactly what is on disk.
+    #[test]
+    fn a_failed_sync_poisons_the_writer_until_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path()).unwrap();
+        let kept = log.append_sync(b"durable").unwrap();
+        log.writer.as_mut().unwrap().fail_next_sync = true;
+        let err = log.append_sync(b"unlucky").unwrap_err();
+        assert!(matches!(err, StorageError::Io { op: "sync segment", .. }), "{err}");
+        for attempt in [log.append(b"more"), log.append_sync(b"more")] {
+            let err = attempt.unwrap_err();
+            assert!(
+                matches!(err, StorageError::Poisoned { ref cause } if cause.contains("injected")),
+                "{err}"
+            );
+        }
+        assert!(matches!(log.sync(), Err(StorageError::Poisoned { .. })));
+        assert!(matches!(log.append_batch(&[b"x"]), Err(StorageError::Poisoned { .. })));
+        // Reads still work, and see what was appended (it is in the page cache).
+        let seen: Vec<Vec<u8>> = log.replay(0).map(|r| r.unwrap().payload.to_vec()).collect();
+        assert_eq!(seen, vec![b"durable".to_vec(), b"unlucky".to_vec()]);
+        assert!(matches!(log.close(), Err(StorageError::Poisoned { .. })));
+
+        let mut log = Log::open(dir.path()).unwrap();
+        assert_eq!(log.read_at(kept).unwrap().payload.to_vec(), b"durable".to_vec());
+        let next = log.append_sync(b"after reopen").unwrap();
+        assert_eq!(log.read_at(next).unwrap().payload.to_vec(), b"after reopen".to_vec());
+    }
 }

@@ -272,6 +272,8 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 prefaulter: Prefaulter::start(),
                 prefault_requested: 0,
                 _lock: lock,
+                #[cfg(test)]
+                fail_next_sync: false,
             };
             writer.sync()?;
             writer.publish();
