@@ -16,11 +16,12 @@ use chronicle::{Log, Options, StorageError};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 5] = [
     ("frame_decoder", fuzzing::frame_decoder),
     ("segment_header_decoder", fuzzing::segment_header_decoder),
     ("event_decoder", fuzzing::event_decoder),
     ("open_directory", fuzzing::open_directory),
+    ("index_file", fuzzing::index_file),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -282,6 +283,7 @@ fn all_seeds() -> Vec<(&'static str, Seeds)> {
         ("segment_header_decoder", fuzzing::seed_headers()),
         ("event_decoder", fuzzing::seed_events()),
         ("open_directory", fuzzing::seed_directories()),
+        ("index_file", fuzzing::seed_index_files()),
     ]
 }
 
