@@ -208,7 +208,8 @@ impl EventLog {
     /// typical append one comparison.
     #[inline]
     fn after_append(&mut self) {
-        let end = self.log.end_offset();
+        // The inserts just set the covered end to the log's end.
+        let end = self.index.covered_end();
         let threshold = self.index_options.checkpoint_bytes;
         if threshold != 0 && end - self.saved_end >= threshold {
             self.auto_checkpoint();

@@ -406,9 +406,9 @@ impl SegmentWriter {
     /// readers: call [`SegmentWriter::publish`] after the last frame of a record or batch.
     ///
     /// # Errors
-    /// [`StorageError::Corruption`]-free by design; returns [`StorageError::InvalidOffset`] if
-    /// the position is outside the writable range (a bug in the caller, refused rather than
-    /// allowed to overwrite published bytes or run off the map).
+    /// [`StorageError::InvalidOffset`] if the frame would start before the published length or
+    /// end past the data region: a bug in the caller, refused rather than allowed to overwrite
+    /// published bytes or run off the map.
     pub(crate) fn write_frame(
         &mut self,
         pos: u64,

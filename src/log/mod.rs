@@ -47,7 +47,7 @@ pub enum RecoveryMode {
     /// Truncate the log at the first bad frame: zero the rest of that segment, set later
     /// segments aside (renamed with [`DROPPED_SUFFIX`]), and report what was dropped in
     /// [`OpenReport::repair`]. Verifies every frame of every segment, so it reads the whole
-    /// log. Only for writers.
+    /// log, and deletes the durable record first (it trusts none). Only for writers.
     Repair,
 }
 
@@ -513,11 +513,13 @@ impl Log {
     /// Opens the log in `dir` for writing, creating the directory and an empty log if needed.
     ///
     /// Takes the directory's exclusive lock, removes leftovers of an interrupted segment
-    /// creation, checks every segment header and the chain between segments, and scans the
-    /// last segment: a torn tail (bytes a crash left unfinished, which no `append_sync` ever
-    /// acknowledged) is zeroed in place, synced, and reported in [`Log::open_report`]. The
-    /// surviving records are synced before the first append. Cost: one header per segment plus
-    /// the last segment's data region; the rest of the log is not read.
+    /// creation, checks every segment header and the chain between segments, and walks the
+    /// frames written since the last known durable point (see `FORMAT.md`, "Recovery rules"):
+    /// a torn tail (bytes a crash left unfinished, which no sync acknowledged) is zeroed in
+    /// place, synced, and reported in [`Log::open_report`]. The surviving records are synced
+    /// before the first append. Cost: one header per segment, plus, after a clean close, one
+    /// frame and the unused part of the last segment the filesystem reports as written; after a
+    /// crash, the frames written since the last sync.
     ///
     /// # Errors
     /// [`StorageError::Locked`] if another writer holds the directory;
@@ -538,10 +540,9 @@ impl Log {
         open::open_log(dir.as_ref(), Options::default(), true)
     }
 
+    /// The writer, or `ReadOnly`. Each writer operation checks for poisoning itself.
     fn writer(&mut self) -> Result<&mut Writer> {
-        let writer = self.writer.as_mut().ok_or(StorageError::ReadOnly)?;
-        writer.check_usable()?;
-        Ok(writer)
+        self.writer.as_mut().ok_or(StorageError::ReadOnly)
     }
 
     /// Appends one record and returns its offset.
@@ -716,7 +717,8 @@ impl Log {
         Ok(report)
     }
 
-    /// Makes everything durable and releases the directory's lock.
+    /// Makes everything durable, records that in the durable record (`DURABLE`, so the next
+    /// open need not examine the data for torn writes), and releases the directory's lock.
     ///
     /// **Durability:** on return every appended record is on stable storage.
     ///

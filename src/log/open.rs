@@ -141,21 +141,27 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 continue;
             }
         }
-        for segment in &segments {
-            segment.advise_scan(true);
+        // Only the last segment's tail is examined on every open, so only it is asked for its
+        // data extents and scanned without readahead. A sealed segment's tail is examined only
+        // after a crash that tore it; it is then read whole, which costs time, not correctness.
+        let last_index = segments.len() - 1;
+        if let Some(last) = segments.last() {
+            last.advise_scan(true);
         }
         let plan = {
             let views: Vec<SegmentView<'_>> = segments
                 .iter_mut()
-                .map(|s| {
-                    let extents = s.data_extents();
+                .enumerate()
+                .map(|(i, s)| {
+                    let extents =
+                        if i == last_index { s.data_extents() } else { vec![(0, s.capacity())] };
                     SegmentView { header: *s.header(), data: s.data_exclusive(), extents }
                 })
                 .collect();
             plan(&views, recorded.as_ref())
         };
-        for segment in &segments {
-            segment.advise_scan(false);
+        if let Some(last) = segments.get(last_index) {
+            last.advise_scan(false);
         }
         match plan.outcome.clone() {
             Outcome::End { index, end, dirty_end } => {
@@ -430,8 +436,12 @@ fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
 /// leaves of a segment created without syncing: a file shorter than its header, or a header
 /// of zeros (its page never reached the disk).
 fn is_torn_creation(path: &Path) -> bool {
-    match fs::read(path) {
-        Ok(bytes) => bytes.get(..SEGMENT_HEADER_LEN).is_none_or(|h| h.iter().all(|&b| b == 0)),
+    use std::io::Read as _;
+    let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
+    // Only the header is read: the file may be gigabytes long.
+    match File::open(path).and_then(|f| f.take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header))
+    {
+        Ok(len) => len < SEGMENT_HEADER_LEN || header.iter().all(|&b| b == 0),
         Err(_) => false,
     }
 }

@@ -354,17 +354,35 @@ pub(crate) fn plan(views: &[SegmentView<'_>], recorded: Option<&DurableRecord>) 
             FormatError::UnexpectedEnd { expected_end: next.base() }
         });
         let tail = examine_after_chain(view.data, view.base(), sealed.chain_end, &view.extents);
-        let mut proven = tail.proves_durable(damage).is_some();
+        let mut proven = recorded_durable > damage || tail.proves_durable(damage).is_some();
         let mut dropped = sealed.incomplete_frames + tail.stray_frames;
-        for later in &views[index + 1..] {
-            let later_walk = walk_chain(later.data, later.base(), 0);
-            let later_after =
-                examine_after_chain(later.data, later.base(), later_walk.chain_end, &later.extents);
-            dropped += later_walk.frames + later_after.stray_frames;
-            proven |= recorded_durable > damage
-                || later.header.durable_offset > damage
-                || later_walk.max_durable_end > damage
-                || later_after.proves_durable(damage).is_some();
+        for (later_index, later) in views.iter().enumerate().skip(index + 1) {
+            // The last segment was walked from its start above (a walk starts later only when
+            // the durable record lies in it, and then no sealed segment is walked): reuse it.
+            let (frames, max_durable, stray_proof) = if later_index == last_index {
+                (
+                    walk.frames + after.stray_frames,
+                    walk.max_durable_end,
+                    after.proves_durable(damage),
+                )
+            } else {
+                let later_walk = walk_chain(later.data, later.base(), 0);
+                let later_after = examine_after_chain(
+                    later.data,
+                    later.base(),
+                    later_walk.chain_end,
+                    &later.extents,
+                );
+                (
+                    later_walk.frames + later_after.stray_frames,
+                    later_walk.max_durable_end,
+                    later_after.proves_durable(damage),
+                )
+            };
+            dropped += frames;
+            proven |= later.header.durable_offset > damage
+                || max_durable > damage
+                || stray_proof.is_some();
         }
         if proven {
             plan.outcome = Outcome::Damaged { index, pos: sealed.chain_end, offset: damage, kind };
