@@ -5,8 +5,9 @@
 //! indexed record, the record count, the body's length and CRC-32, and a CRC-32 of the header
 //! itself), then a little-endian body of four sections: event types, namespaces, aggregates,
 //! and the time index. An offset list is stored as its first offset and fixed-width `u32` gaps
-//! (in units of the 8-byte frame alignment), so a list loads with one branch-free prefix sum
-//! and the file is about 12 bytes per event; no varint decoding.
+//! (in units of the 8-byte frame alignment), so the file is about 12 bytes per event, a list
+//! is checked with one branch-free pass over its gaps (no varint decoding), and a loaded list
+//! can stay in this form until it is used (see `list.rs`).
 //!
 //! The decoder accepts any bytes without panicking and allocates no more than the input's
 //! length justifies; beyond the checksums it checks every structural invariant the index
@@ -19,8 +20,11 @@
 use std::fs;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use super::hash::FxHashMap;
-use super::{AggregateIndex, Interned};
+use super::list::Frozen;
+use super::{AggregateIndex, Interned, NameList};
 use crate::error::{Result, StorageError};
 use crate::format::{crc32, FormatError, FRAME_ALIGN, NO_PREVIOUS_FRAME};
 
@@ -81,32 +85,46 @@ fn other(msg: impl Into<String>) -> Refusal {
 
 /// Encodes `index` as an index file whose last record's frame checksum is `last_crc`.
 fn encode(index: &AggregateIndex, last_crc: u32) -> Vec<u8> {
+    let file: &[u8] = &index.file;
+    // A list still frozen is copied from the loaded file's bytes, which hold it in exactly the
+    // form `put_list` would write (the narrow form, chosen because every gap fits).
+    let name_list_len = |list: &NameList| match &list.frozen {
+        Some(frozen) => frozen.encoded_len(),
+        None => list_len(&list.owned),
+    };
     let interned_len = |i: &Interned| -> usize {
-        4 + i.iter().map(|(name, offsets)| 4 + name.len() + list_len(offsets)).sum::<usize>()
+        4 + i.entries().map(|(name, list)| 4 + name.len() + name_list_len(list)).sum::<usize>()
     };
     let body_len = interned_len(&index.types)
         + interned_len(&index.namespaces)
         + 8
         + index.aggregates.values().map(|offsets| 8 + list_len(offsets)).sum::<usize>()
+        + index.frozen_aggregates.values().map(|frozen| 8 + frozen.encoded_len()).sum::<usize>()
         + 8
         + 16 * index.times.len();
     let mut out = Vec::with_capacity(INDEX_HEADER_LEN + body_len);
     out.resize(INDEX_HEADER_LEN, 0);
     for interned in [&index.types, &index.namespaces] {
         put_u32(&mut out, len_u32(interned.names.len()));
-        for (name, offsets) in interned.iter() {
+        for (name, list) in interned.entries() {
             put_u32(&mut out, len_u32(name.len()));
             out.extend_from_slice(name.as_bytes());
-            put_list(&mut out, offsets);
+            match &list.frozen {
+                Some(frozen) => frozen.put(&mut out, file),
+                None => put_list(&mut out, &list.owned),
+            }
         }
     }
     // Sorted by id, so the same index always encodes to the same bytes.
-    let mut ids: Vec<u64> = index.aggregates.keys().copied().collect();
+    let mut ids: Vec<u64> = index.aggregate_ids().collect();
     ids.sort_unstable();
     put_u64(&mut out, ids.len() as u64);
     for id in ids {
         put_u64(&mut out, id);
-        put_list(&mut out, index.aggregate(id));
+        match (index.aggregates.get(&id), index.frozen_aggregates.get(&id)) {
+            (None, Some(frozen)) => frozen.put(&mut out, file),
+            (owned, _) => put_list(&mut out, owned.map_or(&[], Vec::as_slice)),
+        }
     }
     put_u64(&mut out, index.times.len() as u64);
     for &(ts, offset) in &index.times {
@@ -203,6 +221,8 @@ fn put_list(out: &mut Vec<u8>, offsets: &[u64]) {
 /// A bounds-checked little-endian cursor over the body.
 struct Cursor<'a> {
     rest: &'a [u8],
+    /// Bytes taken so far.
+    consumed: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -215,6 +235,7 @@ impl<'a> Cursor<'a> {
             ))
         })?;
         self.rest = rest;
+        self.consumed += taken.len();
         Ok(taken)
     }
 
@@ -229,8 +250,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads an offset list (see [`put_list`]) and checks it: strictly increasing, aligned,
-    /// below `end`.
-    fn list(&mut self, end: u64, what: &str) -> Result<Vec<u64>, Refusal> {
+    /// below `end`. A non-empty list in the narrow form is checked but left frozen;
+    /// `body_at` is where the cursor's bytes start in the file.
+    fn list(&mut self, end: u64, body_at: usize, what: &str) -> Result<NameList, Refusal> {
         let head = self.u64(what)?;
         let count = head & !LIST_WIDE;
         let refuse = || {
@@ -239,6 +261,14 @@ impl<'a> Cursor<'a> {
                  covered end {end}"
             ))
         };
+        if head & LIST_WIDE == 0 && count > 0 {
+            let first = self.u64(what)?;
+            let at = body_at + self.consumed;
+            let gaps = self.take((count - 1).saturating_mul(4), what)?;
+            let count = usize::try_from(count).map_err(|_| refuse())?;
+            let frozen = Frozen::check(at, count, first, gaps, end).ok_or_else(refuse)?;
+            return Ok(NameList { owned: Vec::new(), frozen: Some(frozen) });
+        }
         let list: Vec<u64> = if head & LIST_WIDE != 0 {
             let bytes = self.take(count.saturating_mul(8), what)?;
             // Copy first, check after: both loops are branch-free and vectorize.
@@ -252,33 +282,13 @@ impl<'a> Cursor<'a> {
                 return Err(refuse());
             }
             list
-        } else if count == 0 {
-            Vec::new()
         } else {
-            let first = self.u64(what)?;
-            let gaps = self.take((count - 1).saturating_mul(4), what)?;
-            let mut list = Vec::with_capacity(gaps.len() / 4 + 1);
-            list.push(first);
-            let mut at = first;
-            let mut zero_gap = false;
-            // `extend` over an exact-size iterator writes without a capacity check per item.
-            list.extend(gaps.chunks_exact(4).map(|gap| {
-                let gap = u64::from(gap.first_chunk::<4>().map_or(0, |g| u32::from_le_bytes(*g)));
-                zero_gap |= gap == 0;
-                // Each step adds less than 2^35 and the result is checked against `end`
-                // below; saturating keeps a hostile file from wrapping around.
-                at = at.saturating_add(gap * 8);
-                at
-            }));
-            if zero_gap || !first.is_multiple_of(FRAME_ALIGN as u64) {
-                return Err(refuse());
-            }
-            list
+            Vec::new()
         };
         if list.last().is_some_and(|&last| last >= end) {
             return Err(refuse());
         }
-        Ok(list)
+        Ok(NameList { owned: list, frozen: None })
     }
 }
 
@@ -299,7 +309,8 @@ fn header_u16(h: &[u8; INDEX_HEADER_LEN], at: usize) -> u16 {
 }
 
 /// Decodes and validates an index file. Returns the index with its last record's checksum.
-fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
+fn decode(file: Vec<u8>) -> Result<AggregateIndex, Refusal> {
+    let bytes = file.as_slice();
     let Some(h) = bytes.first_chunk::<INDEX_HEADER_LEN>() else {
         return Err(Refusal::Format(FormatError::Truncated {
             needed: INDEX_HEADER_LEN as u64,
@@ -372,7 +383,7 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
         )));
     }
 
-    let mut cursor = Cursor { rest: body };
+    let mut cursor = Cursor { rest: body, consumed: 0 };
     let mut sections = [Interned::new(), Interned::new()];
     for (section, what) in sections.iter_mut().zip(["event type", "namespace"]) {
         let count = cursor.u32(what)?;
@@ -381,8 +392,8 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
             let name = cursor.take(u64::from(len), what)?;
             let name = std::str::from_utf8(name)
                 .map_err(|_| other(format!("{what} name is not UTF-8")))?;
-            let offsets = cursor.list(end, what)?;
-            if !section.insert_list(name, offsets) {
+            let list = cursor.list(end, INDEX_HEADER_LEN, what)?;
+            if !section.insert_list(name, list) {
                 return Err(other(format!("{what} {name:?} appears twice")));
             }
         }
@@ -392,7 +403,7 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
                 section.total()
             )));
         }
-        let max = section.offsets.iter().filter_map(|l| l.last().copied()).max();
+        let max = section.lists.iter().filter_map(NameList::last).max();
         if max != last.map(|(o, _)| o) {
             return Err(other(format!("{what} lists do not end at the last indexed record")));
         }
@@ -402,16 +413,28 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
     let count = cursor.u64("aggregate count")?;
     // Each aggregate takes at least 16 bytes, which bounds the map's size by the input's.
     let capacity = usize::try_from(count.min(cursor.rest.len() as u64 / 16)).unwrap_or(0);
-    let mut aggregates = FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+    let mut frozen_aggregates = FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+    // Only lists in the wide form are decoded; a writer uses it only for gaps of 32 GiB.
+    let mut aggregates: FxHashMap<u64, Vec<u64>> = FxHashMap::default();
     let mut aggregated = 0u64;
     for _ in 0..count {
         let id = cursor.u64("aggregate id")?;
-        let offsets = cursor.list(end, "aggregate")?;
-        if offsets.is_empty() {
+        let list = cursor.list(end, INDEX_HEADER_LEN, "aggregate")?;
+        let len = list.len();
+        if len == 0 {
             return Err(other(format!("aggregate {id} has no events")));
         }
-        aggregated += offsets.len() as u64;
-        if aggregates.insert(id, offsets).is_some() {
+        aggregated += len as u64;
+        let twice = match list.frozen {
+            Some(frozen) => {
+                frozen_aggregates.insert(id, frozen).is_some()
+                    || (!aggregates.is_empty() && aggregates.contains_key(&id))
+            }
+            None => {
+                aggregates.insert(id, list.owned).is_some() || frozen_aggregates.contains_key(&id)
+            }
+        };
+        if twice {
             return Err(other(format!("aggregate {id} appears twice")));
         }
     }
@@ -441,7 +464,7 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
         return Err(other("time index order disagrees with the header flags"));
     }
     // The time index starts at the first indexed record, if it covers any record at all.
-    let first_record = types.offsets.iter().filter_map(|l| l.first().copied()).min();
+    let first_record = types.lists.iter().filter_map(NameList::first).min();
     let expected_first = first_record.filter(|&f| f < times_end);
     if times.first().map(|&(_, o)| o) != expected_first {
         return Err(other("time index does not start at the first indexed record"));
@@ -454,6 +477,8 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
         last,
         records,
         aggregates,
+        frozen_aggregates,
+        file: Arc::new(file),
         types,
         namespaces,
         times,
@@ -467,7 +492,12 @@ fn decode(bytes: &[u8]) -> Result<AggregateIndex, Refusal> {
 /// # Errors
 /// As [`load_index`].
 pub(crate) fn decode_index(bytes: &[u8], path: &Path) -> Result<AggregateIndex> {
-    decode(bytes).map_err(|refusal| match refusal {
+    decode_file(bytes.to_vec(), path)
+}
+
+/// Decodes the bytes of an index file, which the index keeps (see [`Frozen`]).
+fn decode_file(file: Vec<u8>, path: &Path) -> Result<AggregateIndex> {
+    decode(file).map_err(|refusal| match refusal {
         Refusal::Format(kind) => {
             StorageError::Corruption { segment: path.to_path_buf(), offset: 0, kind }
         }
@@ -494,7 +524,7 @@ pub(crate) fn decode_index(bytes: &[u8], path: &Path) -> Result<AggregateIndex> 
 pub fn load_index(path: impl AsRef<Path>) -> Result<AggregateIndex> {
     let path = path.as_ref();
     let bytes = fs::read(path).map_err(|e| StorageError::io("read index file", path, e))?;
-    decode_index(&bytes, path)
+    decode_file(bytes, path)
 }
 
 /// Saves `index` to `path` atomically: it writes `path` + `.tmp`, syncs it, renames it over

@@ -10,11 +10,14 @@
 
 mod file;
 mod hash;
+mod list;
 mod open;
 #[cfg(test)]
 mod tests;
 
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 pub(crate) use file::{decode_index, encode_index};
 pub use file::{load_index, save_index, INDEX_FILE_NAME, INDEX_MAGIC, INDEX_VERSION};
@@ -22,6 +25,7 @@ pub(crate) use open::{catch_up, catch_up_times, open_index};
 
 use crate::event::Event;
 use hash::FxHashMap;
+use list::Frozen;
 
 /// Default [`IndexOptions::checkpoint_bytes`]: 64 MiB of new log data.
 pub const CHECKPOINT_BYTES_DEFAULT: u64 = 64 << 20;
@@ -74,23 +78,90 @@ const LINEAR_SCAN_NAMES_MAX: usize = 16;
 /// Marks "no interned id" in the one-entry lookup cache.
 const NO_ID: u32 = u32::MAX;
 
-/// A cheap fingerprint of a name (its length and its first and last eight bytes), compared
-/// before the name itself.
-#[inline]
-fn name_key(name: &str) -> u64 {
-    let bytes = name.as_bytes();
-    let word = |chunk: Option<&[u8; 8]>| chunk.map_or(0, |c| u64::from_le_bytes(*c));
-    let (first, last) = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
-        (Some(first), last) => (word(Some(first)), word(last)),
-        _ => {
-            let mut short = [0u8; 8];
-            for (to, from) in short.iter_mut().zip(bytes) {
-                *to = *from;
+/// Names up to this long are identified by their [`NameKey`] alone.
+const NAME_KEY_EXACT_MAX: usize = 16;
+
+/// A name's length with its first and last eight bytes, compared before the name itself.
+/// A name of at most [`NAME_KEY_EXACT_MAX`] bytes is determined by its key (the bytes are
+/// packed without overlap), so the common short names need no string comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NameKey {
+    head: u64,
+    tail: u64,
+    len: usize,
+}
+
+impl NameKey {
+    /// The key of `name`, built from at most four loads and no copy.
+    #[inline]
+    fn of(name: &str) -> NameKey {
+        let b = name.as_bytes();
+        let len = b.len();
+        let u64_at = |at: usize| {
+            b.get(at..).and_then(<[u8]>::first_chunk::<8>).map_or(0, |c| u64::from_le_bytes(*c))
+        };
+        let u32_at = |at: usize| {
+            b.get(at..).and_then(<[u8]>::first_chunk::<4>).map_or(0, |c| u32::from_le_bytes(*c))
+        };
+        let byte_at = |at: usize| u64::from(b.get(at).copied().unwrap_or(0));
+        let (head, tail) = match len {
+            0 => (0, 0),
+            // The first, middle and last byte are all the bytes, each at its place.
+            1..=3 => (
+                byte_at(0)
+                    | byte_at(len / 2) << (8 * (len / 2))
+                    | byte_at(len - 1) << (8 * (len - 1)),
+                0,
+            ),
+            // Bytes 0..4, then bytes 4..len from the (overlapping) last four.
+            4..=7 => {
+                (u64::from(u32_at(0)) | u64::from(u32_at(len - 4) >> (8 * (8 - len))) << 32, 0)
             }
-            (u64::from_le_bytes(short), 0)
+            8 => (u64_at(0), 0),
+            // Bytes 0..8, then bytes 8..len from the (overlapping) last eight.
+            9..=15 => (u64_at(0), u64_at(len - 8) >> (8 * (16 - len))),
+            _ => (u64_at(0), u64_at(len - 8)),
+        };
+        NameKey { head, tail, len }
+    }
+}
+
+/// An offset list of a name: owned, or still frozen in the loaded file.
+#[derive(Debug, Clone, Default)]
+struct NameList {
+    /// The offsets, once owned. Empty while the list is frozen.
+    owned: Vec<u64>,
+    /// The list as loaded, until an append needs it owned.
+    frozen: Option<Frozen>,
+}
+
+impl NameList {
+    fn get<'a>(&'a self, file: &[u8]) -> &'a [u64] {
+        match &self.frozen {
+            Some(frozen) => frozen.get(file),
+            None => &self.owned,
         }
-    };
-    first ^ last.rotate_left(29) ^ (bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn len(&self) -> usize {
+        self.frozen.as_ref().map_or(self.owned.len(), Frozen::len)
+    }
+
+    fn first(&self) -> Option<u64> {
+        self.frozen.as_ref().map_or(self.owned.first().copied(), |f| Some(f.first()))
+    }
+
+    fn last(&self) -> Option<u64> {
+        self.frozen.as_ref().map_or(self.owned.last().copied(), |f| Some(f.last()))
+    }
+
+    /// Makes the list owned.
+    #[cold]
+    fn thaw(&mut self, file: &[u8]) {
+        if let Some(frozen) = self.frozen.take() {
+            self.owned = frozen.thaw(file);
+        }
+    }
 }
 
 /// A set of strings, each given a small id, with the offsets of the events that carry it.
@@ -98,11 +169,11 @@ fn name_key(name: &str) -> u64 {
 struct Interned {
     ids: FxHashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
-    /// [`name_key`] of each name, scanned before any string is compared.
-    keys: Vec<u64>,
-    offsets: Vec<Vec<u64>>,
+    /// [`NameKey`] of each name, scanned before any string is compared.
+    keys: Vec<NameKey>,
+    lists: Vec<NameList>,
     /// The id used last: appends usually repeat the previous type and namespace, and a
-    /// string comparison is cheaper than a hash lookup.
+    /// key comparison is cheaper than a hash lookup.
     last: u32,
 }
 
@@ -111,23 +182,28 @@ impl Interned {
         Interned { last: NO_ID, ..Interned::default() }
     }
 
+    /// Adds `offset` to the list of `name`; `file` holds the frozen lists.
     #[inline]
-    fn push(&mut self, name: &str, offset: u64) {
-        let key = name_key(name);
+    fn push(&mut self, name: &str, offset: u64, file: &[u8]) {
+        let key = NameKey::of(name);
         let id = if self.is(self.last, key, name) { self.last } else { self.intern(key, name) };
         self.last = id;
-        if let Some(list) = self.offsets.get_mut(id as usize) {
-            list.push(offset);
+        if let Some(list) = self.lists.get_mut(id as usize) {
+            if list.frozen.is_some() {
+                list.thaw(file);
+            }
+            list.owned.push(offset);
         }
     }
 
     #[inline]
-    fn is(&self, id: u32, key: u64, name: &str) -> bool {
+    fn is(&self, id: u32, key: NameKey, name: &str) -> bool {
         self.keys.get(id as usize) == Some(&key)
-            && self.names.get(id as usize).is_some_and(|known| **known == *name)
+            && (key.len <= NAME_KEY_EXACT_MAX
+                || self.names.get(id as usize).is_some_and(|known| **known == *name))
     }
 
-    fn intern(&mut self, key: u64, name: &str) -> u32 {
+    fn intern(&mut self, key: NameKey, name: &str) -> u32 {
         // Logs usually have a handful of types and namespaces: scanning their keys is cheaper
         // than hashing the name.
         if self.names.len() <= LINEAR_SCAN_NAMES_MAX {
@@ -146,12 +222,12 @@ impl Interned {
         self.ids.insert(name.into(), id);
         self.names.push(name.into());
         self.keys.push(key);
-        self.offsets.push(Vec::new());
+        self.lists.push(NameList::default());
         id
     }
 
-    /// Adds a name with its offsets (used by the decoder); `false` if it is already present.
-    fn insert_list(&mut self, name: &str, offsets: Vec<u64>) -> bool {
+    /// Adds a name with its list (used by the decoder); `false` if it is already present.
+    fn insert_list(&mut self, name: &str, list: NameList) -> bool {
         if self.ids.contains_key(name) {
             return false;
         }
@@ -160,30 +236,43 @@ impl Interned {
         };
         self.ids.insert(name.into(), id);
         self.names.push(name.into());
-        self.keys.push(name_key(name));
-        self.offsets.push(offsets);
+        self.keys.push(NameKey::of(name));
+        self.lists.push(list);
         true
     }
 
-    fn get<Q>(&self, name: &Q) -> &[u64]
+    fn get<'a, Q>(&'a self, name: &Q, file: &[u8]) -> &'a [u64]
     where
         Box<str>: Borrow<Q>,
         Q: std::hash::Hash + Eq + ?Sized,
     {
-        self.ids.get(name).and_then(|&id| self.offsets.get(id as usize)).map_or(&[], Vec::as_slice)
+        self.ids.get(name).and_then(|&id| self.lists.get(id as usize)).map_or(&[], |l| l.get(file))
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &[u64])> {
-        self.names.iter().zip(&self.offsets).map(|(name, offsets)| (&**name, offsets.as_slice()))
+    fn iter<'a>(&'a self, file: &'a [u8]) -> impl Iterator<Item = (&'a str, &'a [u64])> {
+        self.names.iter().zip(&self.lists).map(move |(name, list)| (&**name, list.get(file)))
+    }
+
+    /// The names with their lists, as stored.
+    fn entries(&self) -> impl Iterator<Item = (&str, &NameList)> {
+        self.names.iter().map(|name| &**name).zip(&self.lists)
     }
 
     fn total(&self) -> u64 {
-        self.offsets.iter().map(|v| v.len() as u64).sum()
+        self.lists.iter().map(|l| l.len() as u64).sum()
     }
 
-    fn truncate(&mut self, offset: u64) {
-        for list in &mut self.offsets {
-            list.truncate(list.partition_point(|&o| o < offset));
+    /// Makes every list owned.
+    fn thaw(&mut self, file: &[u8]) {
+        for list in &mut self.lists {
+            list.thaw(file);
+        }
+    }
+
+    fn truncate(&mut self, offset: u64, file: &[u8]) {
+        self.thaw(file);
+        for list in &mut self.lists {
+            list.owned.truncate(list.owned.partition_point(|&o| o < offset));
         }
     }
 }
@@ -208,7 +297,13 @@ pub struct AggregateIndex {
     /// The offset of the last indexed record, and its frame checksum when known.
     last: Option<(u64, Option<u32>)>,
     records: u64,
+    /// Owned aggregate lists: those appended to since the index was loaded, or all of them.
     aggregates: FxHashMap<u64, Vec<u64>>,
+    /// Aggregate lists as loaded from the index file and not appended to since (an id is in
+    /// one map or the other, never both).
+    frozen_aggregates: FxHashMap<u64, Frozen>,
+    /// The bytes of the index file the frozen lists were loaded from (empty if none was).
+    file: Arc<Vec<u8>>,
     types: Interned,
     namespaces: Interned,
     /// `(write_timestamp_ms, offset)` at each change of timestamp, in offset order.
@@ -230,17 +325,22 @@ impl PartialEq for AggregateIndex {
     /// Indexes are equal when they cover the same records with the same lists (string ids
     /// and the last record's checksum, which may or may not be known, are not compared).
     fn eq(&self, other: &Self) -> bool {
-        fn lists(i: &Interned) -> Vec<(&str, &[u64])> {
-            let mut v: Vec<(&str, &[u64])> = i.iter().filter(|(_, o)| !o.is_empty()).collect();
+        fn lists<'a>(i: &'a Interned, file: &'a [u8]) -> Vec<(&'a str, &'a [u64])> {
+            let mut v: Vec<_> = i.iter(file).filter(|(_, o)| !o.is_empty()).collect();
+            v.sort_unstable();
+            v
+        }
+        fn aggregates(index: &AggregateIndex) -> Vec<(u64, &[u64])> {
+            let mut v: Vec<_> = index.aggregate_ids().map(|id| (id, index.aggregate(id))).collect();
             v.sort_unstable();
             v
         }
         self.end == other.end
             && self.last.map(|l| l.0) == other.last.map(|l| l.0)
             && self.records == other.records
-            && self.aggregates == other.aggregates
-            && lists(&self.types) == lists(&other.types)
-            && lists(&self.namespaces) == lists(&other.namespaces)
+            && aggregates(self) == aggregates(other)
+            && lists(&self.types, &self.file) == lists(&other.types, &other.file)
+            && lists(&self.namespaces, &self.file) == lists(&other.namespaces, &other.file)
             && self.times == other.times
             && self.times_end == other.times_end
             && self.times_monotonic == other.times_monotonic
@@ -258,6 +358,8 @@ impl AggregateIndex {
             last: None,
             records: 0,
             aggregates: FxHashMap::default(),
+            frozen_aggregates: FxHashMap::default(),
+            file: Arc::default(),
             types: Interned::new(),
             namespaces: Interned::new(),
             times: Vec::new(),
@@ -294,34 +396,37 @@ impl AggregateIndex {
     /// Offsets of the events of aggregate `id`, in log order (empty if there are none).
     #[must_use]
     pub fn aggregate(&self, id: u64) -> &[u64] {
-        self.aggregates.get(&id).map_or(&[], Vec::as_slice)
+        match self.aggregates.get(&id) {
+            Some(list) => list,
+            None => self.frozen_aggregates.get(&id).map_or(&[], |f| f.get(&self.file)),
+        }
     }
 
     /// The ids of all aggregates with at least one event, in no particular order.
     pub fn aggregate_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.aggregates.keys().copied()
+        self.aggregates.keys().chain(self.frozen_aggregates.keys()).copied()
     }
 
     /// Offsets of the events whose `event_type` is `event_type`, in log order.
     #[must_use]
     pub fn of_type(&self, event_type: &str) -> &[u64] {
-        self.types.get(event_type)
+        self.types.get(event_type, &self.file)
     }
 
     /// Offsets of the events whose `namespace` is `namespace`, in log order.
     #[must_use]
     pub fn in_namespace(&self, namespace: &str) -> &[u64] {
-        self.namespaces.get(namespace)
+        self.namespaces.get(namespace, &self.file)
     }
 
     /// Every event type seen, with the offsets of its events.
     pub fn event_types(&self) -> impl Iterator<Item = (&str, &[u64])> {
-        self.types.iter().filter(|(_, offsets)| !offsets.is_empty())
+        self.types.iter(&self.file).filter(|(_, offsets)| !offsets.is_empty())
     }
 
     /// Every namespace seen, with the offsets of its events.
     pub fn namespaces(&self) -> impl Iterator<Item = (&str, &[u64])> {
-        self.namespaces.iter().filter(|(_, offsets)| !offsets.is_empty())
+        self.namespaces.iter(&self.file).filter(|(_, offsets)| !offsets.is_empty())
     }
 
     /// The sparse time index: `(write_timestamp_ms, offset)` for the first record of each
@@ -359,12 +464,40 @@ impl AggregateIndex {
     #[inline]
     pub(crate) fn insert(&mut self, offset: u64, event: &Event) {
         if let Some(id) = event.aggregate_id {
-            self.aggregates.entry(id).or_default().push(offset);
+            match self.aggregates.entry(id) {
+                Entry::Occupied(list) => list.into_mut().push(offset),
+                Entry::Vacant(slot) => {
+                    let mut list =
+                        Self::thaw_aggregate(&mut self.frozen_aggregates, id, &self.file);
+                    list.push(offset);
+                    slot.insert(list);
+                }
+            }
         }
-        self.types.push(&event.event_type, offset);
-        self.namespaces.push(&event.namespace, offset);
+        self.types.push(&event.event_type, offset, &self.file);
+        self.namespaces.push(&event.namespace, offset, &self.file);
         self.records += 1;
         self.last = Some((offset, None));
+    }
+
+    /// The frozen list of aggregate `id`, removed from `frozen` and made owned, or an empty
+    /// list for a new aggregate.
+    #[inline]
+    fn thaw_aggregate(frozen: &mut FxHashMap<u64, Frozen>, id: u64, file: &[u8]) -> Vec<u64> {
+        if frozen.is_empty() {
+            return Vec::new();
+        }
+        frozen.remove(&id).map_or_else(Vec::new, |f| f.thaw(file))
+    }
+
+    /// Makes every list owned, and lets go of the loaded file's bytes.
+    fn thaw_all(&mut self) {
+        for (id, frozen) in self.frozen_aggregates.drain() {
+            self.aggregates.insert(id, frozen.thaw(&self.file));
+        }
+        self.types.thaw(&self.file);
+        self.namespaces.thaw(&self.file);
+        self.file = Arc::default();
     }
 
     /// Indexes a record read from the log, with its timestamp and frame checksum; `next` is
@@ -434,23 +567,18 @@ impl AggregateIndex {
         if offset >= self.end {
             return;
         }
+        self.thaw_all();
         self.aggregates.retain(|_, list| {
             list.truncate(list.partition_point(|&o| o < offset));
             !list.is_empty()
         });
-        self.types.truncate(offset);
-        self.namespaces.truncate(offset);
+        self.types.truncate(offset, &self.file);
+        self.namespaces.truncate(offset, &self.file);
         self.times.truncate(self.times.partition_point(|&(_, o)| o < offset));
         self.times_end = self.times_end.min(offset);
         // Every record has a type, so the type lists hold every indexed record once.
         self.records = self.types.total();
-        self.last = self
-            .types
-            .offsets
-            .iter()
-            .filter_map(|list| list.last().copied())
-            .max()
-            .map(|o| (o, None));
+        self.last = self.types.lists.iter().filter_map(NameList::last).max().map(|o| (o, None));
         self.end = offset;
         self.times_monotonic = self.times.windows(2).all(|w| match w {
             [a, b] => a.0 <= b.0,

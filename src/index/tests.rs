@@ -100,3 +100,84 @@ fn truncate_keeps_exactly_the_prefix() {
     assert_eq!(index.last_record_offset(), Some(9 * 64));
     assert_eq!(index.last_crc(), None);
 }
+
+/// Indexes events `from..to` of the sample's pattern into `index`.
+fn extend_sample(index: &mut AggregateIndex, from: u64, to: u64) {
+    for i in from..to {
+        let e = event(
+            ["a", "b", "c", "a long event type name"][(i % 4) as usize],
+            ["x", "y"][(i % 2) as usize],
+            (i % 4 != 0).then_some(i % 5),
+        );
+        index.insert_read(i * 64, (i + 1) * 64, 1000 + i / 3, 7, &e);
+    }
+}
+
+#[test]
+fn loaded_lists_stay_frozen_and_thaw_on_append() {
+    let mut built = AggregateIndex::starting_at(0);
+    extend_sample(&mut built, 0, 20);
+    let bytes = encoded(&built);
+    let mut loaded = decode_index(&bytes, Path::new("i")).unwrap();
+    assert!(!loaded.frozen_aggregates.is_empty());
+    assert!(loaded.types.lists.iter().all(|l| l.frozen.is_some()));
+    // Saved again untouched, the frozen lists are copied byte for byte.
+    assert_eq!(encode_index(&loaded).unwrap(), bytes);
+    // A query decodes a frozen list without thawing it.
+    assert_eq!(loaded.aggregate(1), built.aggregate(1));
+    assert_eq!(loaded.of_type("a"), built.of_type("a"));
+    assert!(loaded.frozen_aggregates.contains_key(&1));
+    // Appends thaw the lists they extend; the rest stay frozen.
+    extend_sample(&mut built, 20, 23);
+    extend_sample(&mut loaded, 20, 23);
+    assert_eq!(loaded, built);
+    assert!(!loaded.frozen_aggregates.is_empty());
+    assert_eq!(encode_index(&loaded).unwrap(), encoded(&built));
+    for id in built.aggregate_ids() {
+        assert_eq!(loaded.aggregate(id), built.aggregate(id), "aggregate {id}");
+    }
+    let mut ids: Vec<u64> = loaded.aggregate_ids().collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    // Truncating thaws everything.
+    built.truncate(10 * 64);
+    loaded.truncate(10 * 64);
+    assert_eq!(loaded, built);
+    assert!(loaded.frozen_aggregates.is_empty());
+}
+
+#[test]
+fn name_keys_tell_short_names_apart() {
+    let names = [
+        "",
+        "a",
+        "b",
+        "ab",
+        "ba",
+        "abc",
+        "acb",
+        "abcd",
+        "abce",
+        "abcdefg",
+        "abcdefh",
+        "abcdefgh",
+        "abcdefgi",
+        "abcdefghi",
+        "abcdefghj",
+        "abcdefghijklmnop",
+        "abcdefghijklmnoq",
+    ];
+    for (i, a) in names.iter().enumerate() {
+        for (j, b) in names.iter().enumerate() {
+            assert_eq!(NameKey::of(a) == NameKey::of(b), i == j, "{a:?} vs {b:?}");
+        }
+    }
+    let mut interned = Interned::new();
+    for (i, name) in names.iter().chain(&["abcdefghijklmnopq", "abcdefghijklmnopr"]).enumerate() {
+        interned.push(name, i as u64 * 8, &[]);
+        interned.push(name, i as u64 * 8 + 800, &[]);
+    }
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(interned.get(*name, &[]), &[i as u64 * 8, i as u64 * 8 + 800]);
+    }
+}

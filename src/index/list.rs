@@ -1,0 +1,145 @@
+//! Offset lists as a loaded index file holds them: left in the file's compact form (a first
+//! offset and `u32` gaps) until something needs them as `u64`s.
+//!
+//! Decoding every list of a large index on open would cost more than everything else the open
+//! does: a million events make three million offsets, 24 MB of fresh heap. Most of those lists
+//! are never read before the index is saved again, so a loaded list stays a [`Frozen`]
+//! reference into the file's bytes, checked when the file is loaded (so a query never meets a
+//! damaged list) but decoded only when a query reads it (then kept) or an append extends it
+//! (then it becomes an ordinary `Vec<u64>`). Saving writes a list that is still frozen by
+//! copying its bytes.
+
+// Frozen lists point into bytes from disk and from fuzzers; their accessors must not panic.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used)]
+
+use std::sync::OnceLock;
+
+use crate::format::FRAME_ALIGN;
+
+/// Gaps summed per block before the block's sum joins the total: the low and the high 16 bits
+/// of a block's gaps each sum to less than 2^32, so the inner loop adds `u32`s without
+/// overflow checks (and vectorises).
+const GAPS_PER_BLOCK: usize = 1 << 16;
+
+/// A non-empty offset list in the narrow form of the index file, not yet decoded.
+///
+/// Invariant (checked by [`Frozen::check`] when the file is loaded): the gaps are at
+/// `bytes[at..at + 4 * (count - 1)]` of the file the list was loaded from, none is zero, the
+/// first offset is aligned, and the offsets end at `last`.
+#[derive(Debug, Clone)]
+pub(super) struct Frozen {
+    /// Where the list's gaps start in the file's bytes.
+    at: usize,
+    /// The number of offsets (at least 1).
+    count: usize,
+    first: u64,
+    last: u64,
+    /// The decoded offsets, once a query asked for them.
+    decoded: OnceLock<Box<[u64]>>,
+}
+
+impl Frozen {
+    /// Checks a narrow list of `count` offsets (at least 1) starting at `first`, whose gaps
+    /// are `gaps`, found at `at` in the file: every gap non-zero, `first` aligned, every offset
+    /// below `end`. Runs over the gaps without decoding them.
+    pub(super) fn check(
+        at: usize,
+        count: usize,
+        first: u64,
+        gaps: &[u8],
+        end: u64,
+    ) -> Option<Self> {
+        let gap_count = count.checked_sub(1)?;
+        if gaps.len() / 4 != gap_count
+            || !gaps.len().is_multiple_of(4)
+            || !first.is_multiple_of(FRAME_ALIGN as u64)
+        {
+            return None;
+        }
+        let mut sum = 0u64;
+        let mut zero = 0u32;
+        for block in gaps.chunks(4 * GAPS_PER_BLOCK) {
+            // Branch-free over `u32` lanes, so it vectorises: the gaps' low and high halves
+            // are summed apart (neither sum can overflow within a block), and any zero gap
+            // sets a flag.
+            let (mut low, mut high) = (0u32, 0u32);
+            for gap in block.chunks_exact(4) {
+                let gap = gap.first_chunk::<4>().map_or(0, |g| u32::from_le_bytes(*g));
+                low += gap & 0xffff;
+                high += gap >> 16;
+                zero |= u32::from(gap == 0);
+            }
+            sum = sum.saturating_add(u64::from(low) + (u64::from(high) << 16));
+        }
+        let last = first.saturating_add(sum.saturating_mul(8));
+        (zero == 0 && last < end).then(|| Frozen {
+            at,
+            count,
+            first,
+            last,
+            decoded: OnceLock::new(),
+        })
+    }
+
+    /// The number of offsets.
+    pub(super) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The first offset.
+    pub(super) fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// The last offset.
+    pub(super) fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// The gaps' bytes in `file`, the bytes the list was loaded from.
+    fn gaps<'a>(&self, file: &'a [u8]) -> &'a [u8] {
+        file.get(self.at..self.at + 4 * (self.count - 1)).unwrap_or_default()
+    }
+
+    /// Decodes the list into a vector with room for `extra` more offsets.
+    fn decode(&self, file: &[u8], extra: usize) -> Vec<u64> {
+        let gaps = self.gaps(file);
+        let mut list = Vec::with_capacity(self.count + extra);
+        list.push(self.first);
+        let mut at = self.first;
+        // `extend` over an exact-size iterator writes without a capacity check per item.
+        // `check` bounded the sum of the gaps, so this cannot overflow.
+        list.extend(gaps.chunks_exact(4).map(|gap| {
+            at += u64::from(gap.first_chunk::<4>().map_or(0, |g| u32::from_le_bytes(*g))) * 8;
+            at
+        }));
+        list
+    }
+
+    /// The offsets, decoded from `file` (the bytes the list was loaded from) on the first call.
+    pub(super) fn get(&self, file: &[u8]) -> &[u64] {
+        self.decoded.get_or_init(|| self.decode(file, 0).into_boxed_slice())
+    }
+
+    /// The offsets as a vector that the caller will extend.
+    pub(super) fn thaw(mut self, file: &[u8]) -> Vec<u64> {
+        match self.decoded.take() {
+            Some(decoded) => decoded.into_vec(),
+            // Room for a few appends, so the first one does not copy the list again.
+            None => self.decode(file, self.count / 8 + 4),
+        }
+    }
+
+    /// Writes the list in the narrow form of the index file: its count, first offset and
+    /// gaps, copied from `file`.
+    pub(super) fn put(&self, out: &mut Vec<u8>, file: &[u8]) {
+        out.extend_from_slice(&(self.count as u64).to_le_bytes());
+        out.extend_from_slice(&self.first.to_le_bytes());
+        out.extend_from_slice(self.gaps(file));
+    }
+
+    /// Bytes [`Frozen::put`] writes.
+    pub(super) fn encoded_len(&self) -> usize {
+        16 + 4 * (self.count - 1)
+    }
+}
