@@ -75,8 +75,11 @@ pub struct IndexReport {
 /// Up to this many distinct names, a lookup compares the name with each instead of hashing.
 const LINEAR_SCAN_NAMES_MAX: usize = 16;
 
-/// Marks "no interned id" in the one-entry lookup cache.
+/// Marks "no interned id" in the lookup cache.
 const NO_ID: u32 = u32::MAX;
+
+/// Slots of [`Interned::cache`] (a power of two).
+const NAME_CACHE_SLOTS: usize = 32;
 
 /// Names up to this long are identified by their [`NameKey`] alone.
 const NAME_KEY_EXACT_MAX: usize = 16;
@@ -97,32 +100,44 @@ impl NameKey {
     fn of(name: &str) -> NameKey {
         let b = name.as_bytes();
         let len = b.len();
-        let u64_at = |at: usize| {
-            b.get(at..).and_then(<[u8]>::first_chunk::<8>).map_or(0, |c| u64::from_le_bytes(*c))
-        };
-        let u32_at = |at: usize| {
-            b.get(at..).and_then(<[u8]>::first_chunk::<4>).map_or(0, |c| u32::from_le_bytes(*c))
-        };
-        let byte_at = |at: usize| u64::from(b.get(at).copied().unwrap_or(0));
-        let (head, tail) = match len {
-            0 => (0, 0),
-            // The first, middle and last byte are all the bytes, each at its place.
-            1..=3 => (
-                byte_at(0)
-                    | byte_at(len / 2) << (8 * (len / 2))
-                    | byte_at(len - 1) << (8 * (len - 1)),
-                0,
-            ),
-            // Bytes 0..4, then bytes 4..len from the (overlapping) last four.
-            4..=7 => {
-                (u64::from(u32_at(0)) | u64::from(u32_at(len - 4) >> (8 * (8 - len))) << 32, 0)
+        let (head, tail) = match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+            (Some(first), Some(last)) => {
+                // Bytes 0..8, then bytes 8..len: the last eight (which overlap the first eight
+                // when the name is shorter than 16 bytes) shifted past the overlap.
+                let overlap = 8 * (16 - len.min(16)) as u32;
+                let tail = u64::from_le_bytes(*last).checked_shr(overlap).unwrap_or(0);
+                (u64::from_le_bytes(*first), tail)
             }
-            8 => (u64_at(0), 0),
-            // Bytes 0..8, then bytes 8..len from the (overlapping) last eight.
-            9..=15 => (u64_at(0), u64_at(len - 8) >> (8 * (16 - len))),
-            _ => (u64_at(0), u64_at(len - 8)),
+            _ => (short_name_word(b), 0),
         };
         NameKey { head, tail, len }
+    }
+
+    /// The slot of the key in [`Interned::cache`].
+    #[inline]
+    fn slot(self) -> usize {
+        let mixed = (self.head ^ self.tail.rotate_left(23) ^ self.len as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> (64 - NAME_CACHE_SLOTS.trailing_zeros())) as usize
+    }
+}
+
+/// The bytes of a name shorter than 8 bytes, packed into a word in order.
+#[cold]
+fn short_name_word(b: &[u8]) -> u64 {
+    let len = b.len();
+    let u32_at = |at: usize| {
+        b.get(at..).and_then(<[u8]>::first_chunk::<4>).map_or(0, |c| u32::from_le_bytes(*c))
+    };
+    let byte_at = |at: usize| u64::from(b.get(at).copied().unwrap_or(0));
+    match len {
+        0 => 0,
+        // The first, middle and last byte are all the bytes, each at its place.
+        1..=3 => {
+            byte_at(0) | byte_at(len / 2) << (8 * (len / 2)) | byte_at(len - 1) << (8 * (len - 1))
+        }
+        // Bytes 0..4, then bytes 4..len from the (overlapping) last four.
+        _ => u64::from(u32_at(0)) | u64::from(u32_at(len - 4) >> (8 * (8 - len))) << 32,
     }
 }
 
@@ -172,22 +187,30 @@ struct Interned {
     /// [`NameKey`] of each name, scanned before any string is compared.
     keys: Vec<NameKey>,
     lists: Vec<NameList>,
-    /// The id used last: appends usually repeat the previous type and namespace, and a
-    /// key comparison is cheaper than a hash lookup.
-    last: u32,
+    /// A direct-mapped cache from [`NameKey::slot`] to an id whose key may be that one:
+    /// appends use a handful of types and namespaces, and a key comparison is much cheaper
+    /// than a string hash.
+    cache: [u32; NAME_CACHE_SLOTS],
 }
 
 impl Interned {
     fn new() -> Interned {
-        Interned { last: NO_ID, ..Interned::default() }
+        Interned {
+            ids: FxHashMap::default(),
+            names: Vec::new(),
+            keys: Vec::new(),
+            lists: Vec::new(),
+            cache: [NO_ID; NAME_CACHE_SLOTS],
+        }
     }
 
     /// Adds `offset` to the list of `name`; `file` holds the frozen lists.
     #[inline]
     fn push(&mut self, name: &str, offset: u64, file: &[u8]) {
         let key = NameKey::of(name);
-        let id = if self.is(self.last, key, name) { self.last } else { self.intern(key, name) };
-        self.last = id;
+        let slot = key.slot();
+        let cached = self.cache.get(slot).copied().unwrap_or(NO_ID);
+        let id = if self.is(cached, key, name) { cached } else { self.intern(key, name, slot) };
         if let Some(list) = self.lists.get_mut(id as usize) {
             if list.frozen.is_some() {
                 list.thaw(file);
@@ -203,19 +226,30 @@ impl Interned {
                 || self.names.get(id as usize).is_some_and(|known| **known == *name))
     }
 
-    fn intern(&mut self, key: NameKey, name: &str) -> u32 {
+    /// The id of `name`, whose key is `key`, interning it if it is new; it is also cached in
+    /// `slot`.
+    #[cold]
+    fn intern(&mut self, key: NameKey, name: &str, slot: usize) -> u32 {
+        let id = self.lookup(key, name).unwrap_or_else(|| self.add(key, name));
+        if let Some(cached) = self.cache.get_mut(slot) {
+            *cached = id;
+        }
+        id
+    }
+
+    fn lookup(&self, key: NameKey, name: &str) -> Option<u32> {
         // Logs usually have a handful of types and namespaces: scanning their keys is cheaper
         // than hashing the name.
         if self.names.len() <= LINEAR_SCAN_NAMES_MAX {
-            for (i, &known) in self.keys.iter().enumerate() {
-                let id = u32::try_from(i).unwrap_or(NO_ID);
-                if known == key && self.is(id, key, name) {
-                    return id;
-                }
-            }
-        } else if let Some(&id) = self.ids.get(name) {
-            return id;
+            (0..self.names.len())
+                .filter_map(|i| u32::try_from(i).ok())
+                .find(|&id| self.is(id, key, name))
+        } else {
+            self.ids.get(name).copied()
         }
+    }
+
+    fn add(&mut self, key: NameKey, name: &str) -> u32 {
         // More than four billion distinct names cannot be built from a log whose records each
         // carry one; saturating keeps this panic-free all the same.
         let id = u32::try_from(self.names.len()).unwrap_or(NO_ID - 1);
