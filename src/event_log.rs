@@ -449,7 +449,11 @@ impl EventLog {
     /// Streams the events of aggregate `id`, in log order, reading each as it is reached.
     #[must_use]
     pub fn aggregate_events(&self, id: u64) -> IndexedEvents<'_> {
-        self.indexed(self.index.aggregate(id), 0)
+        IndexedEvents {
+            log: self,
+            offsets: OffsetsIter::Owned(self.index.aggregate(id).into_iter()),
+            failed: false,
+        }
     }
 
     /// Streams the events whose `event_type` is `event_type` at offsets `from` and after, in
@@ -470,7 +474,7 @@ impl EventLog {
         let first = offsets.partition_point(|&o| o < from);
         IndexedEvents {
             log: self,
-            offsets: offsets.get(first..).unwrap_or_default().iter(),
+            offsets: OffsetsIter::Borrowed(offsets.get(first..).unwrap_or_default().iter()),
             failed: false,
         }
     }
@@ -500,8 +504,31 @@ impl EventLog {
 #[derive(Debug)]
 pub struct IndexedEvents<'a> {
     log: &'a EventLog,
-    offsets: std::slice::Iter<'a, u64>,
+    offsets: OffsetsIter<'a>,
     failed: bool,
+}
+
+/// The offsets an [`IndexedEvents`] reads: borrowed from the index, or assembled for it.
+#[derive(Debug)]
+enum OffsetsIter<'a> {
+    Borrowed(std::slice::Iter<'a, u64>),
+    Owned(std::vec::IntoIter<u64>),
+}
+
+impl OffsetsIter<'_> {
+    fn next(&mut self) -> Option<u64> {
+        match self {
+            OffsetsIter::Borrowed(offsets) => offsets.next().copied(),
+            OffsetsIter::Owned(offsets) => offsets.next(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            OffsetsIter::Borrowed(offsets) => offsets.len(),
+            OffsetsIter::Owned(offsets) => offsets.len(),
+        }
+    }
 }
 
 impl Iterator for IndexedEvents<'_> {
@@ -511,7 +538,7 @@ impl Iterator for IndexedEvents<'_> {
         if self.failed {
             return None;
         }
-        let offset = *self.offsets.next()?;
+        let offset = self.offsets.next()?;
         let event = self.log.read_at(offset);
         self.failed = event.is_err();
         Some(event)

@@ -1263,7 +1263,7 @@ pub fn index_file(data: &[u8]) {
                 assert_eq!(index.in_namespace(name), offsets);
             }
             for id in index.aggregate_ids() {
-                assert!(increasing_below_end(index.aggregate(id)));
+                assert!(increasing_below_end(&index.aggregate(id)));
             }
             let start = index.time_scan_start(0);
             assert!(start <= index.time_covered_end());

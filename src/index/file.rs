@@ -22,6 +22,7 @@ use std::path::Path;
 
 use std::sync::Arc;
 
+use super::aggregates::{Aggregates, List};
 use super::hash::FxHashMap;
 use super::list::Frozen;
 use super::{AggregateIndex, Interned, NameList};
@@ -98,8 +99,7 @@ fn encode(index: &AggregateIndex, last_crc: u32) -> Vec<u8> {
     let body_len = interned_len(&index.types)
         + interned_len(&index.namespaces)
         + 8
-        + index.aggregates.values().map(|offsets| 8 + list_len(offsets)).sum::<usize>()
-        + index.frozen_aggregates.values().map(|frozen| 8 + frozen.encoded_len()).sum::<usize>()
+        + index.aggregates.encoded_len_estimate()
         + 8
         + 16 * index.times.len();
     let mut out = Vec::with_capacity(INDEX_HEADER_LEN + body_len);
@@ -115,16 +115,21 @@ fn encode(index: &AggregateIndex, last_crc: u32) -> Vec<u8> {
             }
         }
     }
-    // Sorted by id, so the same index always encodes to the same bytes.
-    let mut ids: Vec<u64> = index.aggregate_ids().collect();
-    ids.sort_unstable();
-    put_u64(&mut out, ids.len() as u64);
-    for id in ids {
+    // Sorted by id, so the same index always encodes to the same bytes. The count is
+    // written once the lists are.
+    let count_at = out.len();
+    put_u64(&mut out, 0);
+    let mut count = 0u64;
+    index.aggregates.for_each_sorted(file, |id, list| {
         put_u64(&mut out, id);
-        match (index.aggregates.get(&id), index.frozen_aggregates.get(&id)) {
-            (None, Some(frozen)) => frozen.put(&mut out, file),
-            (owned, _) => put_list(&mut out, owned.map_or(&[], Vec::as_slice)),
+        match list {
+            List::Frozen(frozen) => frozen.put(&mut out, file),
+            List::Full(offsets) => put_list(&mut out, offsets),
         }
+        count += 1;
+    });
+    if let Some(slot) = out.get_mut(count_at..count_at + 8) {
+        slot.copy_from_slice(&count.to_le_bytes());
     }
     put_u64(&mut out, index.times.len() as u64);
     for &(ts, offset) in &index.times {
@@ -267,7 +272,7 @@ impl<'a> Cursor<'a> {
             let gaps = self.take((count - 1).saturating_mul(4), what)?;
             let count = usize::try_from(count).map_err(|_| refuse())?;
             let frozen = Frozen::check(at, count, first, gaps, end).ok_or_else(refuse)?;
-            return Ok(NameList { owned: Vec::new(), frozen: Some(frozen) });
+            return Ok(NameList { frozen: Some(frozen), ..NameList::default() });
         }
         let list: Vec<u64> = if head & LIST_WIDE != 0 {
             let bytes = self.take(count.saturating_mul(8), what)?;
@@ -288,7 +293,7 @@ impl<'a> Cursor<'a> {
         if list.last().is_some_and(|&last| last >= end) {
             return Err(refuse());
         }
-        Ok(NameList { owned: list, frozen: None })
+        Ok(NameList { owned: list, ..NameList::default() })
     }
 }
 
@@ -476,8 +481,7 @@ fn decode(file: Vec<u8>) -> Result<AggregateIndex, Refusal> {
         end,
         last,
         records,
-        aggregates,
-        frozen_aggregates,
+        aggregates: Aggregates::loaded(frozen_aggregates, aggregates),
         file: Arc::new(file),
         types,
         namespaces,

@@ -12,8 +12,6 @@
 // Frozen lists point into bytes from disk and from fuzzers; their accessors must not panic.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
-use std::sync::OnceLock;
-
 use crate::format::FRAME_ALIGN;
 
 /// Gaps summed per block before the block's sum joins the total: the low and the high 16 bits
@@ -21,12 +19,13 @@ use crate::format::FRAME_ALIGN;
 /// overflow checks (and vectorises).
 const GAPS_PER_BLOCK: usize = 1 << 16;
 
-/// A non-empty offset list in the narrow form of the index file, not yet decoded.
+/// A non-empty offset list in the narrow form of the index file, not yet decoded: where it
+/// is in the file's bytes and what it holds.
 ///
 /// Invariant (checked by [`Frozen::check`] when the file is loaded): the gaps are at
 /// `bytes[at..at + 4 * (count - 1)]` of the file the list was loaded from, none is zero, the
 /// first offset is aligned, and the offsets end at `last`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Frozen {
     /// Where the list's gaps start in the file's bytes.
     at: usize,
@@ -34,8 +33,6 @@ pub(super) struct Frozen {
     count: usize,
     first: u64,
     last: u64,
-    /// The decoded offsets, once a query asked for them.
-    decoded: OnceLock<Box<[u64]>>,
 }
 
 impl Frozen {
@@ -72,13 +69,7 @@ impl Frozen {
             sum = sum.saturating_add(u64::from(low) + (u64::from(high) << 16));
         }
         let last = first.saturating_add(sum.saturating_mul(8));
-        (zero == 0 && last < end).then(|| Frozen {
-            at,
-            count,
-            first,
-            last,
-            decoded: OnceLock::new(),
-        })
+        (zero == 0 && last < end).then_some(Frozen { at, count, first, last })
     }
 
     /// The number of offsets.
@@ -101,33 +92,28 @@ impl Frozen {
         file.get(self.at..self.at + 4 * (self.count - 1)).unwrap_or_default()
     }
 
-    /// Decodes the list into a vector with room for `extra` more offsets.
-    fn decode(&self, file: &[u8], extra: usize) -> Vec<u64> {
-        let gaps = self.gaps(file);
+    /// Decodes the list from `file` (the bytes it was loaded from) into a vector with room
+    /// for `extra` more offsets.
+    pub(super) fn decode(&self, file: &[u8], extra: usize) -> Vec<u64> {
         let mut list = Vec::with_capacity(self.count + extra);
-        list.push(self.first);
-        let mut at = self.first;
-        // `extend` over an exact-size iterator writes without a capacity check per item.
-        // `check` bounded the sum of the gaps, so this cannot overflow.
-        list.extend(gaps.chunks_exact(4).map(|gap| {
-            at += u64::from(gap.first_chunk::<4>().map_or(0, |g| u32::from_le_bytes(*g))) * 8;
-            at
-        }));
+        self.decode_into(file, &mut list);
         list
     }
 
-    /// The offsets, decoded from `file` (the bytes the list was loaded from) on the first call.
-    pub(super) fn get(&self, file: &[u8]) -> &[u64] {
-        self.decoded.get_or_init(|| self.decode(file, 0).into_boxed_slice())
-    }
-
-    /// The offsets as a vector that the caller will extend.
-    pub(super) fn thaw(mut self, file: &[u8]) -> Vec<u64> {
-        match self.decoded.take() {
-            Some(decoded) => decoded.into_vec(),
-            // Room for a few appends, so the first one does not copy the list again.
-            None => self.decode(file, self.count / 8 + 4),
-        }
+    /// Appends the decoded list to `list`.
+    pub(super) fn decode_into(&self, file: &[u8], list: &mut Vec<u64>) {
+        let gaps = self.gaps(file);
+        list.reserve(self.count);
+        list.push(self.first);
+        let mut at = self.first;
+        // `extend` over an exact-size iterator writes without a capacity check per item.
+        // `check` bounded the sum of the gaps; saturating keeps a misuse panic-free.
+        list.extend(gaps.chunks_exact(4).map(|gap| {
+            at = at.saturating_add(
+                u64::from(gap.first_chunk::<4>().map_or(0, |g| u32::from_le_bytes(*g))) * 8,
+            );
+            at
+        }));
     }
 
     /// Writes the list in the narrow form of the index file: its count, first offset and

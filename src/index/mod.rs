@@ -8,6 +8,7 @@
 //! the index returns exactly the events, in exactly the order, that a full scan filtered by
 //! hand returns.
 
+mod aggregates;
 mod file;
 mod hash;
 mod list;
@@ -16,14 +17,14 @@ mod open;
 mod tests;
 
 use std::borrow::Borrow;
-use std::collections::hash_map::Entry;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub(crate) use file::{decode_index, encode_index};
 pub use file::{load_index, save_index, INDEX_FILE_NAME, INDEX_MAGIC, INDEX_VERSION};
 pub(crate) use open::{catch_up, catch_up_times, open_index};
 
 use crate::event::Event;
+use aggregates::Aggregates;
 use hash::FxHashMap;
 use list::Frozen;
 
@@ -148,12 +149,14 @@ struct NameList {
     owned: Vec<u64>,
     /// The list as loaded, until an append needs it owned.
     frozen: Option<Frozen>,
+    /// The frozen list decoded, once a query asked for it.
+    decoded: OnceLock<Box<[u64]>>,
 }
 
 impl NameList {
     fn get<'a>(&'a self, file: &[u8]) -> &'a [u64] {
         match &self.frozen {
-            Some(frozen) => frozen.get(file),
+            Some(frozen) => self.decoded.get_or_init(|| frozen.decode(file, 0).into_boxed_slice()),
             None => &self.owned,
         }
     }
@@ -174,7 +177,11 @@ impl NameList {
     #[cold]
     fn thaw(&mut self, file: &[u8]) {
         if let Some(frozen) = self.frozen.take() {
-            self.owned = frozen.thaw(file);
+            self.owned = match self.decoded.take() {
+                Some(decoded) => decoded.into_vec(),
+                // Room for some appends, so the next few do not copy the list again.
+                None => frozen.decode(file, frozen.len() / 8 + 4),
+            };
         }
     }
 }
@@ -331,11 +338,7 @@ pub struct AggregateIndex {
     /// The offset of the last indexed record, and its frame checksum when known.
     last: Option<(u64, Option<u32>)>,
     records: u64,
-    /// Owned aggregate lists: those appended to since the index was loaded, or all of them.
-    aggregates: FxHashMap<u64, Vec<u64>>,
-    /// Aggregate lists as loaded from the index file and not appended to since (an id is in
-    /// one map or the other, never both).
-    frozen_aggregates: FxHashMap<u64, Frozen>,
+    aggregates: Aggregates,
     /// The bytes of the index file the frozen lists were loaded from (empty if none was).
     file: Arc<Vec<u8>>,
     types: Interned,
@@ -364,7 +367,7 @@ impl PartialEq for AggregateIndex {
             v.sort_unstable();
             v
         }
-        fn aggregates(index: &AggregateIndex) -> Vec<(u64, &[u64])> {
+        fn aggregates(index: &AggregateIndex) -> Vec<(u64, Vec<u64>)> {
             let mut v: Vec<_> = index.aggregate_ids().map(|id| (id, index.aggregate(id))).collect();
             v.sort_unstable();
             v
@@ -391,8 +394,7 @@ impl AggregateIndex {
             end: start,
             last: None,
             records: 0,
-            aggregates: FxHashMap::default(),
-            frozen_aggregates: FxHashMap::default(),
+            aggregates: Aggregates::default(),
             file: Arc::default(),
             types: Interned::new(),
             namespaces: Interned::new(),
@@ -428,17 +430,32 @@ impl AggregateIndex {
     }
 
     /// Offsets of the events of aggregate `id`, in log order (empty if there are none).
+    ///
+    /// The list is assembled for the call (appends keep the offsets of all aggregates in one
+    /// shared array, which keeps them cheap whatever the number of aggregates); use
+    /// [`AggregateIndex::aggregate_into`] to reuse a vector.
     #[must_use]
-    pub fn aggregate(&self, id: u64) -> &[u64] {
-        match self.aggregates.get(&id) {
-            Some(list) => list,
-            None => self.frozen_aggregates.get(&id).map_or(&[], |f| f.get(&self.file)),
-        }
+    pub fn aggregate(&self, id: u64) -> Vec<u64> {
+        let mut list = Vec::new();
+        self.aggregate_into(id, &mut list);
+        list
     }
 
-    /// The ids of all aggregates with at least one event, in no particular order.
+    /// Replaces the contents of `list` with the offsets of the events of aggregate `id`, in
+    /// log order.
+    pub fn aggregate_into(&self, id: u64, list: &mut Vec<u64>) {
+        self.aggregates.collect_into(id, &self.file, list);
+    }
+
+    /// Whether aggregate `id` has at least one event.
+    #[must_use]
+    pub fn has_aggregate(&self, id: u64) -> bool {
+        self.aggregates.contains(id)
+    }
+
+    /// The ids of all aggregates with at least one event, each once, in no particular order.
     pub fn aggregate_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.aggregates.keys().chain(self.frozen_aggregates.keys()).copied()
+        self.aggregates.ids()
     }
 
     /// Offsets of the events whose `event_type` is `event_type`, in log order.
@@ -498,15 +515,7 @@ impl AggregateIndex {
     #[inline]
     pub(crate) fn insert(&mut self, offset: u64, event: &Event) {
         if let Some(id) = event.aggregate_id {
-            match self.aggregates.entry(id) {
-                Entry::Occupied(list) => list.into_mut().push(offset),
-                Entry::Vacant(slot) => {
-                    let mut list =
-                        Self::thaw_aggregate(&mut self.frozen_aggregates, id, &self.file);
-                    list.push(offset);
-                    slot.insert(list);
-                }
-            }
+            self.aggregates.push(id, offset, &self.file);
         }
         self.types.push(&event.event_type, offset, &self.file);
         self.namespaces.push(&event.namespace, offset, &self.file);
@@ -514,21 +523,9 @@ impl AggregateIndex {
         self.last = Some((offset, None));
     }
 
-    /// The frozen list of aggregate `id`, removed from `frozen` and made owned, or an empty
-    /// list for a new aggregate.
-    #[inline]
-    fn thaw_aggregate(frozen: &mut FxHashMap<u64, Frozen>, id: u64, file: &[u8]) -> Vec<u64> {
-        if frozen.is_empty() {
-            return Vec::new();
-        }
-        frozen.remove(&id).map_or_else(Vec::new, |f| f.thaw(file))
-    }
-
     /// Makes every list owned, and lets go of the loaded file's bytes.
     fn thaw_all(&mut self) {
-        for (id, frozen) in self.frozen_aggregates.drain() {
-            self.aggregates.insert(id, frozen.thaw(&self.file));
-        }
+        self.aggregates.thaw_all(&self.file);
         self.types.thaw(&self.file);
         self.namespaces.thaw(&self.file);
         self.file = Arc::default();
@@ -601,11 +598,8 @@ impl AggregateIndex {
         if offset >= self.end {
             return;
         }
+        self.aggregates.truncate(offset, &self.file);
         self.thaw_all();
-        self.aggregates.retain(|_, list| {
-            list.truncate(list.partition_point(|&o| o < offset));
-            !list.is_empty()
-        });
         self.types.truncate(offset, &self.file);
         self.namespaces.truncate(offset, &self.file);
         self.times.truncate(self.times.partition_point(|&(_, o)| o < offset));

@@ -119,19 +119,21 @@ fn loaded_lists_stay_frozen_and_thaw_on_append() {
     extend_sample(&mut built, 0, 20);
     let bytes = encoded(&built);
     let mut loaded = decode_index(&bytes, Path::new("i")).unwrap();
-    assert!(!loaded.frozen_aggregates.is_empty());
+    assert!((0..5).all(|id| loaded.aggregates.only_frozen(id).is_some()));
     assert!(loaded.types.lists.iter().all(|l| l.frozen.is_some()));
     // Saved again untouched, the frozen lists are copied byte for byte.
     assert_eq!(encode_index(&loaded).unwrap(), bytes);
     // A query decodes a frozen list without thawing it.
     assert_eq!(loaded.aggregate(1), built.aggregate(1));
     assert_eq!(loaded.of_type("a"), built.of_type("a"));
-    assert!(loaded.frozen_aggregates.contains_key(&1));
+    assert!(loaded.aggregates.only_frozen(1).is_some());
     // Appends thaw the lists they extend; the rest stay frozen.
     extend_sample(&mut built, 20, 23);
     extend_sample(&mut loaded, 20, 23);
     assert_eq!(loaded, built);
-    assert!(!loaded.frozen_aggregates.is_empty());
+    // Events 21 and 22 extend aggregates 1 and 2; the others stay as loaded.
+    assert!(loaded.aggregates.only_frozen(1).is_none());
+    assert!(loaded.aggregates.only_frozen(3).is_some());
     assert_eq!(encode_index(&loaded).unwrap(), encoded(&built));
     for id in built.aggregate_ids() {
         assert_eq!(loaded.aggregate(id), built.aggregate(id), "aggregate {id}");
@@ -143,7 +145,9 @@ fn loaded_lists_stay_frozen_and_thaw_on_append() {
     built.truncate(10 * 64);
     loaded.truncate(10 * 64);
     assert_eq!(loaded, built);
-    assert!(loaded.frozen_aggregates.is_empty());
+    assert!(loaded.aggregates.only_frozen(3).is_none());
+    assert!(!loaded.has_aggregate(7));
+    assert!(loaded.has_aggregate(3));
 }
 
 #[test]
@@ -180,4 +184,49 @@ fn name_keys_tell_short_names_apart() {
     for (i, name) in names.iter().enumerate() {
         assert_eq!(interned.get(*name, &[]), &[i as u64 * 8, i as u64 * 8 + 800]);
     }
+}
+
+#[test]
+fn aggregate_chains_interleave_and_survive_a_truncation() {
+    let mut index = AggregateIndex::starting_at(0);
+    let mut expected: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for i in 0..1000u64 {
+        let id = (i * i + 3 * i) % 37;
+        index.insert_read(i * 8, (i + 1) * 8, 1, 7, &event("t", "n", Some(id)));
+        expected.entry(id).or_default().push(i * 8);
+    }
+    let mut ids: Vec<u64> = index.aggregate_ids().collect();
+    ids.sort_unstable();
+    assert_eq!(ids, expected.keys().copied().collect::<Vec<_>>());
+    for (&id, list) in &expected {
+        assert_eq!(&index.aggregate(id), list, "aggregate {id}");
+    }
+    assert_eq!(index.aggregate(99), Vec::<u64>::new());
+    // Saved and loaded, then extended, then cut back.
+    let mut loaded = decode_index(&encoded(&index), Path::new("i")).unwrap();
+    assert_eq!(loaded, index);
+    for i in 1000..1100u64 {
+        let id = i % 50;
+        loaded.insert_read(i * 8, (i + 1) * 8, 1, 7, &event("t", "n", Some(id)));
+        index.insert_read(i * 8, (i + 1) * 8, 1, 7, &event("t", "n", Some(id)));
+        expected.entry(id).or_default().push(i * 8);
+    }
+    assert_eq!(loaded, index);
+    for (&id, list) in &expected {
+        assert_eq!(&loaded.aggregate(id), list, "aggregate {id}");
+    }
+    assert_eq!(encoded(&loaded), encoded(&index));
+    loaded.truncate(500 * 8);
+    for list in expected.values_mut() {
+        list.retain(|&o| o < 500 * 8);
+    }
+    expected.retain(|_, list| !list.is_empty());
+    for (&id, list) in &expected {
+        assert_eq!(&loaded.aggregate(id), list, "aggregate {id}");
+    }
+    assert_eq!(loaded.aggregate_ids().count(), expected.len());
+    // Appends after a truncation chain onto the kept lists.
+    loaded.insert_read(500 * 8, 501 * 8, 1, 7, &event("t", "n", Some(5)));
+    expected.entry(5).or_default().push(500 * 8);
+    assert_eq!(loaded.aggregate(5), expected[&5]);
 }
