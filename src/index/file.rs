@@ -25,6 +25,7 @@ use std::sync::Arc;
 use super::aggregates::{Aggregates, List};
 use super::hash::FxHashMap;
 use super::list::Frozen;
+use super::map::FileBytes;
 use super::{AggregateIndex, Interned, NameList};
 use crate::error::{Result, StorageError};
 use crate::format::{crc32, FormatError, FRAME_ALIGN, NO_PREVIOUS_FRAME};
@@ -314,8 +315,8 @@ fn header_u16(h: &[u8; INDEX_HEADER_LEN], at: usize) -> u16 {
 }
 
 /// Decodes and validates an index file. Returns the index with its last record's checksum.
-fn decode(file: Vec<u8>) -> Result<AggregateIndex, Refusal> {
-    let bytes = file.as_slice();
+fn decode(file: FileBytes) -> Result<AggregateIndex, Refusal> {
+    let bytes: &[u8] = &file;
     let Some(h) = bytes.first_chunk::<INDEX_HEADER_LEN>() else {
         return Err(Refusal::Format(FormatError::Truncated {
             needed: INDEX_HEADER_LEN as u64,
@@ -496,11 +497,11 @@ fn decode(file: Vec<u8>) -> Result<AggregateIndex, Refusal> {
 /// # Errors
 /// As [`load_index`].
 pub(crate) fn decode_index(bytes: &[u8], path: &Path) -> Result<AggregateIndex> {
-    decode_file(bytes.to_vec(), path)
+    decode_file(FileBytes::Owned(bytes.to_vec()), path)
 }
 
 /// Decodes the bytes of an index file, which the index keeps (see [`Frozen`]).
-fn decode_file(file: Vec<u8>, path: &Path) -> Result<AggregateIndex> {
+fn decode_file(file: FileBytes, path: &Path) -> Result<AggregateIndex> {
     decode(file).map_err(|refusal| match refusal {
         Refusal::Format(kind) => {
             StorageError::Corruption { segment: path.to_path_buf(), offset: 0, kind }
@@ -515,19 +516,25 @@ fn decode_file(file: Vec<u8>, path: &Path) -> Result<AggregateIndex> {
 
 /// Loads an index file written by [`save_index`].
 ///
-/// The whole file is read and checked: header checksum, body checksum, and every structural
-/// invariant of the index. Whether the index matches a particular log is a separate question,
-/// which [`crate::EventLog`] answers on open by comparing the covered end and the last
-/// record's frame checksum with the log.
+/// The whole file is checked: header checksum, body checksum, and every structural invariant
+/// of the index. Whether the index matches a particular log is a separate question, which
+/// [`crate::EventLog`] answers on open by comparing the covered end and the last record's
+/// frame checksum with the log.
+///
+/// The file is memory-mapped, and the index keeps the map: its offset lists stay in the
+/// file's compact form until a query or an append needs them. Chronicle never changes an index
+/// file in place (a save replaces it by rename), so the map stays valid; like a segment, the
+/// file must not be truncated by another program while a loaded index is alive.
 ///
 /// # Errors
-/// [`StorageError::Io`] if the file cannot be read (`NotFound` if it is missing);
+/// [`StorageError::Io`] if the file cannot be opened or mapped (`NotFound` if it is missing);
 /// [`StorageError::UnsupportedVersion`] for another index format version;
 /// [`StorageError::Corruption`] naming the file (offset 0) for anything damaged: wrong magic,
 /// a checksum mismatch, a truncated file, or contents that break an invariant.
 pub fn load_index(path: impl AsRef<Path>) -> Result<AggregateIndex> {
     let path = path.as_ref();
-    let bytes = fs::read(path).map_err(|e| StorageError::io("read index file", path, e))?;
+    let file = fs::File::open(path).map_err(|e| StorageError::io("open index file", path, e))?;
+    let bytes = FileBytes::map(&file).map_err(|e| StorageError::io("map index file", path, e))?;
     decode_file(bytes, path)
 }
 

@@ -12,6 +12,7 @@ mod aggregates;
 mod file;
 mod hash;
 mod list;
+mod map;
 mod open;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use crate::event::Event;
 use aggregates::Aggregates;
 use hash::FxHashMap;
 use list::Frozen;
+use map::FileBytes;
 
 /// Default [`IndexOptions::checkpoint_bytes`]: 64 MiB of new log data.
 pub const CHECKPOINT_BYTES_DEFAULT: u64 = 64 << 20;
@@ -340,7 +342,7 @@ pub struct AggregateIndex {
     records: u64,
     aggregates: Aggregates,
     /// The bytes of the index file the frozen lists were loaded from (empty if none was).
-    file: Arc<Vec<u8>>,
+    file: Arc<FileBytes>,
     types: Interned,
     namespaces: Interned,
     /// `(write_timestamp_ms, offset)` at each change of timestamp, in offset order.

@@ -230,3 +230,26 @@ fn aggregate_chains_interleave_and_survive_a_truncation() {
     expected.entry(5).or_default().push(500 * 8);
     assert_eq!(loaded.aggregate(5), expected[&5]);
 }
+
+#[test]
+fn a_loaded_index_outlives_the_file_being_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(INDEX_FILE_NAME);
+    let mut built = AggregateIndex::starting_at(0);
+    extend_sample(&mut built, 0, 20);
+    save_index(&path, &built).unwrap();
+    let mut loaded = load_index(&path).unwrap();
+    assert!(matches!(*loaded.file, map::FileBytes::Mapped(_)));
+    // A save replaces the file by rename; the mapped bytes of the loaded index stay as they
+    // were.
+    save_index(&path, &AggregateIndex::starting_at(0)).unwrap();
+    assert_eq!(loaded, built);
+    extend_sample(&mut loaded, 20, 30);
+    extend_sample(&mut built, 20, 30);
+    assert_eq!(loaded, built);
+    save_index(&path, &loaded).unwrap();
+    assert_eq!(load_index(&path).unwrap(), built);
+    // An empty file is refused, not mapped.
+    std::fs::write(&path, b"").unwrap();
+    assert!(matches!(load_index(&path), Err(crate::StorageError::Corruption { .. })));
+}
