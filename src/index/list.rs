@@ -5,9 +5,11 @@
 //! does: a million events make three million offsets, 24 MB of fresh heap. Most of those lists
 //! are never read before the index is saved again, so a loaded list stays a [`Frozen`]
 //! reference into the file's bytes, checked when the file is loaded (so a query never meets a
-//! damaged list) but decoded only when a query reads it (then kept) or an append extends it
-//! (then it becomes an ordinary `Vec<u64>`). Saving writes a list that is still frozen by
-//! copying its bytes.
+//! damaged list) but decoded only when needed. A type or namespace list is decoded when a
+//! query reads it (and kept) or an append extends it (it then becomes an ordinary
+//! `Vec<u64>`); an aggregate's list is decoded by each query, and appends chain after it (see
+//! `aggregates.rs`). Saving writes a list that is still exactly as loaded by copying its
+//! bytes. The bytes are the mapped file (see `map.rs`).
 
 // Frozen lists point into bytes from disk and from fuzzers; their accessors must not panic.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
