@@ -200,8 +200,9 @@ fn append_batch_sync(c: &mut Criterion) {
 }
 
 /// The fixed per-record costs of the buffered append path, measured on their own over 1M
-/// records: reading the wall clock the way the log stamps each record (`SystemTime::now()`
-/// to milliseconds), the frame CRC as the log computes it, the baseline's CRC of the payload
+/// records: reading the wall clock (`SystemTime::now()` to milliseconds: what the log paid per
+/// record before it read the clock only when a new millisecond may have begun, see
+/// `log::clock`), the frame CRC as the log computes it, the baseline's CRC of the payload
 /// alone, and copying 160 bytes into memory that is already mapped. Their sum is a floor for `Log::append` without page faults or segment rolls.
 fn per_record_costs(c: &mut Criterion) {
     let n = RECORDS as usize;

@@ -5,7 +5,8 @@
 //! memory map, so a buffered append costs two `memcpy`s and no system call, and replay reads
 //! payloads straight from the map.
 //!
-//! This module holds every `unsafe` block of the crate. The invariants they rely on:
+//! This module holds every `unsafe` block of the crate that touches memory (the only other one
+//! reads the CPU's time-stamp counter, in `log::clock`). The invariants they rely on:
 //!
 //! 1. **The file never shrinks while mapped.** Chronicle never truncates a segment file; the
 //!    data region is preallocated at creation, torn bytes are zeroed in place, and whole

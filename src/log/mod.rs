@@ -1,6 +1,7 @@
 //! The raw record log: an ordered set of segments, one writer, offsets, replay, and recovery
 //! on open. It stores byte payloads and never looks inside them.
 
+mod clock;
 mod open;
 mod prefault;
 mod recovery;
@@ -10,7 +11,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use replay::Snapshot;
 pub use replay::{Payload, Record, RecordRef, Replay};
@@ -23,6 +23,7 @@ use crate::format::{
     SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN,
 };
 use crate::segment::{Segment, SegmentWriter};
+use clock::{now_ms, RecordClock};
 use prefault::{Prefaulter, PREFAULT_AHEAD_BYTES};
 
 /// Smallest accepted [`Options::segment_bytes`].
@@ -253,7 +254,8 @@ struct Writer {
     unsynced_created: Vec<Arc<Segment>>,
     /// Offset and checksum of the last complete frame, for the next segment's header.
     last_frame: (u64, u32),
-    last_timestamp_ms: u64,
+    /// Timestamps for new records; never below the last record's.
+    clock: RecordClock,
     poisoned: Option<String>,
     shared: Arc<Shared>,
     segment_bytes: u64,
@@ -285,8 +287,7 @@ impl Writer {
     }
 
     fn timestamp(&mut self) -> u64 {
-        self.last_timestamp_ms = now_ms().max(self.last_timestamp_ms);
-        self.last_timestamp_ms
+        self.clock.now_ms()
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -657,8 +658,7 @@ impl Log {
     #[must_use]
     pub fn last_write_timestamp_ms(&self) -> Option<u64> {
         let writer = self.writer.as_ref()?;
-        (writer.last_frame.0 != crate::format::NO_PREVIOUS_FRAME)
-            .then_some(writer.last_timestamp_ms)
+        (writer.last_frame.0 != crate::format::NO_PREVIOUS_FRAME).then_some(writer.clock.last_ms())
     }
 
     /// The stored checksum of the last complete frame in the log as this writer knows it (it
@@ -730,15 +730,6 @@ impl Log {
         writer.sync()?;
         writer.write_durable_record()
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch (0 for a clock set before it). Called on every
-/// append: seconds times 1000 plus the sub-second milliseconds avoids `as_millis`'s 128-bit
-/// division, which cost about as much as the clock read itself.
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-        d.as_secs().saturating_mul(1000).saturating_add(u64::from(d.subsec_millis()))
-    })
 }
 
 #[cfg(test)]

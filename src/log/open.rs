@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
+use super::clock::{now_ms, RecordClock};
 use super::prefault::Prefaulter;
 use super::recovery::{
     check_sealed, examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView,
 };
 use super::{
-    now_ms, Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTail, Writer,
-    DROPPED_SUFFIX,
+    Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTail, Writer, DROPPED_SUFFIX,
 };
 use crate::error::{Result, StorageError};
 use crate::format::{
@@ -269,7 +269,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 unsynced_sealed,
                 unsynced_created: Vec::new(),
                 last_frame: last_frame.map_or((NO_PREVIOUS_FRAME, 0), |h| (h.offset, h.crc)),
-                last_timestamp_ms: last_frame.map_or(0, |h| h.write_timestamp_ms),
+                clock: RecordClock::new(last_frame.map_or(0, |h| h.write_timestamp_ms)),
                 poisoned: None,
                 shared: Arc::clone(&shared),
                 segment_bytes: options.segment_bytes,
