@@ -5,8 +5,8 @@
 //! memory map, so a buffered append costs two `memcpy`s and no system call, and replay reads
 //! payloads straight from the map.
 //!
-//! This module holds every `unsafe` block of the crate that touches memory (the only other one
-//! reads the CPU's time-stamp counter, in `log::clock`). The invariants they rely on:
+//! This module holds every `unsafe` block of the crate that touches memory or files (the only
+//! other one reads the CPU's time-stamp counter, in `log::clock`). The invariants they rely on:
 //!
 //! 1. **The file never shrinks while mapped.** Chronicle never truncates a segment file; the
 //!    data region is preallocated at creation, torn bytes are zeroed in place, and whole
@@ -364,6 +364,53 @@ impl Segment {
             SEGMENT_HEADER_LEN + to_index(start),
             to_index(end - start),
         )
+    }
+
+    /// Writes zeros over data bytes `[start, end)`, rounded inwards to whole pages, through
+    /// the file (not the map) and waits until they are on the disk
+    /// (`sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`). Returns the data position the
+    /// zeros now reach, or `start` if the range holds no whole page.
+    ///
+    /// This turns the preallocated but unwritten extents there into written ones, so that the
+    /// syncs of the records later appended there rewrite data in place instead of also
+    /// updating the file's extent map: on ext4 that makes each small `fdatasync` about a
+    /// third cheaper. The bytes read as zeros before and after, so this is invisible to
+    /// readers and to recovery. The caller (the one writer) must never have written at or
+    /// after `start`.
+    ///
+    /// # Errors
+    /// The operating system's error. The caller treats it as "not available": only the
+    /// caller's own later syncs decide what is durable.
+    pub(crate) fn zero_ahead(&self, start: u64, end: u64) -> std::io::Result<u64> {
+        use std::os::fd::AsRawFd as _;
+        const PAGE: u64 = 4096;
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let header = SEGMENT_HEADER_LEN as u64;
+        let file_start = (header + start).next_multiple_of(PAGE);
+        let file_end = (header + end.min(self.capacity)) / PAGE * PAGE;
+        if !self.writable || file_end <= file_start {
+            return Ok(start);
+        }
+        let mut at = file_start;
+        while at < file_end {
+            let len = (file_end - at).min(ZEROS.len() as u64);
+            self.file.write_all_at(&ZEROS[..to_index(len)], at)?;
+            at += len;
+        }
+        let (Ok(from), Ok(len)) = (i64::try_from(file_start), i64::try_from(file_end - file_start))
+        else {
+            return Ok(start);
+        };
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: `sync_file_range` reads no memory of ours; it is given an open descriptor
+        // that this segment owns for its whole life, and plain integers.
+        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), from, len, flags) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(file_end - header)
     }
 
     /// Writes data bytes `[start, end)` to stable storage (`msync(MS_SYNC)` of those pages,

@@ -32,6 +32,10 @@ pub const SEGMENT_BYTES_MIN: u64 = 4096;
 /// Default [`Options::segment_bytes`]: 64 MiB.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 
+/// How far past the end a sync writes zeros when the zeroed region runs low (see
+/// [`Writer::zero_ahead`]): one extra MiB written per MiB of log that is synced piecemeal.
+const ZERO_AHEAD_BYTES: u64 = 1 << 20;
+
 /// Default [`Options::record_bytes_max`]: 16 MiB.
 pub const RECORD_BYTES_MAX_DEFAULT: u64 = 16 << 20;
 
@@ -244,6 +248,11 @@ struct Writer {
     pos: u64,
     /// Data position up to which the active segment is known durable.
     synced_pos: u64,
+    /// Data position up to which the active segment holds data or zeros written by
+    /// [`Writer::zero_ahead`] (rather than preallocated, unwritten space).
+    zeroed_pos: u64,
+    /// Cleared when the kernel refuses zeroing ahead.
+    zero_ahead_enabled: bool,
     /// Offset up to which the whole log is known durable.
     synced_end: u64,
     /// Ranges `[from, to)` of sealed segments written since the last sync: a roll does not
@@ -321,6 +330,7 @@ impl Writer {
             }
         }
         if self.pos > self.synced_pos {
+            self.zero_ahead();
             #[cfg(test)]
             let injected = std::mem::take(&mut self.fail_next_sync)
                 .then(|| std::io::Error::other("injected sync failure"));
@@ -338,6 +348,20 @@ impl Writer {
         }
         self.synced_end = self.end();
         Ok(())
+    }
+
+    /// Before a sync of the active segment, keeps the region just after the end written with
+    /// zeros (see [`Segment::zero_ahead`]), so that the syncs of the next records find written
+    /// extents. Once per [`ZERO_AHEAD_BYTES`] of log, not per sync; an error only turns it off.
+    fn zero_ahead(&mut self) {
+        if !self.zero_ahead_enabled || self.pos + ZERO_AHEAD_BYTES / 4 <= self.zeroed_pos {
+            return;
+        }
+        let from = self.zeroed_pos.max(self.pos);
+        match self.active.segment().zero_ahead(from, from + ZERO_AHEAD_BYTES) {
+            Ok(reached) => self.zeroed_pos = reached.max(self.pos),
+            Err(_) => self.zero_ahead_enabled = false,
+        }
     }
 
     fn append(&mut self, payload: &[u8]) -> Result<u64> {
@@ -465,6 +489,7 @@ impl Writer {
         }
         self.pos = 0;
         self.synced_pos = 0;
+        self.zeroed_pos = 0;
         self.prefault_requested = 0;
         Ok(())
     }
@@ -765,5 +790,66 @@ mod poison_tests {
         assert_eq!(log.read_at(kept).unwrap().payload.to_vec(), b"durable".to_vec());
         let next = log.append_sync(b"after reopen").unwrap();
         assert_eq!(log.read_at(next).unwrap().payload.to_vec(), b"after reopen".to_vec());
+    }
+}
+
+#[cfg(test)]
+mod zero_ahead_tests {
+    use super::*;
+
+    /// Zeroing ahead writes through the file, beside the writer's map: it must start at a page
+    /// boundary at or after the end, never touch a record, and stop at the segment's end.
+    #[test]
+    fn zero_ahead_keeps_every_record_and_zeroes_only_past_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        // Segments of 2 MiB, so the 1 MiB zeroed region is extended several times per
+        // segment and clipped at its end; bursts of buffered appends of about 1 MiB between
+        // syncs, so the end often passes the zeroed region before the next sync.
+        let options =
+            Options { segment_bytes: 2 << 20, record_bytes_max: 4096, ..Options::default() };
+        let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..4000u32 {
+            let payload = vec![u8::try_from(i % 251).unwrap() | 1; 1 + (i as usize * 37) % 3000];
+            let offset = if i % 700 == 0 || (i / 700) % 2 == 1 && i % 7 == 0 {
+                log.append_sync(&payload).unwrap()
+            } else {
+                log.append(&payload).unwrap()
+            };
+            expected.push((offset, payload));
+            let writer = log.writer.as_ref().unwrap();
+            // The zeroed region never starts inside the records: it is at or past the end.
+            assert!(writer.zeroed_pos >= writer.pos.min(writer.synced_pos));
+            assert!(writer.zeroed_pos <= writer.capacity());
+        }
+        let writer = log.writer.as_ref().unwrap();
+        assert!(writer.zero_ahead_enabled, "zeroing ahead was refused on this filesystem");
+        let (segment, pos) = (Arc::clone(writer.active.segment()), writer.pos);
+        let file = std::fs::read(segment.path()).unwrap();
+        let data_end = SEGMENT_HEADER_LEN + usize::try_from(pos).unwrap();
+        assert!(file[data_end..].iter().all(|&b| b == 0), "bytes past the end are not zero");
+        log.close().unwrap();
+
+        let log = Log::open_with(dir.path(), options).unwrap();
+        assert!(log.open_report().torn_tail.is_none());
+        let seen: Vec<(u64, Vec<u8>)> =
+            log.replay(0).map(|r| r.map(|r| (r.offset, r.payload.to_vec())).unwrap()).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn zero_ahead_rounds_inwards_to_whole_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path()).unwrap();
+        log.append_sync(b"first").unwrap();
+        let writer = log.writer.as_ref().unwrap();
+        let segment = writer.active.segment();
+        let header = SEGMENT_HEADER_LEN as u64;
+        // Data positions [100, 100 + 1 MiB) are file offsets [164, 1 MiB + 164): the zeros
+        // cover the whole pages [4096, 1 MiB), which end at data position 1 MiB - 64.
+        assert_eq!(segment.zero_ahead(100, 100 + (1 << 20)).unwrap(), (1 << 20) - header);
+        // A range without a whole page reaches nothing.
+        assert_eq!(segment.zero_ahead(5000, 6000).unwrap(), 5000);
+        assert_eq!(log.read_at(0).unwrap().payload.to_vec(), b"first".to_vec());
     }
 }

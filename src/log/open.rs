@@ -265,6 +265,8 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 active,
                 pos,
                 synced_pos: known_durable.saturating_sub(base).min(pos),
+                zeroed_pos: pos,
+                zero_ahead_enabled: true,
                 synced_end: known_durable.min(end),
                 unsynced_sealed,
                 unsynced_created: Vec::new(),
