@@ -716,7 +716,12 @@ fn check_log(log: &Log, what: &str) -> Replayed {
 }
 
 fn small_options(recovery: RecoveryMode) -> Options {
-    Options { segment_bytes: SEGMENT_BYTES, record_bytes_max: RECORD_BYTES_MAX, recovery }
+    Options {
+        segment_bytes: SEGMENT_BYTES,
+        record_bytes_max: RECORD_BYTES_MAX,
+        recovery,
+        ..Options::default()
+    }
 }
 
 fn write_files(dir: &Path, image: &DirectoryImage) {

@@ -27,7 +27,7 @@
 //!
 //! | call | returns when | survives a process crash | survives power loss |
 //! |---|---|---|---|
-//! | `append` | the record is in the page cache (copied into the map; no system call) | yes | after the next sync |
+//! | `append` | the record is in the page cache (copied into the map, no system call; from 16 KiB one `pwritev`) | yes | after the next sync |
 //! | `append_sync` | this record and all before it are on stable storage | yes | yes |
 //! | `append_batch` | as `append`; after a crash all of the batch or none of it | yes | after the next sync |
 //! | `sync` | everything appended so far is on stable storage | yes | yes |

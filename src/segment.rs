@@ -2,8 +2,9 @@
 //!
 //! A segment is a preallocated file: a [`SegmentHeader`] followed by a data region of fixed
 //! capacity that starts zero-filled. Frames are copied into the data region through a shared
-//! memory map, so a buffered append costs two `memcpy`s and no system call, and replay reads
-//! payloads straight from the map.
+//! memory map, so a buffered append of a small record costs two `memcpy`s and no system call
+//! (records from [`WRITE_THROUGH_FILE_MIN`] bytes are written with `pwritev` into the same
+//! page cache), and replay reads payloads straight from the map.
 //!
 //! This module holds every `unsafe` block of the crate that touches memory or files (the only
 //! other one reads the CPU's time-stamp counter, in `log::clock`). The invariants they rely on:
@@ -366,6 +367,47 @@ impl Segment {
         )
     }
 
+    /// Starts writing data bytes `[start, end)` back to the disk without waiting
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, rounded inwards to whole pages). This
+    /// acknowledges nothing: it only means a later [`Segment::sync_range`] finds less left to
+    /// write. A no-op for read-only maps.
+    ///
+    /// # Errors
+    /// The kernel's error; callers treat it as "not available".
+    pub(crate) fn start_writeback(&self, start: u64, end: u64) -> std::io::Result<()> {
+        let (file_start, file_end) = self.whole_pages(start, end);
+        if !self.writable || file_end <= file_start {
+            return Ok(());
+        }
+        self.sync_file_range(file_start, file_end, libc::SYNC_FILE_RANGE_WRITE)
+    }
+
+    /// The file offsets of the whole pages inside data bytes `[start, end)` (clipped to the
+    /// data region); an empty range if there are none.
+    fn whole_pages(&self, start: u64, end: u64) -> (u64, u64) {
+        const PAGE: u64 = 4096;
+        let header = SEGMENT_HEADER_LEN as u64;
+        let file_start = (header + start).next_multiple_of(PAGE);
+        let file_end = (header + end.min(self.capacity)) / PAGE * PAGE;
+        (file_start, file_end.max(file_start))
+    }
+
+    /// `sync_file_range` over file offsets `[start, end)`.
+    fn sync_file_range(&self, start: u64, end: u64, flags: libc::c_uint) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let (Ok(from), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        };
+        // SAFETY: `sync_file_range` reads no memory of ours; it is given an open descriptor
+        // that this segment owns for its whole life, and plain integers.
+        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), from, len, flags) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
     /// Writes zeros over data bytes `[start, end)`, rounded inwards to whole pages, through
     /// the file (not the map) and waits until they are on the disk
     /// (`sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`). Returns the data position the
@@ -382,12 +424,8 @@ impl Segment {
     /// The operating system's error. The caller treats it as "not available": only the
     /// caller's own later syncs decide what is durable.
     pub(crate) fn zero_ahead(&self, start: u64, end: u64) -> std::io::Result<u64> {
-        use std::os::fd::AsRawFd as _;
-        const PAGE: u64 = 4096;
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-        let header = SEGMENT_HEADER_LEN as u64;
-        let file_start = (header + start).next_multiple_of(PAGE);
-        let file_end = (header + end.min(self.capacity)) / PAGE * PAGE;
+        let (file_start, file_end) = self.whole_pages(start, end);
         if !self.writable || file_end <= file_start {
             return Ok(start);
         }
@@ -397,20 +435,11 @@ impl Segment {
             self.file.write_all_at(&ZEROS[..to_index(len)], at)?;
             at += len;
         }
-        let (Ok(from), Ok(len)) = (i64::try_from(file_start), i64::try_from(file_end - file_start))
-        else {
-            return Ok(start);
-        };
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE
             | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        // SAFETY: `sync_file_range` reads no memory of ours; it is given an open descriptor
-        // that this segment owns for its whole life, and plain integers.
-        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), from, len, flags) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(file_end - header)
+        self.sync_file_range(file_start, file_end, flags)?;
+        Ok(file_end - SEGMENT_HEADER_LEN as u64)
     }
 
     /// Writes data bytes `[start, end)` to stable storage (`msync(MS_SYNC)` of those pages,
@@ -424,6 +453,30 @@ impl Segment {
         }
         self.map.flush_range(SEGMENT_HEADER_LEN + to_index(start), to_index(end - start))
     }
+}
+
+/// Payloads at least this large are written with `pwritev` rather than copied through the
+/// map. The kernel copies them into the same page cache pages, so readers of the map see
+/// them as usual, but the pages never enter the writer's page tables: a later sync then
+/// writes them without write-protecting each page and flushing the other CPUs' TLBs, which
+/// costs more per 4 KiB page than the system call saves. Small records keep the map, where
+/// no system call is made at all.
+pub(crate) const WRITE_THROUGH_FILE_MIN: usize = 16 << 10;
+
+/// Writes all of `bufs`, back to back, at file offset `at`.
+fn write_all_at(file: &File, bufs: &[&[u8]], mut at: u64) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut slices = slices.as_mut_slice();
+    while !slices.is_empty() {
+        let written = rustix::io::pwritev(file, slices, at)?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        at += written as u64;
+        std::io::IoSlice::advance_slices(&mut slices, written);
+    }
+    Ok(())
 }
 
 /// The one handle that may write into a segment's data region.
@@ -470,6 +523,10 @@ impl SegmentWriter {
                 offset: seg.base_offset() + pos,
                 reason: "write outside the unpublished data region",
             });
+        }
+        if payload.len() >= WRITE_THROUGH_FILE_MIN {
+            return write_all_at(&seg.file, &[header, payload], SEGMENT_HEADER_LEN as u64 + pos)
+                .map_err(|e| StorageError::io("write frame", seg.path(), e));
         }
         // SAFETY: the range `[pos, pos + len)` is inside the writable mapping's data region
         // (checked above; invariant 1 keeps it mapped) and at or after the published length,

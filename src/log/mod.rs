@@ -3,7 +3,7 @@
 
 mod clock;
 mod open;
-mod prefault;
+mod pager;
 mod recovery;
 mod replay;
 
@@ -22,9 +22,9 @@ use crate::format::{
     DURABLE_FILE_NAME, FLAG_BATCH_CONTINUES, FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN,
     SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN,
 };
-use crate::segment::{Segment, SegmentWriter};
+use crate::segment::{Segment, SegmentWriter, WRITE_THROUGH_FILE_MIN};
 use clock::{now_ms, RecordClock};
-use prefault::{Prefaulter, PREFAULT_AHEAD_BYTES};
+use pager::{Pager, PREFAULT_AHEAD_BYTES, WRITE_BEHIND_BYTES};
 
 /// Smallest accepted [`Options::segment_bytes`].
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -69,6 +69,14 @@ pub struct Options {
     pub record_bytes_max: u64,
     /// What to do about damage found on open. Default [`RecoveryMode::Strict`].
     pub recovery: RecoveryMode,
+    /// Start writing large records (16 KiB and more, which are written through the file
+    /// rather than the map) to the disk in the background, a few MiB at a time, as soon as the
+    /// writer has passed them, so a later sync waits only for the last few MiB. Default
+    /// `true`: 10,000 appends of 64 KiB plus a sync took about half as long here. It changes
+    /// what reaches the disk before a sync, never what a sync promises: nothing is
+    /// acknowledged until a sync returns. Turn it off for large records that are never synced
+    /// (the disk then competes less with the appends).
+    pub write_behind: bool,
 }
 
 impl Default for Options {
@@ -77,6 +85,7 @@ impl Default for Options {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             recovery: RecoveryMode::Strict,
+            write_behind: true,
         }
     }
 }
@@ -271,10 +280,15 @@ struct Writer {
     record_bytes_max: u64,
     /// The log's identifier, written into every segment header.
     log_id: u64,
-    /// Sets up pages ahead of `pos` on another thread; `None` if it could not start.
-    prefaulter: Option<Prefaulter>,
+    /// Prefaults pages ahead of `pos` and starts the write-out of large records behind it, on
+    /// another thread; `None` if it could not start.
+    pager: Option<Pager>,
     /// Data position up to which prefaulting of the active segment has been requested.
     prefault_requested: u64,
+    /// Data position up to which write-behind of the active segment has been requested.
+    write_behind_requested: u64,
+    /// [`Options::write_behind`].
+    write_behind: bool,
     /// Holds the directory's exclusive lock for as long as the writer lives.
     _lock: File,
     /// Test failpoint: the next data sync fails as if the disk had reported an error.
@@ -375,7 +389,7 @@ impl Writer {
         }
         let timestamp = self.timestamp();
         let offset = self.write_frame(payload, timestamp, 0)?;
-        self.publish_appended();
+        self.publish_appended(payload.len() < WRITE_THROUGH_FILE_MIN);
         Ok(offset)
     }
 
@@ -415,7 +429,8 @@ impl Writer {
                 }
             }
         }
-        self.publish_appended();
+        let small = payloads.iter().any(|p| p.as_ref().len() < WRITE_THROUGH_FILE_MIN);
+        self.publish_appended(small);
         Ok(offsets)
     }
 
@@ -425,17 +440,30 @@ impl Writer {
         self.shared.end.store(self.end(), Ordering::Release);
     }
 
-    /// Publishes what an append wrote and keeps the prefaulter ahead of the writer. (Opening a
-    /// log only publishes: prefaulting starts with the first append, so a log opened to be
-    /// read or queried does not populate pages it may never write.)
-    fn publish_appended(&mut self) {
+    /// Publishes what an append wrote, then hands the pager its work: prefaulting ahead if the
+    /// append wrote through the map (`through_map`), or else starting the write-out of the
+    /// large records behind. (Opening a log only publishes: prefaulting starts with the first
+    /// append, so a log opened to be read or queried does not populate pages it may never
+    /// write.)
+    fn publish_appended(&mut self, through_map: bool) {
         self.publish();
+        let Some(pager) = &self.pager else {
+            return;
+        };
+        if !through_map {
+            // Large records' pages are not in the page tables (prefaulting would put them
+            // there); their write-out can start as soon as the writer has passed them.
+            if self.write_behind && self.pos >= self.write_behind_requested + WRITE_BEHIND_BYTES {
+                let from = self.write_behind_requested.max(self.synced_pos);
+                pager.write_behind(self.active.segment(), from, self.pos);
+                self.write_behind_requested = self.pos;
+            }
+            return;
+        }
         // One request per half window of data: a lock and a wake-up every 4 MiB, not per record.
         if self.pos + PREFAULT_AHEAD_BYTES / 2 > self.prefault_requested {
-            if let Some(prefaulter) = &self.prefaulter {
-                self.prefault_requested = self.pos + PREFAULT_AHEAD_BYTES;
-                prefaulter.request(self.active.segment(), self.prefault_requested);
-            }
+            self.prefault_requested = self.pos + PREFAULT_AHEAD_BYTES;
+            pager.prefault(self.active.segment(), self.prefault_requested);
         }
     }
 
@@ -491,6 +519,7 @@ impl Writer {
         self.synced_pos = 0;
         self.zeroed_pos = 0;
         self.prefault_requested = 0;
+        self.write_behind_requested = 0;
         Ok(())
     }
 
@@ -574,10 +603,12 @@ impl Log {
     /// Appends one record and returns its offset.
     ///
     /// **Durability:** on return the record is in the operating system's page cache (it was
-    /// copied into the segment's shared memory map): it survives this process crashing, but
-    /// not the machine losing power until a later [`Log::sync`] or `append_sync`. No system
-    /// call is made, except when a segment fills up: then the next one is created (without
-    /// waiting for the disk; the next sync makes it durable).
+    /// copied into the segment's shared memory map, or, from 16 KiB, written into the file
+    /// with one `pwritev`): it survives this process crashing, but not the machine losing
+    /// power until a later [`Log::sync`] or `append_sync`. A record under 16 KiB costs no
+    /// system call, except when a segment fills up: then the next one is created (without
+    /// waiting for the disk; the next sync makes it durable). See [`Options::write_behind`]
+    /// for when large records start on their way to the disk.
     ///
     /// # Errors
     /// [`StorageError::RecordTooLarge`] (nothing written), [`StorageError::ReadOnly`],

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use super::clock::{now_ms, RecordClock};
-use super::prefault::Prefaulter;
+use super::pager::Pager;
 use super::recovery::{
     check_sealed, examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView,
 };
@@ -277,8 +277,10 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 segment_bytes: options.segment_bytes,
                 record_bytes_max: options.record_bytes_max,
                 log_id,
-                prefaulter: Prefaulter::start(),
+                pager: Pager::start(),
                 prefault_requested: 0,
+                write_behind_requested: 0,
+                write_behind: options.write_behind,
                 _lock: lock,
                 #[cfg(test)]
                 fail_next_sync: false,
