@@ -55,7 +55,8 @@ const FULL_CHECK_EVERY: u64 = 20;
 const CYCLES_PER_LOG: u64 = 250;
 
 fn options() -> Options {
-    Options { segment_bytes: 64 << 10, record_bytes_max: 4096, ..Options::default() }
+    // Small segments, so children roll often; room for the occasional large record.
+    Options { segment_bytes: 256 << 10, record_bytes_max: 48 << 10, ..Options::default() }
 }
 
 fn stride(len: usize) -> u64 {
@@ -89,11 +90,17 @@ struct Fields {
 
 const FIELDS_LEN: usize = 8 + 8 + 4 + 8 + 2;
 
-/// The record for `fields`: the fields, a filler of 0 to 199 bytes determined by the
-/// sequence number and seed, and an FNV-1a checksum of everything before it.
+/// The record for `fields`: the fields, a filler determined by the sequence number and seed
+/// (0 to 199 bytes, or for one record in 32, 16 to 40 KiB: large records are written with
+/// `pwritev` rather than through the map), and an FNV-1a checksum of everything before it.
 fn encode(f: Fields) -> Vec<u8> {
     let mut state = f.seq ^ f.seed.rotate_left(17);
-    let filler_len = (splitmix(&mut state) % 200) as usize;
+    let draw = splitmix(&mut state);
+    let filler_len = if draw.is_multiple_of(32) {
+        (16 << 10) + (draw >> 8) as usize % (24 << 10)
+    } else {
+        (draw % 200) as usize
+    };
     let mut out = Vec::with_capacity(FIELDS_LEN + filler_len + 8);
     out.extend_from_slice(&f.seq.to_le_bytes());
     out.extend_from_slice(&f.batch_first.to_le_bytes());
