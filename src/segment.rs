@@ -6,8 +6,10 @@
 //! (records from [`WRITE_THROUGH_FILE_MIN`] bytes are written with `pwritev` into the same
 //! page cache), and replay reads payloads straight from the map.
 //!
-//! This module holds every `unsafe` block of the crate that touches memory or files (the only
-//! other one reads the CPU's time-stamp counter, in `log::clock`). The invariants they rely on:
+//! This module holds every `unsafe` block of the crate that touches segment files; the only
+//! others map the index file (`index::map`, read-only, under the rule that index files are
+//! only ever replaced by rename) and read the CPU's time-stamp counter (`log::clock`). The
+//! invariants the blocks here rely on:
 //!
 //! 1. **The file never shrinks while mapped.** Chronicle never truncates a segment file; the
 //!    data region is preallocated at creation, torn bytes are zeroed in place, and whole
