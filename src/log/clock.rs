@@ -180,6 +180,11 @@ mod tests {
             reads += 1;
         }
         assert!(reads > 1000);
+        // Where the counter is usable, it was calibrated and the shortcut was taken.
+        if let Some(counter) = &clock.counter {
+            assert!(counter.ticks_per_ms >= 1000, "not calibrated: {counter:?}");
+            assert_ne!(counter.deadline, 0, "no deadline was ever set");
+        }
     }
 
     #[test]
