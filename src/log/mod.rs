@@ -662,11 +662,19 @@ impl Log {
         Ok(offsets)
     }
 
-    /// Makes every record appended so far durable.
+    /// Makes every record appended so far durable: on return they are on stable storage.
+    ///
+    /// Writes the ranges appended since the last sync with `msync(MS_SYNC)` (which waits for
+    /// any write-out already started, see [`Options::write_behind`]), and first syncs segment
+    /// files created since then, with their directory. When the zeroed space past the end runs
+    /// low it also writes the next MiB there with zeros and waits for them, once per MiB of
+    /// log, so that later syncs overwrite blocks instead of converting preallocated extents;
+    /// those zeros acknowledge nothing. A sync with nothing new to write makes no system call.
     ///
     /// # Errors
     /// [`StorageError::ReadOnly`], [`StorageError::Poisoned`], or [`StorageError::Io`] if the
-    /// sync fails, which poisons the writer.
+    /// sync fails, which poisons the writer. A failure to write the zeros is not an error: it
+    /// only turns that off.
     pub fn sync(&mut self) -> Result<()> {
         self.writer()?.sync()
     }
