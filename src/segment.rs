@@ -419,8 +419,8 @@ impl Segment {
     /// syncs of the records later appended there rewrite data in place instead of also
     /// updating the file's extent map: on ext4 that makes each small `fdatasync` about a
     /// third cheaper. The bytes read as zeros before and after, so this is invisible to
-    /// readers and to recovery. The caller (the one writer) must never have written at or
-    /// after `start`.
+    /// readers and to recovery. The caller (the one writer) must hold no record at or after
+    /// `start` (bytes of an abandoned, unpublished batch there are fine to overwrite).
     ///
     /// # Errors
     /// The operating system's error. The caller treats it as "not available": only the
