@@ -370,9 +370,12 @@ impl Segment {
     }
 
     /// Starts writing data bytes `[start, end)` back to the disk without waiting
-    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, rounded inwards to whole pages). This
-    /// acknowledges nothing: it only means a later [`Segment::sync_range`] finds less left to
-    /// write. A no-op for read-only maps.
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, rounded inwards to whole pages), after
+    /// dropping this process's page-table entries for those pages (`MADV_DONTNEED`), so the
+    /// write-out need not write-protect them one by one. This acknowledges nothing: it only
+    /// means a later [`Segment::sync_range`] finds less left to write. The bytes are unchanged;
+    /// the next access to them maps them again. Meant for bytes the writer has passed and will
+    /// not write again. A no-op for read-only maps.
     ///
     /// # Errors
     /// The kernel's error; callers treat it as "not available".
@@ -380,6 +383,19 @@ impl Segment {
         let (file_start, file_end) = self.whole_pages(start, end);
         if !self.writable || file_end <= file_start {
             return Ok(());
+        }
+        // SAFETY: the map is a shared mapping of a file (never private, never anonymous), so
+        // `MADV_DONTNEED` only removes this process's page-table entries for the range: the
+        // pages stay in the page cache with their contents (a dirty entry marks its page
+        // dirty as it is removed), and the next access to any byte maps the same page again.
+        // No byte changes, so readers holding views into the range see the same bytes, and
+        // the range lies inside the map (`whole_pages` clips it to the data region).
+        unsafe {
+            self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                to_index(file_start),
+                to_index(file_end - file_start),
+            )?;
         }
         self.sync_file_range(file_start, file_end, libc::SYNC_FILE_RANGE_WRITE)
     }
