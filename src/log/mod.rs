@@ -24,7 +24,7 @@ use crate::format::{
 };
 use crate::segment::{Segment, SegmentWriter, WRITE_THROUGH_FILE_MIN};
 use clock::{now_ms, RecordClock};
-use pager::{Pager, PREFAULT_AHEAD_BYTES, WRITE_BEHIND_BYTES};
+use pager::{Pager, PREFAULT_AHEAD_BYTES, PREFAULT_MIN_UNSYNCED, WRITE_BEHIND_BYTES};
 
 /// Smallest accepted [`Options::segment_bytes`].
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -461,8 +461,14 @@ impl Writer {
         if !through_map {
             return;
         }
-        // One request per half window of data: a lock and a wake-up every 4 MiB, not per record.
-        if self.pos + PREFAULT_AHEAD_BYTES / 2 > self.prefault_requested {
+        // Only for a writer that appends a lot between syncs: with frequent syncs, pages
+        // prefaulted ahead made each sync slower the further the segment filled (durable
+        // batches of 16 KB went from 150 µs to 600 µs past the 30 MiB mark), and such a writer
+        // takes few faults anyway. One request per half window of data: a lock and a wake-up
+        // every 4 MiB, not per record.
+        if self.end() - self.synced_end >= PREFAULT_MIN_UNSYNCED
+            && self.pos + PREFAULT_AHEAD_BYTES / 2 > self.prefault_requested
+        {
             self.prefault_requested = self.pos + PREFAULT_AHEAD_BYTES;
             pager.prefault(self.active.segment(), self.prefault_requested);
         }

@@ -6,6 +6,7 @@
 //! ext4: for small records that costs more than the copying itself. The helper asks the kernel
 //! to set up the pages a few MiB ahead of the writer in bulk (`MADV_POPULATE_WRITE`), which is
 //! about four times cheaper per page and takes the work off the appending thread.
+//! Only for a writer with at least [`PREFAULT_MIN_UNSYNCED`] appended since its last sync.
 //!
 //! **Write-behind.** For every few MiB the writer has passed, the helper starts the
 //! write-out of those pages (`sync_file_range` without waiting), so the disk works while the
@@ -31,6 +32,11 @@ use crate::segment::Segment;
 
 /// How far ahead of the writer pages are prefaulted.
 pub(crate) const PREFAULT_AHEAD_BYTES: u64 = 8 << 20;
+
+/// The writer asks for prefaulting only once this many bytes are appended and not yet synced:
+/// a writer that syncs more often than that does not take enough faults to gain from it, and
+/// its syncs got slower with it (see `Writer::publish_appended`).
+pub(crate) const PREFAULT_MIN_UNSYNCED: u64 = 1 << 20;
 
 /// Bytes prefaulted per system call, so a new request is noticed soon.
 const PREFAULT_CHUNK_BYTES: u64 = 1 << 20;
