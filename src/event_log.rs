@@ -187,8 +187,18 @@ impl EventLog {
     /// `Encode` for a string or payload MessagePack cannot describe (4 GiB or more);
     /// otherwise as [`Log::append`].
     pub fn append(&mut self, event: &Event) -> Result<u64> {
+        self.append_record(event, false)
+    }
+
+    /// [`EventLog::append`]; with `for_sync`, written the way [`Log::append_sync`] writes a
+    /// record it is about to sync.
+    fn append_record(&mut self, event: &Event, for_sync: bool) -> Result<u64> {
         encode_event_into(event, &mut self.buf)?;
-        let offset = self.log.append(&self.buf)?;
+        let offset = if for_sync {
+            self.log.append_for_sync(&self.buf)?
+        } else {
+            self.log.append(&self.buf)?
+        };
         let (timestamp, crc) = self.last_stamp();
         self.index.insert_read(offset, self.log.end_offset(), timestamp, crc, event);
         self.after_append();
@@ -248,7 +258,7 @@ impl EventLog {
     /// # Errors
     /// As [`EventLog::append`] and [`Log::append_sync`] (a failed sync poisons the writer).
     pub fn append_sync(&mut self, event: &Event) -> Result<u64> {
-        let offset = self.append(event)?;
+        let offset = self.append_record(event, true)?;
         self.log.sync()?;
         Ok(offset)
     }

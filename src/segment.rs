@@ -481,7 +481,8 @@ impl Segment {
 /// no system call is made at all.
 pub(crate) const WRITE_THROUGH_FILE_MIN: usize = 16 << 10;
 
-/// Writes all of `bufs`, back to back, at file offset `at`.
+/// Writes all of `bufs`, back to back, at file offset `at`. (rustix passes at most `IOV_MAX`
+/// buffers to one call; a partial write is continued like any other.)
 fn write_all_at(file: &File, bufs: &[&[u8]], mut at: u64) -> std::io::Result<()> {
     let mut slices: Vec<std::io::IoSlice<'_>> =
         bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
@@ -534,18 +535,12 @@ impl SegmentWriter {
         header: &[u8; FRAME_HEADER_LEN],
         payload: &[u8],
     ) -> Result<()> {
+        if payload.len() >= WRITE_THROUGH_FILE_MIN {
+            return self.write_through_file(pos, &[header, payload]);
+        }
         let seg = &self.segment;
         let len = (FRAME_HEADER_LEN + payload.len()) as u64;
-        if pos < seg.published_len() || pos.saturating_add(len) > seg.capacity {
-            return Err(StorageError::InvalidOffset {
-                offset: seg.base_offset() + pos,
-                reason: "write outside the unpublished data region",
-            });
-        }
-        if payload.len() >= WRITE_THROUGH_FILE_MIN {
-            return write_all_at(&seg.file, &[header, payload], SEGMENT_HEADER_LEN as u64 + pos)
-                .map_err(|e| StorageError::io("write frame", seg.path(), e));
-        }
+        self.check_unpublished(pos, len)?;
         // SAFETY: the range `[pos, pos + len)` is inside the writable mapping's data region
         // (checked above; invariant 1 keeps it mapped) and at or after the published length,
         // so no shared view covers it (invariant 2). This `SegmentWriter` is the only one for
@@ -559,6 +554,37 @@ impl SegmentWriter {
                 dst.add(FRAME_HEADER_LEN),
                 payload.len(),
             );
+        }
+        Ok(())
+    }
+
+    /// Writes `bufs` back to back from data position `pos` with `pwritev` (more than one call
+    /// for more than 1024 buffers), into the same page cache the map shows,
+    /// without touching the map's page tables. The same rules as for
+    /// [`SegmentWriter::write_frame`] apply: at or after the published length, inside the data
+    /// region, not yet visible to readers.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidOffset`] as for [`SegmentWriter::write_frame`], or
+    /// [`StorageError::Io`] from the write (part of the range may have been written; it is
+    /// unpublished, so readers never see it, and it is overwritten or cut as torn).
+    pub(crate) fn write_through_file(&mut self, pos: u64, bufs: &[&[u8]]) -> Result<()> {
+        let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        self.check_unpublished(pos, len)?;
+        let seg = &self.segment;
+        write_all_at(&seg.file, bufs, SEGMENT_HEADER_LEN as u64 + pos)
+            .map_err(|e| StorageError::io("write frame", seg.path(), e))
+    }
+
+    /// Refuses a write of `len` bytes at data position `pos` unless it lies after the
+    /// published length and inside the data region.
+    fn check_unpublished(&self, pos: u64, len: u64) -> Result<()> {
+        let seg = &self.segment;
+        if pos < seg.published_len() || pos.saturating_add(len) > seg.capacity {
+            return Err(StorageError::InvalidOffset {
+                offset: seg.base_offset() + pos,
+                reason: "write outside the unpublished data region",
+            });
         }
         Ok(())
     }

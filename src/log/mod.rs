@@ -378,7 +378,9 @@ impl Writer {
         }
     }
 
-    fn append(&mut self, payload: &[u8]) -> Result<u64> {
+    /// Appends one record. With `through_file` (for a record about to be synced) it is
+    /// written with `pwritev` whatever its size; see [`Writer::write_frames_through_file`].
+    fn append(&mut self, payload: &[u8], through_file: bool) -> Result<u64> {
         self.check_usable()?;
         let max = self.record_bytes_max;
         if payload.len() as u64 > max {
@@ -388,12 +390,24 @@ impl Writer {
             self.roll()?;
         }
         let timestamp = self.timestamp();
-        let offset = self.write_frame(payload, timestamp, 0)?;
-        self.publish_appended(payload.len() < WRITE_THROUGH_FILE_MIN);
+        let through_map = !through_file && payload.len() < WRITE_THROUGH_FILE_MIN;
+        let offset = if through_file {
+            let offsets = self.write_frames_through_file(&[payload], timestamp)?;
+            offsets.first().copied().unwrap_or_default()
+        } else {
+            self.write_frame(payload, timestamp, 0)?
+        };
+        self.publish_appended(through_map);
         Ok(offset)
     }
 
-    fn append_batch<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Vec<u64>> {
+    /// Appends records as one batch. With `through_file` (for a batch about to be synced) all
+    /// frames are written with `pwritev`; see [`Writer::write_frames_through_file`].
+    fn append_batch<P: AsRef<[u8]>>(
+        &mut self,
+        payloads: &[P],
+        through_file: bool,
+    ) -> Result<Vec<u64>> {
         self.check_usable()?;
         let max = self.record_bytes_max;
         let mut total = 0u64;
@@ -405,7 +419,7 @@ impl Writer {
                 return Err(StorageError::RecordTooLarge { len: len as u64, max });
             }
             total += frame_stride(len);
-            through_map |= len < WRITE_THROUGH_FILE_MIN;
+            through_map |= !through_file && len < WRITE_THROUGH_FILE_MIN;
         }
         let Some(last) = payloads.len().checked_sub(1) else {
             return Ok(Vec::new());
@@ -418,6 +432,11 @@ impl Writer {
             self.roll()?;
         }
         let timestamp = self.timestamp();
+        if through_file {
+            let offsets = self.write_frames_through_file(payloads, timestamp)?;
+            self.publish_appended(false);
+            return Ok(offsets);
+        }
         let mut offsets = Vec::with_capacity(payloads.len());
         let (start, last_frame) = (self.pos, self.last_frame);
         for (i, payload) in payloads.iter().enumerate() {
@@ -533,19 +552,86 @@ impl Writer {
     /// Writes one frame at the current position without publishing it.
     fn write_frame(&mut self, payload: &[u8], timestamp_ms: u64, flags: u32) -> Result<u64> {
         let offset = self.end();
-        let header = encode_frame_header(
+        let header = self.frame_header(payload, timestamp_ms, flags);
+        self.active.write_frame(self.pos, &header, payload)?;
+        self.advance(offset, &header, payload.len(), flags);
+        Ok(offset)
+    }
+
+    /// Writes `payloads` as one batch of frames at the current position (a single record if
+    /// there is one) with `pwritev`, without publishing them, and returns their offsets.
+    ///
+    /// Used for records that are synced right away: their pages then never enter the
+    /// writer's page tables, so the sync need not write-protect them, which cost more than
+    /// the system call (single `append_sync`s of 128 bytes took about 10 % less time).
+    fn write_frames_through_file<P: AsRef<[u8]>>(
+        &mut self,
+        payloads: &[P],
+        timestamp_ms: u64,
+    ) -> Result<Vec<u64>> {
+        /// Zeros for the padding after a frame (the region is zero already; `pwritev` needs
+        /// the bytes to keep the frames back to back).
+        const PADDING: [u8; FRAME_ALIGN] = [0; FRAME_ALIGN];
+        let (start, last_frame) = (self.pos, self.last_frame);
+        let last = payloads.len().saturating_sub(1);
+        let mut headers = Vec::with_capacity(payloads.len());
+        let mut offsets = Vec::with_capacity(payloads.len());
+        for (i, payload) in payloads.iter().enumerate() {
+            let payload = payload.as_ref();
+            let flags = if i == last { 0 } else { FLAG_BATCH_CONTINUES };
+            let offset = self.end();
+            let header = self.frame_header(payload, timestamp_ms, flags);
+            self.advance(offset, &header, payload.len(), flags);
+            headers.push(header);
+            offsets.push(offset);
+        }
+        let mut bufs: Vec<&[u8]> = Vec::with_capacity(payloads.len() * 3);
+        for (header, payload) in headers.iter().zip(payloads) {
+            let payload = payload.as_ref();
+            bufs.push(header);
+            bufs.push(payload);
+            let padding = frame_stride(payload.len()) as usize - FRAME_HEADER_LEN - payload.len();
+            if let Some(zeros) = PADDING.get(..padding).filter(|z| !z.is_empty()) {
+                bufs.push(zeros);
+            }
+        }
+        if let Err(err) = self.active.write_through_file(start, &bufs) {
+            // As in `append_batch`: nothing of it was published; forget it.
+            (self.pos, self.last_frame) = (start, last_frame);
+            return Err(err);
+        }
+        Ok(offsets)
+    }
+
+    /// The header of a frame for `payload` at the current end.
+    fn frame_header(
+        &self,
+        payload: &[u8],
+        timestamp_ms: u64,
+        flags: u32,
+    ) -> [u8; FRAME_HEADER_LEN] {
+        let offset = self.end();
+        encode_frame_header(
             offset,
             timestamp_ms,
             unsynced_field(offset, self.synced_end),
             flags,
             payload,
-        );
-        self.active.write_frame(self.pos, &header, payload)?;
-        self.pos += frame_stride(payload.len());
+        )
+    }
+
+    /// Moves the write position past a frame just written (or about to be) at `offset`.
+    fn advance(
+        &mut self,
+        offset: u64,
+        header: &[u8; FRAME_HEADER_LEN],
+        payload_len: usize,
+        flags: u32,
+    ) {
+        self.pos += frame_stride(payload_len);
         if flags & FLAG_BATCH_CONTINUES == 0 {
-            self.last_frame = (offset, header_crc(&header));
+            self.last_frame = (offset, header_crc(header));
         }
-        Ok(offset)
     }
 }
 
@@ -622,23 +708,33 @@ impl Log {
     /// [`StorageError::Poisoned`], or [`StorageError::Io`] from creating a new segment (the
     /// record was not written; the log stays usable).
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
-        self.writer()?.append(payload)
+        self.writer()?.append(payload, false)
     }
 
     /// Appends one record and makes it durable before returning its offset.
     ///
     /// **Durability:** on return this record and every record appended before it are on
     /// stable storage (`msync(MS_SYNC)` of the written range, an `fdatasync` of it on Linux;
-    /// new segment files and their directory entries were synced when created).
+    /// new segment files and their directory entries were synced when created). The record
+    /// is written with one `pwritev` rather than through the map whatever its size: a page
+    /// the writer has mapped costs a write-protect and a TLB flush when it is synced, which is
+    /// dearer than the system call.
     ///
     /// # Errors
     /// As [`Log::append`]; if the sync fails the record may or may not be durable, the error
     /// is returned, and the writer is poisoned: every later write returns
     /// [`StorageError::Poisoned`] until the log is reopened.
     pub fn append_sync(&mut self, payload: &[u8]) -> Result<u64> {
-        let offset = self.append(payload)?;
+        let offset = self.append_for_sync(payload)?;
         self.sync()?;
         Ok(offset)
+    }
+
+    /// Appends a record that the caller syncs next, as [`Log::append_sync`] does: written with
+    /// `pwritev` whatever its size, so that its page is not in the writer's page tables when
+    /// the sync writes it. Durability and errors as [`Log::append`].
+    pub(crate) fn append_for_sync(&mut self, payload: &[u8]) -> Result<u64> {
+        self.writer()?.append(payload, true)
     }
 
     /// Appends several records as one batch and returns their offsets, in order.
@@ -655,16 +751,17 @@ impl Log {
     /// [`StorageError::RecordTooLarge`] if any payload exceeds the record limit or the batch
     /// does not fit in a segment (nothing written); otherwise as [`Log::append`].
     pub fn append_batch<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Vec<u64>> {
-        self.writer()?.append_batch(payloads)
+        self.writer()?.append_batch(payloads, false)
     }
 
     /// Appends a batch (see [`Log::append_batch`]) and makes it, and everything before it,
-    /// durable before returning, with one sync for the whole batch.
+    /// durable before returning, with one sync for the whole batch. The frames are written
+    /// with `pwritev` (a call per 1024 buffers), as in [`Log::append_sync`].
     ///
     /// # Errors
     /// As [`Log::append_batch`] and [`Log::append_sync`].
     pub fn append_batch_sync<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Vec<u64>> {
-        let offsets = self.append_batch(payloads)?;
+        let offsets = self.writer()?.append_batch(payloads, true)?;
         self.sync()?;
         Ok(offsets)
     }
