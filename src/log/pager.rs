@@ -1,12 +1,12 @@
-//! Background page work for the writer, on a helper thread: prefaulting the active segment
+//! Background page work for the writer, on two helper threads: prefaulting the active segment
 //! ahead of the writer, and starting the write-out of the pages the writer has passed.
 //!
 //! **Prefaulting.** The first write to each page of a fresh, fallocated segment takes a page
 //! fault that asks the filesystem to make the page writable, several microseconds each on
 //! ext4: for small records that costs more than the copying itself. The helper asks the kernel
 //! to set up the pages a few MiB ahead of the writer in bulk (`MADV_POPULATE_WRITE`), which is
-//! about four times cheaper per page and takes the work off the appending thread.
-//! Only for a writer with at least [`PREFAULT_MIN_UNSYNCED`] appended since its last sync.
+//! about four times cheaper per page and takes the work off the appending thread. Only for a
+//! writer with at least [`PREFAULT_MIN_UNSYNCED`] appended since its last sync.
 //!
 //! **Write-behind.** For every few MiB the writer has passed, the helper starts the
 //! write-out of those pages (`sync_file_range` without waiting), so the disk works while the
@@ -85,11 +85,11 @@ impl Shared {
     }
 }
 
-/// Owns the helper thread; dropping it stops and joins the thread (pending write-behind is
+/// Owns the helper threads; dropping it stops and joins them (pending write-behind is
 /// abandoned: it was never promised).
 pub(crate) struct Pager {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Pager {
@@ -99,16 +99,25 @@ impl std::fmt::Debug for Pager {
 }
 
 impl Pager {
-    /// Starts the helper thread, or returns `None` if no thread can be spawned (the log then
+    /// Starts the helper threads, or returns `None` if they cannot be spawned (the log then
     /// works without it).
     pub(crate) fn start() -> Option<Pager> {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new() });
-        let worker = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("chronicle-pager".to_string())
-            .spawn(move || run(&worker))
-            .ok()?;
-        Some(Pager { shared, thread: Some(thread) })
+        let mut threads = Vec::new();
+        for kind in [Kind::Prefault, Kind::WriteBehind] {
+            let worker = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name("chronicle-pager".to_string())
+                .spawn(move || run(&worker, kind));
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(_) => {
+                    drop(Pager { shared, threads });
+                    return None;
+                }
+            }
+        }
+        Some(Pager { shared, threads })
     }
 
     /// Asks for `segment`'s data region to be prefaulted up to `target`. A different segment
@@ -122,7 +131,7 @@ impl Pager {
             state.target = 0;
         }
         state.target = state.target.max(target);
-        self.shared.wake.notify_one();
+        self.shared.wake.notify_all();
     }
 
     /// Asks for the write-out of `segment`'s data bytes `[from, to)` to be started. The
@@ -139,7 +148,7 @@ impl Pager {
             state.write_behind.pop_front();
         }
         state.write_behind.push_back((Arc::clone(segment), from, to));
-        self.shared.wake.notify_one();
+        self.shared.wake.notify_all();
     }
 }
 
@@ -151,9 +160,9 @@ impl Drop for Pager {
             state.segment = None;
             state.write_behind.clear();
         }
-        self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
-            // The thread never panics (it only makes system calls); nothing to report if it did.
+        self.shared.wake.notify_all();
+        for thread in self.threads.drain(..) {
+            // The threads never panic (they only make system calls); nothing to report if one did.
             let _ = thread.join();
         }
     }
@@ -165,22 +174,30 @@ enum Job {
     WriteBehind(Arc<Segment>, u64, u64),
 }
 
-/// Waits for the next job; `None` when the pager stops.
-fn next_job(shared: &Shared) -> Option<Job> {
+/// The two kinds of work, each done by its own thread, so that a write-out waiting for the
+/// disk never holds up the prefaulting the writer is about to need. (With one thread doing
+/// both, 1M appends of 128 bytes plus a sync took a median of about 125 ms over 30 runs,
+/// against 106 ms with two, and varied more.)
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Prefault,
+    WriteBehind,
+}
+
+/// Waits for the next job of `kind`; `None` when the pager stops.
+fn next_job(shared: &Shared, kind: Kind) -> Option<Job> {
     let mut state = shared.state();
     loop {
         if state.stop {
             return None;
         }
-        // Prefaulting first: the writer waits when it falls behind, while write-behind only
-        // has to happen before the next sync.
-        if state.prefault_pending() {
+        if kind == Kind::Prefault && state.prefault_pending() {
             if let Some(segment) = state.segment.clone() {
                 let to = state.target.min(state.done + PREFAULT_CHUNK_BYTES);
                 return Some(Job::Prefault(segment, state.done, to));
             }
         }
-        if state.write_behind_pending() {
+        if kind == Kind::WriteBehind && state.write_behind_pending() {
             if let Some((segment, from, to)) = state.write_behind.pop_front() {
                 return Some(Job::WriteBehind(segment, from, to));
             }
@@ -189,8 +206,8 @@ fn next_job(shared: &Shared) -> Option<Job> {
     }
 }
 
-fn run(shared: &Shared) {
-    while let Some(job) = next_job(shared) {
+fn run(shared: &Shared, kind: Kind) {
+    while let Some(job) = next_job(shared, kind) {
         match job {
             Job::Prefault(segment, from, to) => {
                 let done = segment.prefault(from, to).is_ok();
