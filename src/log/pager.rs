@@ -100,14 +100,18 @@ impl std::fmt::Debug for Pager {
 
 impl Pager {
     /// Starts the helper threads, or returns `None` if they cannot be spawned (the log then
-    /// works without it).
+    /// works without them).
     pub(crate) fn start() -> Option<Pager> {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new() });
         let mut threads = Vec::new();
         for kind in [Kind::Prefault, Kind::WriteBehind] {
             let worker = Arc::clone(&shared);
+            let name = match kind {
+                Kind::Prefault => "chronicle-prefault",
+                Kind::WriteBehind => "chronicle-writeback",
+            };
             let spawned = std::thread::Builder::new()
-                .name("chronicle-pager".to_string())
+                .name(name.to_string())
                 .spawn(move || run(&worker, kind));
             match spawned {
                 Ok(handle) => threads.push(handle),
