@@ -6,10 +6,11 @@
 //! (records from [`WRITE_THROUGH_FILE_MIN`] bytes are written with `pwritev` into the same
 //! page cache), and replay reads payloads straight from the map.
 //!
-//! This module holds every `unsafe` block of the crate that touches segment files; the only
-//! others map the index file (`index::map`, read-only, under the rule that index files are
-//! only ever replaced by rename) and read the CPU's time-stamp counter (`log::clock`). The
-//! invariants the blocks here rely on:
+//! This module holds every `unsafe` block of the crate that touches segment files (and the
+//! cache prefetch hint replay uses on their bytes, [`prefetch_ahead`]); the only others map
+//! the index file (`index::map`, read-only, under the rule that index files are only ever
+//! replaced by rename) and read the CPU's time-stamp counter (`log::clock`). The invariants
+//! the blocks here rely on:
 //!
 //! 1. **The file never shrinks while mapped.** Chronicle never truncates a segment file; the
 //!    data region is preallocated at creation, torn bytes are zeroed in place, and whole
@@ -593,6 +594,22 @@ impl SegmentWriter {
     pub(crate) fn publish(&mut self, len: u64) {
         self.segment.publish(len);
     }
+}
+
+/// Asks the CPU to start loading the cache line `distance` bytes into `bytes`, if `bytes` is
+/// that long. A hint only: it changes no result, and where it is not available it does
+/// nothing.
+#[inline]
+pub(crate) fn prefetch_ahead(bytes: &[u8], distance: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(ahead) = bytes.get(distance..) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults and reads nothing into the program (an address that
+        // is not mapped is ignored); this one lies inside `bytes`, a live slice, anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().cast()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, distance);
 }
 
 /// Syncs a directory, making file creations, renames and removals in it durable.

@@ -13,7 +13,15 @@ use crate::format::{
     decode_frame, stored_offset, FormatError, Frame, FrameHeader, FrameRead, FRAME_ALIGN,
     FRAME_HEADER_LEN,
 };
-use crate::segment::Segment;
+use crate::segment::{prefetch_ahead, Segment};
+
+/// How far ahead of the frame being decoded replay asks the CPU to start loading the map's
+/// bytes: one page, so the next page's translation and first cache line are on their way
+/// before the frames reach it (the hardware's own prefetching stops at page boundaries).
+/// Replaying 1M records of 128 bytes with `next_ref` took 21.9–22.1 ms with it against
+/// 34.1–34.6 ms without (two builds, alternated); 1, 2 and 8 KiB ahead gave 23.5, 24.1 and
+/// 22.4 ms. 64 KiB records are unaffected.
+const PREFETCH_DISTANCE: usize = 4096;
 
 /// An immutable view of the log's segments and its published end, taken at one moment.
 #[derive(Clone, Debug)]
@@ -58,6 +66,7 @@ impl Snapshot {
         };
         let base = segment.base_offset();
         let bytes = segment.data(offset - base, end - base);
+        prefetch_ahead(bytes, PREFETCH_DISTANCE);
         match decode_frame(bytes, offset) {
             Ok(FrameRead::Frame(frame)) => Ok(Some(frame)),
             Ok(FrameRead::End) => Ok(None),
