@@ -39,8 +39,9 @@ use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use crate::error::{Result, StorageError};
 use crate::format::{
-    segment_file_name, FormatError, SegmentHeader, FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN,
-    OFFSET_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
+    frame_crc, seal_frame_header, segment_file_name, store_frame_crc, FormatError, SegmentHeader,
+    FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN, OFFSET_LIMIT, SEGMENT_BYTES_MAX,
+    SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
 };
 
 /// Data region bytes as a `usize` index; segments are at most 4 GiB, so this never truncates
@@ -530,8 +531,11 @@ impl SegmentWriter {
     }
 
     /// Copies a frame header and payload to data position `pos`, which must be at or after
-    /// the published length, with the whole frame inside the data region. Not yet visible to
-    /// readers: call [`SegmentWriter::publish`] after the last frame of a record or batch.
+    /// the published length, with the whole frame inside the data region, then computes the
+    /// frame's checksum over the bytes in place, stores it in the header's checksum field and
+    /// returns it (`header` comes from [`encode_frame_fields`](crate::format::encode_frame_fields),
+    /// its checksum field zero). Not yet visible to readers: call [`SegmentWriter::publish`]
+    /// after the last frame of a record or batch.
     ///
     /// # Errors
     /// [`StorageError::InvalidOffset`] if the frame would start before the published length or
@@ -542,9 +546,12 @@ impl SegmentWriter {
         pos: u64,
         header: &[u8; FRAME_HEADER_LEN],
         payload: &[u8],
-    ) -> Result<()> {
+    ) -> Result<u32> {
         if payload.len() >= WRITE_THROUGH_FILE_MIN {
-            return self.write_through_file(pos, &[header, payload]);
+            let mut sealed = *header;
+            let crc = seal_frame_header(&mut sealed, payload);
+            self.write_through_file(pos, &[&sealed, payload])?;
+            return Ok(crc);
         }
         let seg = &self.segment;
         let len = (FRAME_HEADER_LEN + payload.len()) as u64;
@@ -552,9 +559,10 @@ impl SegmentWriter {
         // SAFETY: the range `[pos, pos + len)` is inside the writable mapping's data region
         // (checked above; invariant 1 keeps it mapped) and at or after the published length,
         // so no shared view covers it (invariant 2). This `SegmentWriter` is the only one for
-        // the segment and `&mut self` serialises its writes. Source and destination cannot
+        // the segment and `&mut self` serialises its writes, so the slice made of the copied
+        // bytes is the only reference to them while it lives. Source and destination cannot
         // overlap: the sources are caller memory, not this unpublished region.
-        unsafe {
+        let crc = unsafe {
             let dst = seg.map.as_mut_ptr().add(SEGMENT_HEADER_LEN + to_index(pos));
             std::ptr::copy_nonoverlapping(header.as_ptr(), dst, FRAME_HEADER_LEN);
             std::ptr::copy_nonoverlapping(
@@ -562,7 +570,11 @@ impl SegmentWriter {
                 dst.add(FRAME_HEADER_LEN),
                 payload.len(),
             );
-        }
+            let frame = std::slice::from_raw_parts_mut(dst, to_index(len));
+            let crc = frame_crc(frame);
+            store_frame_crc(frame, crc);
+            crc
+        };
         #[cfg(target_arch = "x86_64")]
         if pos + len + WRITE_PREFETCH_DISTANCE <= seg.capacity {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
@@ -574,7 +586,7 @@ impl SegmentWriter {
                 _mm_prefetch::<_MM_HINT_ET0>(ahead.add(to_index(WRITE_PREFETCH_DISTANCE)).cast());
             }
         }
-        Ok(())
+        Ok(crc)
     }
 
     /// Writes `bufs` back to back from data position `pos` with `pwritev` (more than one call

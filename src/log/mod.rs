@@ -18,9 +18,9 @@ pub use replay::{Payload, Record, RecordRef, Replay};
 use crate::atomic_file::write_atomically;
 use crate::error::{Result, StorageError};
 use crate::format::{
-    encode_frame_header, frame_stride, header_crc, unsynced_field, DurableRecord, SegmentHeader,
-    DURABLE_FILE_NAME, FLAG_BATCH_CONTINUES, FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN,
-    SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN,
+    encode_frame_fields, encode_frame_header, frame_stride, header_crc, unsynced_field,
+    DurableRecord, SegmentHeader, DURABLE_FILE_NAME, FLAG_BATCH_CONTINUES, FORMAT_VERSION,
+    FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_BYTES_MAX, SEGMENT_HEADER_LEN,
 };
 use crate::segment::{Segment, SegmentWriter, WRITE_THROUGH_FILE_MIN};
 use clock::{now_ms, RecordClock};
@@ -552,9 +552,10 @@ impl Writer {
     /// Writes one frame at the current position without publishing it.
     fn write_frame(&mut self, payload: &[u8], timestamp_ms: u64, flags: u32) -> Result<u64> {
         let offset = self.end();
-        let header = self.frame_header(payload, timestamp_ms, flags);
-        self.active.write_frame(self.pos, &header, payload)?;
-        self.advance(offset, &header, payload.len(), flags);
+        let unsynced = unsynced_field(offset, self.synced_end);
+        let header = encode_frame_fields(offset, timestamp_ms, unsynced, flags, payload);
+        let crc = self.active.write_frame(self.pos, &header, payload)?;
+        self.advance(offset, crc, payload.len(), flags);
         Ok(offset)
     }
 
@@ -581,7 +582,7 @@ impl Writer {
             let flags = if i == last { 0 } else { FLAG_BATCH_CONTINUES };
             let offset = self.end();
             let header = self.frame_header(payload, timestamp_ms, flags);
-            self.advance(offset, &header, payload.len(), flags);
+            self.advance(offset, header_crc(&header), payload.len(), flags);
             headers.push(header);
             offsets.push(offset);
         }
@@ -620,17 +621,12 @@ impl Writer {
         )
     }
 
-    /// Moves the write position past a frame just written (or about to be) at `offset`.
-    fn advance(
-        &mut self,
-        offset: u64,
-        header: &[u8; FRAME_HEADER_LEN],
-        payload_len: usize,
-        flags: u32,
-    ) {
+    /// Moves the write position past a frame just written (or about to be) at `offset`, whose
+    /// checksum is `crc`.
+    fn advance(&mut self, offset: u64, crc: u32, payload_len: usize, flags: u32) {
         self.pos += frame_stride(payload_len);
         if flags & FLAG_BATCH_CONTINUES == 0 {
-            self.last_frame = (offset, header_crc(header));
+            self.last_frame = (offset, crc);
         }
     }
 }
