@@ -666,3 +666,26 @@ fn frame_stride_and_alignment() {
     assert_eq!(align_up(u64::MAX - 7), u64::MAX - 7);
     assert_eq!(align_up(u64::MAX - 8), u64::MAX - 7);
 }
+
+/// The writer's way of sealing a frame (fields first, then one checksum pass over the frame's
+/// contiguous bytes, stored in place) gives the same bytes as `encode_frame_header` and as the
+/// layout written out by hand, for payloads of every padding and around the CRC's internal
+/// block sizes.
+#[test]
+fn sealing_in_place_matches_encode_frame_header() {
+    for len in (0..300).chain([1000, 4096, 16_383, 16_384, 70_000]) {
+        let payload = payload_of(len);
+        let (offset, ts, unsynced, flags) = (8 * len as u64, 1_700_000_000_000, 3, 0);
+        let expected = encode_frame_header(offset, ts, unsynced, flags, &payload);
+        let mut frame = encode_frame_fields(offset, ts, unsynced, flags, &payload).to_vec();
+        assert_eq!(read_u32(&frame, 0..4), 0, "fields leave the checksum zero");
+        frame.extend_from_slice(&payload);
+        let crc = frame_crc(&frame);
+        store_frame_crc(&mut frame, crc);
+        assert_eq!(frame[..FRAME_HEADER_LEN], expected, "len {len}");
+        assert_eq!(&frame[..], &hand_frame(offset, ts, unsynced, flags, &payload)[..frame.len()]);
+        let mut sealed = encode_frame_fields(offset, ts, unsynced, flags, &payload);
+        assert_eq!(seal_frame_header(&mut sealed, &payload), crc);
+        assert_eq!(sealed, expected);
+    }
+}
