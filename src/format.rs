@@ -612,10 +612,9 @@ pub fn decode_frame(bytes: &[u8], expected_offset: u64) -> Result<FrameRead<'_>,
     let Some(h) = bytes.first_chunk::<FRAME_HEADER_LEN>() else {
         return Err(FormatError::Truncated { needed: FRAME_HEADER_LEN as u64, available });
     };
-    let covered = bytes.get(FH_LEN..frame_len as usize).unwrap_or_default();
     let payload = bytes.get(FRAME_HEADER_LEN..frame_len as usize).unwrap_or_default();
     let stored = u32::from_le_bytes(read_array(h, FH_CRC));
-    let computed = crc32(&[covered]);
+    let computed = frame_crc(bytes.get(..frame_len as usize).unwrap_or_default());
     if stored != computed {
         return Err(FormatError::FrameChecksum { stored, computed });
     }
