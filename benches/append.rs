@@ -95,6 +95,25 @@ fn append_1m(c: &mut Criterion) {
         });
     });
 
+    // A settings data point: the next segment made at the roll rather than ahead of it.
+    group.bench_function("log_append_no_sync_without_next_segment_prepared", |b| {
+        let options = Options { prepare_next_segment: false, ..Options::default() };
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = common::scratch_dir("append-nosync-nospare");
+                let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+                let start = Instant::now();
+                for _ in 0..RECORDS {
+                    black_box(log.append(&data).unwrap());
+                }
+                total += start.elapsed();
+                log.close().unwrap();
+            }
+            total
+        });
+    });
+
     // The same baseline without its final fdatasync: what the buffered write path alone costs.
     group.bench_function("baseline_bufwriter_no_sync", |b| {
         b.iter_custom(|iters| {
@@ -110,6 +129,57 @@ fn append_1m(c: &mut Criterion) {
             total
         });
     });
+    group.finish();
+}
+
+/// The latency of a segment roll: the append that fills a 16 MiB segment and the 999 after it
+/// (which write the first pages of the new segment), with the next segment prepared in the
+/// background (the default) and without. Each iteration fills a fresh log up to the roll
+/// outside the timed region, then waits 50 ms so the background work is done, as it would be
+/// for any writer that takes longer than that to fill the second half of a segment.
+fn roll(c: &mut Criterion) {
+    const SEGMENT_BYTES: u64 = 16 << 20;
+    const AFTER_ROLL: u64 = 1000;
+    let data = common::payload(PAYLOAD_LEN, 3);
+    // Frames that fill the first segment's data region exactly as far as they fit.
+    let fill = (SEGMENT_BYTES - 64) / FRAME_LEN_128 as u64;
+    let mut group = c.benchmark_group("roll_16MiB_segment");
+    group
+        .throughput(Throughput::Elements(AFTER_ROLL))
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4));
+    for (name, prepare) in
+        [("next_segment_prepared", true), ("next_segment_created_at_roll", false)]
+    {
+        let options = Options {
+            segment_bytes: SEGMENT_BYTES,
+            record_bytes_max: 1 << 20,
+            prepare_next_segment: prepare,
+            ..Options::default()
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = common::scratch_dir("roll");
+                    let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+                    for _ in 0..fill {
+                        log.append(&data).unwrap();
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    let start = Instant::now();
+                    for _ in 0..AFTER_ROLL {
+                        black_box(log.append(&data).unwrap());
+                    }
+                    total += start.elapsed();
+                    log.close().unwrap();
+                }
+                total
+            });
+        });
+    }
     group.finish();
 }
 
@@ -329,6 +399,7 @@ fn interleaved_sync_check() {
 criterion_group!(
     benches,
     append_1m,
+    roll,
     event_append_1m,
     append_sync,
     append_batch_sync,

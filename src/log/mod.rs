@@ -77,6 +77,14 @@ pub struct Options {
     /// returns. Its price is CPU and disk work while appending (buffered appends without a
     /// sync were about 10 % slower here); turn it off for logs that are rarely synced.
     pub write_behind: bool,
+    /// Make the next segment file in the background once the active segment is half full, so
+    /// that the append which fills a segment does not wait for a new file to be created,
+    /// preallocated, mapped and its first pages faulted in (about 2 ms here for 64 MiB
+    /// segments; 1M appends of 128 bytes took about 8 % less time with it). Default `true`.
+    /// It changes no byte of the log and no durability promise; its price is disk space: while
+    /// the active segment is past half, one more segment's worth is preallocated, as the file
+    /// `next.seg.tmp` (see `FORMAT.md`).
+    pub prepare_next_segment: bool,
 }
 
 impl Default for Options {
@@ -86,6 +94,7 @@ impl Default for Options {
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             recovery: RecoveryMode::Strict,
             write_behind: true,
+            prepare_next_segment: true,
         }
     }
 }
@@ -287,8 +296,13 @@ struct Writer {
     prefault_requested: u64,
     /// Data position up to which write-behind of the active segment has been requested.
     write_behind_requested: u64,
+    /// Whether a spare segment for the next roll has been asked of the pager since the last
+    /// roll (see [`SpareSegment`](crate::segment::SpareSegment)).
+    spare_requested: bool,
     /// [`Options::write_behind`].
     write_behind: bool,
+    /// [`Options::prepare_next_segment`].
+    prepare_next_segment: bool,
     /// Holds the directory's exclusive lock for as long as the writer lives.
     _lock: File,
     /// Test failpoint: the next data sync fails as if the disk had reported an error.
@@ -477,6 +491,15 @@ impl Writer {
             pager.write_behind(self.active.segment(), from, self.pos);
             self.write_behind_requested = self.pos;
         }
+        // Half way through a segment, the next one is made in the background, so the roll
+        // need not wait for a new file and its first page faults. Prefaulted only for a writer
+        // that would prefault the active segment (see below).
+        if !self.spare_requested && self.prepare_next_segment && self.pos >= self.capacity() / 2 {
+            let buffering = self.end() - self.synced_end >= PREFAULT_MIN_UNSYNCED;
+            let prefault_bytes = if buffering { PREFAULT_AHEAD_BYTES } else { 0 };
+            pager.request_spare(self.shared.dir.clone(), self.segment_bytes, prefault_bytes);
+            self.spare_requested = true;
+        }
         if !through_map {
             return;
         }
@@ -523,7 +546,17 @@ impl Writer {
         };
         // Not synced now: a buffered append never waits for the disk. The next sync makes the
         // file and its directory entry durable before any record in it is acknowledged.
-        let active = Segment::create(&self.shared.dir, self.segment_bytes, header, false)?;
+        let spare = self.pager.as_ref().and_then(Pager::take_spare);
+        let (active, prefaulted) = match spare {
+            Some(spare) if spare.file_bytes() == self.segment_bytes => {
+                let prefaulted = spare.prefaulted();
+                (Segment::create_from_spare(&self.shared.dir, spare, header)?, prefaulted)
+            }
+            _ => (Segment::create(&self.shared.dir, self.segment_bytes, header, false)?, 0),
+        };
+        if let (Some(pager), true) = (&self.pager, prefaulted > 0) {
+            pager.adopt(active.segment(), prefaulted);
+        }
         self.unsynced_created.push(Arc::clone(active.segment()));
         {
             let mut segments = self.shared.segments.write().unwrap_or_else(PoisonError::into_inner);
@@ -544,8 +577,9 @@ impl Writer {
         self.pos = 0;
         self.synced_pos = 0;
         self.zeroed_pos = 0;
-        self.prefault_requested = 0;
+        self.prefault_requested = prefaulted;
         self.write_behind_requested = 0;
+        self.spare_requested = false;
         Ok(())
     }
 

@@ -280,7 +280,9 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 pager: Pager::start(),
                 prefault_requested: 0,
                 write_behind_requested: 0,
+                spare_requested: false,
                 write_behind: options.write_behind,
+                prepare_next_segment: options.prepare_next_segment,
                 _lock: lock,
                 #[cfg(test)]
                 fail_next_sync: false,
