@@ -95,6 +95,45 @@ fn append_1m(c: &mut Criterion) {
         });
     });
 
+    // A settings data point: without write-behind, the final sync writes everything.
+    group.bench_function("log_append_then_sync_without_write_behind", |b| {
+        let options = Options { write_behind: false, ..Options::default() };
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = common::scratch_dir("append-sync-nowb");
+                let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+                let start = Instant::now();
+                for _ in 0..RECORDS {
+                    black_box(log.append(&data).unwrap());
+                }
+                log.sync().unwrap();
+                total += start.elapsed();
+                log.close().unwrap();
+            }
+            total
+        });
+    });
+
+    // A settings data point: without write-behind, nothing competes with the appends.
+    group.bench_function("log_append_no_sync_without_write_behind", |b| {
+        let options = Options { write_behind: false, ..Options::default() };
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = common::scratch_dir("append-nosync-nowb");
+                let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+                let start = Instant::now();
+                for _ in 0..RECORDS {
+                    black_box(log.append(&data).unwrap());
+                }
+                total += start.elapsed();
+                log.close().unwrap();
+            }
+            total
+        });
+    });
+
     // A settings data point: the next segment made at the roll rather than ahead of it.
     group.bench_function("log_append_no_sync_without_next_segment_prepared", |b| {
         let options = Options { prepare_next_segment: false, ..Options::default() };

@@ -413,18 +413,34 @@ impl Segment {
 
     /// Starts writing data bytes `[start, end)` back to the disk without waiting
     /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, rounded inwards to whole pages), after
-    /// dropping this process's page-table entries for those pages (`MADV_DONTNEED`), so the
-    /// write-out need not write-protect them one by one. This acknowledges nothing: it only
-    /// means a later [`Segment::sync_range`] finds less left to write. The bytes are unchanged;
-    /// the next access to them maps them again. Meant for bytes the writer has passed and will
-    /// not write again. A no-op for read-only maps.
+    /// dropping this process's page-table entries for those pages ([`Segment::unmap_pages`]),
+    /// so the write-out need not write-protect them one by one. This acknowledges nothing: it
+    /// only means a later [`Segment::sync_range`] finds less left to write. Meant for bytes the
+    /// writer has passed and will not write again. A no-op for read-only maps.
     ///
     /// # Errors
     /// The kernel's error; callers treat it as "not available".
     pub(crate) fn start_writeback(&self, start: u64, end: u64) -> std::io::Result<()> {
+        let (file_start, file_end) = self.unmap_pages(start, end)?;
+        if file_end <= file_start {
+            return Ok(());
+        }
+        self.sync_file_range(file_start, file_end, libc::SYNC_FILE_RANGE_WRITE)
+    }
+
+    /// Drops this process's page-table entries for the whole pages inside data bytes
+    /// `[start, end)` (`MADV_DONTNEED`) and returns their file offsets. Writing out a page that
+    /// is mapped writable costs a write-protect and a TLB-flush interrupt to every CPU running
+    /// this process, per page; after this, writing out the range costs one flush in all. The
+    /// bytes are unchanged and the pages stay dirty in the page cache; the next access to them
+    /// maps them again. A no-op (returning an empty range) for read-only maps.
+    ///
+    /// # Errors
+    /// The kernel's error (for example on `mlock`ed memory); nothing changed then.
+    pub(crate) fn unmap_pages(&self, start: u64, end: u64) -> std::io::Result<(u64, u64)> {
         let (file_start, file_end) = self.whole_pages(start, end);
         if !self.writable || file_end <= file_start {
-            return Ok(());
+            return Ok((file_start, file_start));
         }
         // SAFETY: the map is a shared mapping of a file (never private, never anonymous), so
         // `MADV_DONTNEED` only removes this process's page-table entries for the range: the
@@ -439,7 +455,7 @@ impl Segment {
                 to_index(file_end - file_start),
             )?;
         }
-        self.sync_file_range(file_start, file_end, libc::SYNC_FILE_RANGE_WRITE)
+        Ok((file_start, file_end))
     }
 
     /// The file offsets of the whole pages inside data bytes `[start, end)` (clipped to the

@@ -1,8 +1,9 @@
 //! Write-behind: every few MiB the pager thread drops the pages the writer has passed from the
-//! process's page tables (`MADV_DONTNEED`) and starts their write-out. Neither may change a
-//! byte, lose a page's dirtiness, or disturb a reader. These tests write enough to trigger it
-//! many times, with a concurrent reader, then throw the synced pages out of the page cache so
-//! the records must come back from the disk.
+//! process's page tables (`MADV_DONTNEED`) and starts their write-out. A sync of a large range
+//! does the same dropping first, with or without write-behind. None of it may change a byte,
+//! lose a page's dirtiness, or disturb a reader. These tests write enough to trigger it many
+//! times, with a concurrent reader, then throw the synced pages out of the page cache so the
+//! records must come back from the disk.
 
 use std::num::NonZeroU64;
 use std::path::Path;
@@ -22,6 +23,11 @@ fn payload(i: usize) -> Vec<u8> {
 /// each, and the log rolls segments while it runs.
 fn options() -> Options {
     Options { segment_bytes: 16 << 20, record_bytes_max: 1 << 20, ..Options::default() }
+}
+
+/// The same without write-behind: every page is still mapped when `sync` runs.
+fn options_without_write_behind() -> Options {
+    Options { write_behind: false, ..options() }
 }
 
 /// Appends records until `bytes` of payload are written, with a reader replaying alongside
@@ -85,8 +91,18 @@ fn assert_log_holds(log: &Log, count: usize) {
 /// written-behind pages are no longer mapped and so were evicted) and after a reopen.
 #[test]
 fn synced_records_come_back_from_the_disk() {
+    synced_records_come_back(options());
+}
+
+/// As above, with every page still mapped until `sync` drops the mappings itself.
+#[test]
+fn synced_records_come_back_from_the_disk_without_write_behind() {
+    synced_records_come_back(options_without_write_behind());
+}
+
+fn synced_records_come_back(options: Options) {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open_with(dir.path(), options()).unwrap();
+    let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
     let count = append_with_reader(&mut log, 40 << 20);
     log.sync().unwrap();
     assert!(
@@ -102,7 +118,7 @@ fn synced_records_come_back_from_the_disk() {
     }
     log.close().unwrap();
     evict_page_cache(dir.path());
-    let log = Log::open_with(dir.path(), options()).unwrap();
+    let log = Log::open_with(dir.path(), options).unwrap();
     assert_log_holds(&log, more);
     assert!(log.open_report().torn_tail.is_none(), "a clean close leaves no torn tail");
 }
