@@ -64,13 +64,19 @@ pub const DURABLE_RECORD_LEN: usize = 40;
 // Durable record field positions.
 const DR_MAGIC: usize = 0;
 const DR_VERSION: usize = DR_MAGIC + 4;
-const DR_RESERVED: usize = DR_VERSION + 2;
-const DR_LOG_ID: usize = DR_RESERVED + 2;
+const DR_FLAGS: usize = DR_VERSION + 2;
+const DR_LOG_ID: usize = DR_FLAGS + 2;
 const DR_DURABLE_END: usize = DR_LOG_ID + 8;
 const DR_LAST_OFFSET: usize = DR_DURABLE_END + 8;
 const DR_LAST_CRC: usize = DR_LAST_OFFSET + 8;
 const DR_CRC: usize = DR_LAST_CRC + 4;
 const _: () = assert!(DR_CRC + 4 == DURABLE_RECORD_LEN);
+
+/// Durable record flag: the log ended at `durable_end` when the record was written, every byte
+/// after it in the last segment was zero, and nothing has been written to the log since (a
+/// writer removes the flag, durably, before it writes anything). Recovery then need not
+/// examine the last segment past `durable_end`. Written by `close`.
+pub const DURABLE_FLAG_CLEAN_END: u16 = 1;
 
 /// The durable record: the log it belongs to, an offset before which every byte of that log
 /// is known to be on stable storage, and the last frame before that offset. Written whole
@@ -85,6 +91,8 @@ pub struct DurableRecord {
     pub last_frame_offset: u64,
     /// That frame's checksum field.
     pub last_frame_crc: u32,
+    /// [`DURABLE_FLAG_CLEAN_END`]: the log was closed at `durable_end` and not written since.
+    pub clean_end: bool,
 }
 
 impl DurableRecord {
@@ -93,7 +101,9 @@ impl DurableRecord {
     pub fn encode(&self) -> [u8; DURABLE_RECORD_LEN] {
         let mut out = [0u8; DURABLE_RECORD_LEN];
         out[DR_MAGIC..DR_VERSION].copy_from_slice(&DURABLE_MAGIC);
-        out[DR_VERSION..DR_RESERVED].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[DR_VERSION..DR_FLAGS].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let flags = if self.clean_end { DURABLE_FLAG_CLEAN_END } else { 0 };
+        out[DR_FLAGS..DR_LOG_ID].copy_from_slice(&flags.to_le_bytes());
         out[DR_LOG_ID..DR_DURABLE_END].copy_from_slice(&self.log_id.to_le_bytes());
         out[DR_DURABLE_END..DR_LAST_OFFSET].copy_from_slice(&self.durable_end.to_le_bytes());
         out[DR_LAST_OFFSET..DR_LAST_CRC].copy_from_slice(&self.last_frame_offset.to_le_bytes());
@@ -135,6 +145,9 @@ impl DurableRecord {
             durable_end: u64::from_le_bytes(read_array(b, DR_DURABLE_END)),
             last_frame_offset: u64::from_le_bytes(read_array(b, DR_LAST_OFFSET)),
             last_frame_crc: u32::from_le_bytes(read_array(b, DR_LAST_CRC)),
+            // Other flag bits are not defined: a record from a later version that sets one
+            // still means what this version reads from it.
+            clean_end: u16::from_le_bytes(read_array(b, DR_FLAGS)) & DURABLE_FLAG_CLEAN_END != 0,
         })
     }
 }

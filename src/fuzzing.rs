@@ -230,6 +230,9 @@ pub const DIR_STRAY_FILE: u8 = 1 << 6;
 /// Directory flag bit: also write a durable record (`DURABLE`) for the first segment's log,
 /// with the durable end in the eight bytes after the flags.
 pub const DIR_DURABLE_FILE: u8 = 1 << 5;
+/// Directory flag bit: the durable record (if any) says the log was closed cleanly at its
+/// durable end (the `CLEAN_END` flag of `FORMAT.md` 6.2).
+pub const DIR_CLEAN_END: u8 = 1 << 4;
 
 /// Frame-script operations: the low two bits of an operation's first byte.
 pub const OP_FRAME: u8 = 0;
@@ -576,6 +579,7 @@ fn build_segments(data: &[u8]) -> DirectoryImage {
             durable_end,
             last_frame_offset,
             last_frame_crc,
+            clean_end: dir_flags & DIR_CLEAN_END != 0,
         }
     });
     DirectoryImage { flags: dir_flags, durable, files }

@@ -79,6 +79,8 @@ struct SpecDurable {
     durable_end: u64,
     last_frame_offset: u64,
     last_frame_crc: u32,
+    /// Flags bit 0, `CLEAN_END`.
+    clean_end: bool,
 }
 
 /// Reads `DURABLE`; `None` unless it is exactly 40 bytes with the right magic, version and CRC.
@@ -95,6 +97,7 @@ fn read_durable(dir: &Path) -> Option<SpecDurable> {
         durable_end: u64_at(&b, 16),
         last_frame_offset: u64_at(&b, 24),
         last_frame_crc: u32_at(&b, 32),
+        clean_end: u16_at(&b, 6) & 1 != 0,
     })
 }
 
@@ -378,7 +381,15 @@ fn read_log(dir: &Path) -> Result<Vec<SpecRecord>, SpecError> {
         start = end;
     }
     let last_walk = walk(&last.data, last.base(), start, last.data.len() as u64);
-    let last_stray = stray_durable(&last.data, last.base(), last_walk.chain_end);
+    // 6.3 step 3's exception: a clean end, and the walk found no frame and ends right there.
+    let clean_end = durable.as_ref().is_some_and(|d| {
+        d.clean_end
+            && last_walk.chain_end == start
+            && !last_walk.invalid
+            && last.base() + last_walk.chain_end == d.durable_end
+    });
+    let last_stray =
+        if clean_end { None } else { stray_durable(&last.data, last.base(), last_walk.chain_end) };
     // 6.3 step 4: the known durable point K.
     let known_durable = last
         .header
@@ -756,6 +767,7 @@ fn worked_example_of_format_md_decodes() {
     assert_eq!(record.log_id, header.log_id);
     assert_eq!((record.durable_end, record.last_frame_offset), (88, 48));
     assert_eq!(record.last_frame_crc, 0x8910_6208);
+    assert!(record.clean_end, "the example was closed cleanly");
     assert_eq!(Log::open_read_only(dir.path()).unwrap().end_offset(), 88);
 }
 

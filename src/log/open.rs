@@ -113,6 +113,9 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     } else {
         read_durable_record(dir, log_id)
     };
+    // What `DURABLE` holds, whatever recovery below makes of it: a writer must clear a clean
+    // end in it before it writes anything.
+    let durable_on_disk = recorded;
     if let Some(path) = torn_created {
         let first_torn = segments.iter().position(|s| s.path() > path.as_path());
         let later = first_torn.map_or_else(Vec::new, |i| segments.split_off(i));
@@ -153,8 +156,15 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 .iter_mut()
                 .enumerate()
                 .map(|(i, s)| {
-                    let extents =
-                        if i == last_index { s.data_extents() } else { vec![(0, s.capacity())] };
+                    // A clean end recorded for the log spares the examination of the last
+                    // segment's tail, and so the listing of its extents; should the record
+                    // prove wrong, the whole region is examined.
+                    let clean = recorded.is_some_and(|r| r.clean_end);
+                    let extents = if i == last_index && !clean {
+                        s.data_extents()
+                    } else {
+                        vec![(0, s.capacity())]
+                    };
                     SegmentView { header: *s.header(), data: s.data_exclusive(), extents }
                 })
                 .collect();
@@ -283,9 +293,13 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 spare_requested: false,
                 write_behind: options.write_behind,
                 prepare_next_segment: options.prepare_next_segment,
+                durable_on_disk,
+                dirty_past_end: false,
                 _lock: lock,
                 #[cfg(test)]
                 fail_next_sync: false,
+                #[cfg(test)]
+                fail_frame_after: None,
             };
             writer.sync()?;
             writer.publish();
@@ -294,7 +308,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             // that, and the next open reaches the same conclusion without the evidence.
             let recorded_end = recorded.map_or(0, |r| r.durable_end);
             if recorded_end != end && (report.torn_tail.is_some() || known_durable < end) {
-                writer.write_durable_record()?;
+                writer.write_durable_record(false)?;
             }
             Some(writer)
         }
@@ -327,6 +341,7 @@ fn apply_end(
 ) -> Result<Recovered> {
     report.records_scanned += plan.frames_scanned;
     report.bytes_scanned += plan.bytes_scanned;
+    report.clean_close = plan.clean_end;
     let later: Vec<Segment> = segments.drain(index + 1..).collect();
     let mut segments_dropped = Vec::new();
     for segment in later {

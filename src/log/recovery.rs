@@ -230,6 +230,9 @@ pub(crate) struct Plan {
     pub last_complete: Option<FrameHeader>,
     /// The offset before which everything was known durable (a lower bound).
     pub known_durable: u64,
+    /// The durable record's clean end was trusted: the rest of the last segment was not
+    /// examined.
+    pub clean_end: bool,
 }
 
 /// Plans recovery of a log whose segments (at least one, bases increasing, each header
@@ -244,6 +247,7 @@ pub(crate) fn plan(views: &[SegmentView<'_>], recorded: Option<&DurableRecord>) 
         frames_dropped: 0,
         last_complete: None,
         known_durable: 0,
+        clean_end: false,
     };
     let Some(last_index) = views.len().checked_sub(1) else { return plan };
     for index in 1..views.len() {
@@ -288,10 +292,24 @@ pub(crate) fn plan(views: &[SegmentView<'_>], recorded: Option<&DurableRecord>) 
         _ => 0,
     };
     let walk = walk_chain(last.data, last.base(), start);
-    let after = examine_after_chain(last.data, last.base(), walk.chain_end, &last.extents);
+    // A log closed at its recorded durable end and not written since (the record says so,
+    // and the chain indeed ends there) holds only zeros after it: nothing to examine.
+    plan.clean_end = recorded.is_some_and(|r| {
+        r.clean_end
+            && walk.frames == 0
+            && walk.stop.is_none()
+            && last.base() + walk.chain_end == r.durable_end
+    });
+    let after = if plan.clean_end {
+        AfterChain { dirty_end: walk.chain_end, stray_frames: 0, max_durable: None }
+    } else {
+        let after = examine_after_chain(last.data, last.base(), walk.chain_end, &last.extents);
+        plan.bytes_scanned +=
+            last.extents.iter().map(|&(s, e)| e.saturating_sub(s.max(walk.chain_end))).sum::<u64>();
+        after
+    };
     plan.frames_scanned += walk.frames;
-    plan.bytes_scanned += walk.chain_end - start
-        + last.extents.iter().map(|&(s, e)| e.saturating_sub(s.max(walk.chain_end))).sum::<u64>();
+    plan.bytes_scanned += walk.chain_end - start;
     let known_durable = last
         .header
         .durable_offset

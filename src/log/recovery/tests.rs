@@ -235,6 +235,7 @@ fn recorded_durable_point_turns_a_short_log_into_damage() {
         durable_end: end,
         last_frame_offset: offsets[2],
         last_frame_crc: 0,
+        clean_end: false,
     };
     let p = plan(&views, Some(&record));
     assert!(matches!(p.outcome,

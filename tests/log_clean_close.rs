@@ -1,0 +1,119 @@
+//! The durable record's clean end (`CLEAN_END`, FORMAT.md 6.2): `close` records that the log
+//! ends there and holds only zeros after; the next open trusts it and reads no data; a writer
+//! removes it, durably, before it writes anything, so that a crash after new appends is
+//! recovered as if the flag had never been there.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+
+use chronicle::{FormatError, Log};
+use common::{all, append_all, corruption, file_pos, segment_of, small, varied_lens, write_at};
+
+const MAX: u64 = 600;
+
+/// Flags of the durable record (bytes 6..8), or `None` without one.
+fn durable_flags(dir: &Path) -> Option<u16> {
+    let bytes = fs::read(dir.join("DURABLE")).ok()?;
+    Some(u16::from_le_bytes([bytes[6], bytes[7]]))
+}
+
+#[test]
+fn a_clean_close_lets_the_next_open_read_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    let recs = append_all(&mut log, 0, &varied_lens(60, MAX as usize));
+    log.close().unwrap();
+    assert_eq!(durable_flags(dir.path()), Some(1), "close records a clean end");
+
+    let log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    let report = log.open_report().clone();
+    assert!(report.clean_close, "{report:?}");
+    assert_eq!((report.records_scanned, report.bytes_scanned), (0, 0), "{report:?}");
+    assert_eq!(all(log.replay(0)), recs);
+    log.verify().unwrap();
+    // Closing without writing anything leaves the record as it is (the same file).
+    let inode = fs::metadata(dir.path().join("DURABLE")).unwrap().ino();
+    log.close().unwrap();
+    assert_eq!(fs::metadata(dir.path().join("DURABLE")).unwrap().ino(), inode);
+
+    let ro = Log::open_read_only(dir.path()).unwrap();
+    assert!(ro.open_report().clean_close);
+    assert_eq!(all(ro.replay(0)), recs);
+}
+
+#[test]
+fn the_first_write_removes_the_clean_end_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    append_all(&mut log, 0, &varied_lens(30, MAX as usize));
+    log.close().unwrap();
+
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    assert_eq!(durable_flags(dir.path()), Some(1));
+    log.append(b"after the clean close").unwrap();
+    // Before that append returned, and with nothing synced since.
+    assert_eq!(durable_flags(dir.path()), Some(0), "the first append kept the clean end");
+    drop(log);
+    let log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    assert!(!log.open_report().clean_close);
+    assert_eq!(all(log.replay(0)).last().unwrap().payload, b"after the clean close");
+}
+
+/// Durable records appended after a clean close, of which the first is then damaged: only the
+/// ones after it prove the damage. Had the clean end stayed in the record, the open would
+/// trust it and silently end the log before them.
+#[test]
+fn damage_after_a_clean_close_is_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    let recs = append_all(&mut log, 0, &varied_lens(30, MAX as usize));
+    log.close().unwrap();
+
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    let first = log.append_sync(&[7u8; 100]).unwrap();
+    log.append_sync(&[8u8; 100]).unwrap();
+    drop(log); // a crash: no close
+               // The first new frame's length field is lost.
+    let (base, path) = segment_of(dir.path(), first);
+    write_at(&path, file_pos(base, first) + 4, &[0, 0, 0, 0]);
+
+    let err = Log::open_with(dir.path(), small(MAX)).unwrap_err();
+    let (_, offset, kind) = corruption(&err);
+    assert_eq!(offset, first);
+    assert!(
+        matches!(
+            kind,
+            FormatError::LostDurableData { .. } | FormatError::DamagedBeforeValidData { .. }
+        ),
+        "{kind:?}"
+    );
+    assert_eq!(recs.last().map(|r| r.offset < first), Some(true));
+}
+
+/// A record with a clean end that lags behind the log (as a writer that predates the flag
+/// would leave it, appending without removing it): the frames after its end are found and the
+/// tail examined as usual.
+#[test]
+fn a_clean_end_with_frames_after_it_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    let mut recs = append_all(&mut log, 0, &varied_lens(30, MAX as usize));
+    log.close().unwrap();
+    let stale = fs::read(dir.path().join("DURABLE")).unwrap();
+
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    recs.extend(append_all(&mut log, 30, &varied_lens(40, MAX as usize)));
+    let end = log.end_offset();
+    log.close().unwrap();
+    fs::write(dir.path().join("DURABLE"), &stale).unwrap();
+
+    let log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    let report = log.open_report().clone();
+    assert!(!report.clean_close, "{report:?}");
+    assert!(report.records_scanned > 0, "{report:?}");
+    assert_eq!(report.end_offset, end);
+    assert_eq!(all(log.replay(0)), recs);
+}
