@@ -582,18 +582,16 @@ impl Writer {
     /// its end that the next open must examine.
     #[inline]
     fn prepare_to_write(&mut self) -> Result<()> {
-        if self.durable_on_disk.is_some_and(|r| r.clean_end) {
-            self.clear_clean_end()?;
+        match self.durable_on_disk {
+            Some(on_disk) if on_disk.clean_end => self.clear_clean_end(on_disk),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
+    /// Rewrites `on_disk` without its clean end (see [`Writer::prepare_to_write`]).
     #[cold]
-    fn clear_clean_end(&mut self) -> Result<()> {
-        let record = self.durable_on_disk.map_or_else(
-            || self.durable_record(false),
-            |on_disk| DurableRecord { clean_end: false, ..on_disk },
-        );
+    fn clear_clean_end(&mut self, on_disk: DurableRecord) -> Result<()> {
+        let record = DurableRecord { clean_end: false, ..on_disk };
         write_atomically(&self.shared.dir.join(DURABLE_FILE_NAME), &record.encode())?;
         self.durable_on_disk = Some(record);
         Ok(())

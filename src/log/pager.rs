@@ -71,7 +71,8 @@ enum Spare {
     /// Asked for, not yet started: a spare of `file_bytes` in `dir`, with its first
     /// `prefault_bytes` of data prefaulted.
     Wanted { dir: PathBuf, file_bytes: u64, prefault_bytes: u64 },
-    /// The prefault helper is creating or prefaulting it.
+    /// A helper thread is creating it (the write-out thread) or prefaulting it (the prefault
+    /// thread).
     Busy,
     /// Made, and prefaulted up to `spare.prefaulted()` of `prefault_bytes`.
     Ready { spare: SpareSegment, prefault_bytes: u64 },

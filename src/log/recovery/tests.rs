@@ -271,3 +271,41 @@ fn sealed_check_requires_exact_end() {
     let short = check_sealed(&data, 0, 0, end + 8);
     assert!(matches!(short, Err((pos, FormatError::UnexpectedEnd { .. })) if pos == end));
 }
+
+/// A clean end is trusted only as far as the chain agrees with it: with the chain ending at
+/// the record's end, the tail is not examined (bytes there, which a clean close cannot have
+/// left, are not looked at); with frames after the record's end, it is examined as usual.
+#[test]
+fn a_clean_end_spares_the_tail_only_where_the_chain_ends() {
+    let payload = [5u8; 40];
+    let (mut data, offsets) = region(0, 4096, &[f(&payload, 0), f(&payload, 0), f(&payload, 0)]);
+    let end = offsets[2] + frame_stride(40);
+    // Bytes past the end that no clean close leaves: examined only without the flag.
+    data[end as usize + 64] = 0xAB;
+    let crc_at = |offset: u64| {
+        let at = offset as usize;
+        u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+    };
+    let record = |durable_end: u64, last_frame_offset: u64, clean_end: bool| DurableRecord {
+        log_id: 0x1234,
+        durable_end,
+        last_frame_offset,
+        last_frame_crc: crc_at(last_frame_offset),
+        clean_end,
+    };
+    let views = [view(header(0, None, 0), &data)];
+
+    let trusted = plan(&views, Some(&record(end, offsets[2], true)));
+    assert!(trusted.clean_end);
+    assert_eq!(trusted.outcome, Outcome::End { index: 0, end, dirty_end: end });
+    assert_eq!((trusted.frames_scanned, trusted.bytes_scanned), (0, 0));
+
+    let examined = plan(&views, Some(&record(end, offsets[2], false)));
+    assert!(!examined.clean_end);
+    assert_eq!(examined.outcome, Outcome::End { index: 0, end, dirty_end: end + 72 });
+
+    // A clean end that lags behind frames written after it is not trusted.
+    let lagging = plan(&views, Some(&record(offsets[1] + frame_stride(40), offsets[1], true)));
+    assert!(!lagging.clean_end);
+    assert_eq!(lagging.outcome, Outcome::End { index: 0, end, dirty_end: end + 72 });
+}
