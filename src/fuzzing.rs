@@ -1034,6 +1034,24 @@ pub fn seed_directories() -> Vec<(String, Vec<u8>)> {
     };
     let mut seeds = vec![
         (
+            // Closed cleanly at 112, the end of its two frames (strides 40 and 72).
+            "clean-end".to_string(),
+            encode_directory_input(
+                DIR_DURABLE_FILE | DIR_CLEAN_END,
+                112,
+                &[chained(script(&[frame(5, 1), frame(40, 2)]))],
+            ),
+        ),
+        (
+            // A clean end that lags: a third frame was written after it.
+            "clean-end-lagging".to_string(),
+            encode_directory_input(
+                DIR_DURABLE_FILE | DIR_CLEAN_END,
+                112,
+                &[chained(script(&[frame(5, 1), frame(40, 2), frame(9, 3)]))],
+            ),
+        ),
+        (
             "clean".to_string(),
             encode_directory_input(
                 0,
