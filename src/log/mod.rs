@@ -293,9 +293,12 @@ struct Writer {
     record_bytes_max: u64,
     /// The log's identifier, written into every segment header.
     log_id: u64,
-    /// Prefaults pages ahead of `pos` and starts the write-out of the pages behind it, on
-    /// another thread; `None` if it could not start.
+    /// Prefaults pages ahead of `pos`, starts the write-out of the pages behind it and makes
+    /// the next segment, on helper threads; `None` until the first append starts it (a writer
+    /// opened to read or query never does: opening stays cheap), or if it could not start.
     pager: Option<Pager>,
+    /// Whether starting the pager was tried.
+    pager_tried: bool,
     /// Data position up to which prefaulting of the active segment has been requested.
     prefault_requested: u64,
     /// Data position up to which write-behind of the active segment has been requested.
@@ -518,11 +521,15 @@ impl Writer {
     /// Publishes what an append wrote, then hands the pager its work: starting the write-out
     /// of the pages behind every [`WRITE_BEHIND_BYTES`], and prefaulting ahead if the append
     /// wrote through the map (`through_map`; pages of large records are written with
-    /// `pwritev` and need none). (Opening a log only publishes: prefaulting starts with the first
-    /// append, so a log opened to be read or queried does not populate pages it may never
-    /// write.)
+    /// `pwritev` and need none). (Opening a log only publishes: the pager's threads start with
+    /// the first append, so a log opened to be read or queried neither spawns them nor
+    /// populates pages it may never write.)
     fn publish_appended(&mut self, through_map: bool) {
         self.publish();
+        if !self.pager_tried {
+            self.pager_tried = true;
+            self.pager = Pager::start();
+        }
         let Some(pager) = &self.pager else {
             return;
         };

@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use super::clock::{now_ms, RecordClock};
-use super::pager::Pager;
 use super::recovery::{
     check_sealed, examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView,
 };
@@ -287,7 +286,8 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 segment_bytes: options.segment_bytes,
                 record_bytes_max: options.record_bytes_max,
                 log_id,
-                pager: Pager::start(),
+                pager: None,
+                pager_tried: false,
                 prefault_requested: 0,
                 write_behind_requested: 0,
                 spare_requested: false,
