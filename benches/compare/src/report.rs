@@ -381,8 +381,10 @@ impl Report {
             return row;
         };
         if workload.is_time() {
-            row.figure = format!("{:.1} ms", median * 1e3);
-            row.range = format!("{:.1}–{:.1} ms", lo * 1e3, hi * 1e3);
+            // Sub-millisecond times (a clean reopen) in microseconds, so they can be told apart.
+            let (scale, unit) = if hi < 1e-3 { (1e6, "µs") } else { (1e3, "ms") };
+            row.figure = format!("{:.1} {unit}", median * scale);
+            row.range = format!("{:.1}–{:.1} {unit}", lo * scale, hi * scale);
         } else {
             row.figure = format!("{} rec/s", rate(median));
             row.range = format!("{}–{}", short_rate(lo), short_rate(hi));
