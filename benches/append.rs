@@ -11,6 +11,27 @@ use chronicle::{EventLog, Log, Options};
 use common::{Prealloc, SyncFile, FRAME_LEN_128, PAYLOAD_LEN, RECORDS};
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 
+/// Runs `iters` times: 1M appends of `data` into a fresh log opened with `options`, then a
+/// `sync()` if `sync`; returns the time of the appends (and the sync). The log is closed, and
+/// so written back, outside the timed region, so the next iteration starts clean.
+fn time_appends(iters: u64, options: &Options, data: &[u8], sync: bool) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let dir = common::scratch_dir("append-log");
+        let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+        let start = Instant::now();
+        for _ in 0..RECORDS {
+            black_box(log.append(data).unwrap());
+        }
+        if sync {
+            log.sync().unwrap();
+        }
+        total += start.elapsed();
+        log.close().unwrap();
+    }
+    total
+}
+
 /// 1M × 128 B appends: the naive baseline, Chronicle with its final sync, and without it.
 ///
 /// Each iteration writes into a fresh directory (made, and for Chronicle opened, outside the
@@ -40,118 +61,39 @@ fn append_1m(c: &mut Criterion) {
         });
     });
 
-    group.bench_function("log_append_then_sync", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = common::scratch_dir("append-sync");
-                let mut log = Log::open(dir.path()).unwrap();
-                let start = Instant::now();
-                for _ in 0..RECORDS {
-                    black_box(log.append(&data).unwrap());
-                }
-                log.sync().unwrap();
-                total += start.elapsed();
-                log.close().unwrap();
-            }
-            total
+    // Chronicle with the default options, with and without the final sync; then settings
+    // data points: 1 GiB segments (the 160 MB of this run never roll), the next segment
+    // created at the roll rather than ahead of it, and no write-behind.
+    let defaults = Options::default();
+    let variants = [
+        ("log_append_then_sync", defaults.clone(), true),
+        ("log_append_no_sync", defaults.clone(), false),
+        (
+            "log_append_no_sync_segment_1GiB",
+            Options { segment_bytes: 1 << 30, ..defaults.clone() },
+            false,
+        ),
+        (
+            "log_append_no_sync_without_next_segment_prepared",
+            Options { prepare_next_segment: false, ..defaults.clone() },
+            false,
+        ),
+        (
+            "log_append_then_sync_without_write_behind",
+            Options { write_behind: false, ..defaults.clone() },
+            true,
+        ),
+        (
+            "log_append_no_sync_without_write_behind",
+            Options { write_behind: false, ..defaults },
+            false,
+        ),
+    ];
+    for (name, options, sync) in variants {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| time_appends(iters, &options, &data, sync))
         });
-    });
-
-    group.bench_function("log_append_no_sync", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = common::scratch_dir("append-nosync");
-                let mut log = Log::open(dir.path()).unwrap();
-                let start = Instant::now();
-                for _ in 0..RECORDS {
-                    black_box(log.append(&data).unwrap());
-                }
-                total += start.elapsed();
-                // Written back outside the timed region so the next iteration starts clean.
-                log.close().unwrap();
-            }
-            total
-        });
-    });
-
-    // A settings data point: with 1 GiB segments the 160 MB of this run never rolls.
-    group.bench_function("log_append_no_sync_segment_1GiB", |b| {
-        let options = Options { segment_bytes: 1 << 30, ..Options::default() };
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = common::scratch_dir("append-nosync-1g");
-                let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
-                let start = Instant::now();
-                for _ in 0..RECORDS {
-                    black_box(log.append(&data).unwrap());
-                }
-                total += start.elapsed();
-                log.close().unwrap();
-            }
-            total
-        });
-    });
-
-    // A settings data point: without write-behind, the final sync writes everything.
-    group.bench_function("log_append_then_sync_without_write_behind", |b| {
-        let options = Options { write_behind: false, ..Options::default() };
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = common::scratch_dir("append-sync-nowb");
-                let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
-                let start = Instant::now();
-                for _ in 0..RECORDS {
-                    black_box(log.append(&data).unwrap());
-                }
-                log.sync().unwrap();
-                total += start.elapsed();
-                log.close().unwrap();
-            }
-            total
-        });
-    });
-
-    // A settings data point: without write-behind, nothing competes with the appends.
-    group.bench_function("log_append_no_sync_without_write_behind", |b| {
-        let options = Options { write_behind: false, ..Options::default() };
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = common::scratch_dir("append-nosync-nowb");
-                let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
-                let start = Instant::now();
-                for _ in 0..RECORDS {
-                    black_box(log.append(&data).unwrap());
-                }
-                total += start.elapsed();
-                log.close().unwrap();
-            }
-            total
-        });
-    });
-
-    // A settings data point: the next segment made at the roll rather than ahead of it.
-    group.bench_function("log_append_no_sync_without_next_segment_prepared", |b| {
-        let options = Options { prepare_next_segment: false, ..Options::default() };
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = common::scratch_dir("append-nosync-nospare");
-                let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
-                let start = Instant::now();
-                for _ in 0..RECORDS {
-                    black_box(log.append(&data).unwrap());
-                }
-                total += start.elapsed();
-                log.close().unwrap();
-            }
-            total
-        });
-    });
+    }
 
     // The same baseline without its final fdatasync: what the buffered write path alone costs.
     group.bench_function("baseline_bufwriter_no_sync", |b| {

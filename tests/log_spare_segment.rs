@@ -4,12 +4,15 @@
 //! roll really uses the spare, that records in segments made from spares read back after a
 //! reopen, and that no spare file outlives its writer.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chronicle::{Log, Options};
+use common::segments;
 
 const SPARE: &str = "next.seg.tmp";
 
@@ -37,16 +40,6 @@ fn wait_for_spare(dir: &Path) -> fs::Metadata {
     }
 }
 
-fn segment_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_roll_renames_the_spare_into_the_next_segment() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,19 +48,20 @@ fn a_roll_renames_the_spare_into_the_next_segment() {
     let mut rolls_from_spare = 0;
     for _ in 0..4 {
         // Past half of the active segment: the spare is asked for, then made in the background.
-        let segments = segment_files(dir.path());
-        while log.end_offset() - segment_base(segments.last().unwrap()) < 600 << 10 {
+        let before = segments(dir.path());
+        let active_base = before.last().unwrap().0;
+        while log.end_offset() - active_base < 600 << 10 {
             let p = payload(written.len());
             written.push((log.append(&p).unwrap(), p));
         }
         let spare = wait_for_spare(dir.path());
         // Append until the log rolls; the new segment must be the spare's file (same inode).
-        while segment_files(dir.path()) == segments {
+        while segments(dir.path()) == before {
             let p = payload(written.len());
             written.push((log.append(&p).unwrap(), p));
         }
-        let newest = segment_files(dir.path()).pop().unwrap();
-        let inode = fs::metadata(dir.path().join(&newest)).unwrap().ino();
+        let (_, newest) = segments(dir.path()).pop().unwrap();
+        let inode = fs::metadata(newest).unwrap().ino();
         if inode == spare.ino() {
             rolls_from_spare += 1;
         }
@@ -136,10 +130,6 @@ fn durable_appends_roll_into_spares() {
     let log = Log::open_with(dir.path(), options()).unwrap();
     assert!(log.open_report().torn_tail.is_none());
     assert_eq!(replayed(&log), written);
-}
-
-fn segment_base(name: &str) -> u64 {
-    name.trim_end_matches(".seg").parse().unwrap()
 }
 
 fn replayed(log: &Log) -> Vec<(u64, Vec<u8>)> {
