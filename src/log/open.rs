@@ -16,8 +16,8 @@ use super::{
 use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, parse_segment_file_name, segment_file_name, DurableRecord, FormatError,
-    FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, FORMAT_VERSION, LOCK_FILE_NAME,
-    NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
+    FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION,
+    LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
 };
 use crate::segment::{sync_dir, Segment, SegmentWriter};
 
@@ -43,6 +43,20 @@ fn list_dir(dir: &Path) -> Result<Listing> {
     }
     listing.bases.sort_unstable();
     Ok(listing)
+}
+
+/// Locks `dir` for the one writer, creating the directory first if it does not exist. (Most
+/// opens find it, so the lock file is tried first: one system call fewer than creating the
+/// directory every time.)
+fn lock_or_create_dir(dir: &Path) -> Result<File> {
+    match lock_dir(dir) {
+        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)
+                .map_err(|e| StorageError::io("create log directory", dir, e))?;
+            lock_dir(dir)
+        }
+        locked => locked,
+    }
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -72,12 +86,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             reason: "repair needs a writer, not a read-only open".to_string(),
         });
     }
-    let lock = if read_only {
-        None
-    } else {
-        fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
-        Some(lock_dir(dir)?)
-    };
+    let lock = if read_only { None } else { Some(lock_or_create_dir(dir)?) };
     let mut report = OpenReport::default();
     let listing = list_dir(dir)?;
     if !read_only && !listing.temps.is_empty() {
@@ -147,7 +156,10 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         // data extents and scanned without readahead. A sealed segment's tail is examined only
         // after a crash that tore it; it is then read whole, which costs time, not correctness.
         let last_index = segments.len() - 1;
-        if let Some(last) = segments.last() {
+        // With a clean end recorded, the tail is not scanned (unless the record proves wrong,
+        // when readahead merely brings in more zero pages): no advice needed.
+        let clean = recorded.is_some_and(|r| r.clean_end);
+        if let (Some(last), false) = (segments.last(), clean) {
             last.advise_scan(true);
         }
         let plan = {
@@ -158,7 +170,6 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                     // A clean end recorded for the log spares the examination of the last
                     // segment's tail, and so the listing of its extents; should the record
                     // prove wrong, the whole region is examined.
-                    let clean = recorded.is_some_and(|r| r.clean_end);
                     let extents = if i == last_index && !clean {
                         s.data_extents()
                     } else {
@@ -169,7 +180,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 .collect();
             plan(&views, recorded.as_ref())
         };
-        if let Some(last) = segments.get(last_index) {
+        if let (Some(last), false) = (segments.get(last_index), clean) {
             last.advise_scan(false);
         }
         match plan.outcome.clone() {
@@ -447,10 +458,20 @@ fn new_log_id() -> u64 {
 /// The durable record of log `log_id`, or `None` if there is no usable one (missing, damaged,
 /// or from another log): the record only adds knowledge, so doing without it is safe.
 fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
-    fs::read(dir.join(DURABLE_FILE_NAME))
-        .ok()
-        .and_then(|bytes| DurableRecord::decode(&bytes).ok())
-        .filter(|record| record.log_id == log_id)
+    // Read into a buffer one byte longer than a record, so one `read` tells a file of the
+    // right length from a longer one (which `decode` refuses), without a `stat` first.
+    let mut file = File::open(dir.join(DURABLE_FILE_NAME)).ok()?;
+    let mut bytes = [0u8; DURABLE_RECORD_LEN + 1];
+    let mut len = 0;
+    while len < bytes.len() {
+        match std::io::Read::read(&mut file, &mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    DurableRecord::decode(&bytes[..len]).ok().filter(|record| record.log_id == log_id)
 }
 
 /// Whether the segment file at `path`, whose header failed to decode, is what a power loss
