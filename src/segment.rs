@@ -609,11 +609,6 @@ impl SpareSegment {
         Ok(SpareSegment { temp, file, map, file_bytes, prefaulted: 0 })
     }
 
-    /// The size of the file, header included.
-    pub(crate) fn file_bytes(&self) -> u64 {
-        self.file_bytes
-    }
-
     /// Data bytes from the start of the data region prefaulted so far.
     pub(crate) fn prefaulted(&self) -> u64 {
         self.prefaulted

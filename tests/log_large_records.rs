@@ -4,10 +4,10 @@
 //! write-behind, across segment rolls, batches, syncs, a concurrent reader and a reopen, and
 //! interleave the two paths within one page.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+mod common;
 
 use chronicle::{Log, Options};
+use common::ReplayWatcher;
 
 /// Sizes on both sides of the 16 KiB threshold, and well past it.
 const SIZES: [usize; 9] = [0, 100, 4096, 16_383, 16_384, 16_385, 40_000, 65_536, 200_000];
@@ -32,21 +32,7 @@ fn mixed_sizes_round_trip(write_behind: bool) {
     let mut expected: Vec<(u64, Vec<u8>)> = Vec::new();
 
     // A reader replaying while the writer appends must only ever see intact records, in order.
-    let reader = log.reader();
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut passes = 0u32;
-            while !stop.load(Ordering::Acquire) || passes == 0 {
-                for (n, record) in reader.replay(0).enumerate() {
-                    let record = record.expect("a published record failed to read");
-                    assert_eq!(&*record.payload, &payload(n)[..], "record {n} differs");
-                }
-                passes += 1;
-            }
-        })
-    };
+    let watcher = ReplayWatcher::start(log.reader(), payload);
 
     let mut i = 0;
     while i < 400 {
@@ -72,8 +58,7 @@ fn mixed_sizes_round_trip(write_behind: bool) {
         let (offset, bytes) = expected.last().unwrap();
         assert_eq!(&*log.read_at(*offset).unwrap().payload, &bytes[..]);
     }
-    stop.store(true, Ordering::Release);
-    watcher.join().unwrap();
+    watcher.finish();
     log.sync().unwrap();
     let seen: Vec<(u64, Vec<u8>)> =
         log.replay(0).map(|r| r.map(|r| (r.offset, r.payload.to_vec())).unwrap()).collect();

@@ -110,21 +110,38 @@ fn a_spare_left_by_a_crash_is_removed_by_the_next_writer_only() {
     assert_eq!(replayed(&log), written);
 }
 
-/// A writer that syncs often gets spares too (without prefaulting): a roll still uses them.
+/// A writer that syncs often gets spares too (without prefaulting), and a roll uses them.
 #[test]
 fn durable_appends_roll_into_spares() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open_with(dir.path(), options()).unwrap();
     let mut written = Vec::new();
-    while log.end_offset() < 3 << 20 {
+    let append_durably = |log: &mut Log, written: &mut Vec<(u64, Vec<u8>)>| {
         let p = payload(written.len());
         written.push((log.append_sync(&p).unwrap(), p));
-        if written.len() % 50 == 0 {
+        if written.len().is_multiple_of(50) {
             let batch: Vec<Vec<u8>> = (0..5).map(|k| payload(written.len() + k)).collect();
             let offsets = log.append_batch_sync(&batch).unwrap();
             written.extend(offsets.into_iter().zip(batch));
         }
+    };
+    let mut rolls_from_spare = 0;
+    for _ in 0..2 {
+        let before = segments(dir.path());
+        let active_base = before.last().unwrap().0;
+        while log.end_offset() - active_base < 600 << 10 {
+            append_durably(&mut log, &mut written);
+        }
+        let spare = wait_for_spare(dir.path());
+        while segments(dir.path()) == before {
+            append_durably(&mut log, &mut written);
+        }
+        let (_, newest) = segments(dir.path()).pop().unwrap();
+        if fs::metadata(newest).unwrap().ino() == spare.ino() {
+            rolls_from_spare += 1;
+        }
     }
+    assert_eq!(rolls_from_spare, 2, "each roll should have used the spare made for it");
     assert_eq!(replayed(&log), written);
     drop(log);
     let log = Log::open_with(dir.path(), options()).unwrap();

@@ -7,10 +7,10 @@
 
 use std::num::NonZeroU64;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+mod common;
 
 use chronicle::{Log, Options};
+use common::ReplayWatcher;
 
 /// Mostly small records (written through the map), one in 40 of 20 KiB (written with
 /// `pwritev`), each with its own bytes.
@@ -33,24 +33,7 @@ fn options_without_write_behind() -> Options {
 /// Appends records until `bytes` of payload are written, with a reader replaying alongside
 /// that checks every record it sees. Returns how many records were appended.
 fn append_with_reader(log: &mut Log, bytes: usize) -> usize {
-    let reader = log.reader();
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut passes = 0u32;
-            while !stop.load(Ordering::Acquire) || passes == 0 {
-                let mut replay = reader.replay(0);
-                let mut n = 0;
-                while let Some(record) = replay.next_ref() {
-                    let record = record.expect("a published record failed to read");
-                    assert_eq!(record.payload, &payload(n)[..], "record {n} differs");
-                    n += 1;
-                }
-                passes += 1;
-            }
-        })
-    };
+    let watcher = ReplayWatcher::start(log.reader(), payload);
     let (mut written, mut count) = (0, 0);
     while written < bytes {
         let p = payload(count);
@@ -58,8 +41,7 @@ fn append_with_reader(log: &mut Log, bytes: usize) -> usize {
         written += p.len();
         count += 1;
     }
-    stop.store(true, Ordering::Release);
-    watcher.join().unwrap();
+    watcher.finish();
     count
 }
 

@@ -567,7 +567,14 @@ impl Writer {
     /// sync, so the next open need not examine the data before it for torn writes, and refuses
     /// (rather than truncates) if it is later found damaged.
     fn write_durable_record(&mut self, clean_end: bool) -> Result<()> {
-        let record = self.durable_record(clean_end);
+        self.store_durable_record(self.durable_record(clean_end))
+    }
+
+    /// Writes `record` as the durable record file (whole: temporary file, sync, rename,
+    /// directory sync) and remembers it as what the file holds. Rare (an open, the first
+    /// write after a clean one, a close), hence out of the append path's way.
+    #[cold]
+    fn store_durable_record(&mut self, record: DurableRecord) -> Result<()> {
         write_atomically(&self.shared.dir.join(DURABLE_FILE_NAME), &record.encode())?;
         self.durable_on_disk = Some(record);
         Ok(())
@@ -585,23 +592,17 @@ impl Writer {
     }
 
     /// Before the first write after an open: a durable record that says the log was closed
-    /// cleanly is rewritten without that (durably), since from now on bytes may appear after
-    /// its end that the next open must examine.
+    /// cleanly is rewritten without that (durably, and otherwise unchanged: its durable end
+    /// still holds), since from now on bytes may appear after its end that the next open must
+    /// examine.
     #[inline]
     fn prepare_to_write(&mut self) -> Result<()> {
         match self.durable_on_disk {
-            Some(on_disk) if on_disk.clean_end => self.clear_clean_end(on_disk),
+            Some(on_disk) if on_disk.clean_end => {
+                self.store_durable_record(DurableRecord { clean_end: false, ..on_disk })
+            }
             _ => Ok(()),
         }
-    }
-
-    /// Rewrites `on_disk` without its clean end (see [`Writer::prepare_to_write`]).
-    #[cold]
-    fn clear_clean_end(&mut self, on_disk: DurableRecord) -> Result<()> {
-        let record = DurableRecord { clean_end: false, ..on_disk };
-        write_atomically(&self.shared.dir.join(DURABLE_FILE_NAME), &record.encode())?;
-        self.durable_on_disk = Some(record);
-        Ok(())
     }
 
     /// What `close` does after its sync: records that the log ends here, cleanly unless a
@@ -633,12 +634,13 @@ impl Writer {
         // Not synced now: a buffered append never waits for the disk. The next sync makes the
         // file and its directory entry durable before any record in it is acknowledged.
         let spare = self.pager.as_ref().and_then(Pager::take_spare);
+        // The spare was asked for with this writer's `segment_bytes`, which never changes.
         let (active, prefaulted) = match spare {
-            Some(spare) if spare.file_bytes() == self.segment_bytes => {
+            Some(spare) => {
                 let prefaulted = spare.prefaulted();
                 (Segment::create_from_spare(&self.shared.dir, spare, header)?, prefaulted)
             }
-            _ => (Segment::create(&self.shared.dir, self.segment_bytes, header, false)?, 0),
+            None => (Segment::create(&self.shared.dir, self.segment_bytes, header, false)?, 0),
         };
         if let (Some(pager), true) = (&self.pager, prefaulted > 0) {
             pager.adopt(active.segment(), prefaulted);

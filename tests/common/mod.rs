@@ -10,8 +10,11 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use chronicle::{FormatError, Log, Options, Replay, StorageError};
+use chronicle::{FormatError, Log, LogReader, Options, Replay, StorageError};
 
 /// Bytes of a segment header; a segment's data region starts at this file position.
 pub const HEADER_LEN: u64 = 64;
@@ -265,4 +268,51 @@ pub fn build_log(dir: &Path, record_bytes_max: u64, lens: &[usize]) -> Vec<Rec> 
     let recs = append_all(&mut log, 0, lens);
     log.close().unwrap();
     recs
+}
+
+/// A thread that replays a log from its start, over and over, while a test appends to it,
+/// and checks that record `n` always holds `expected(n)`: a concurrent reader must only ever
+/// see intact records, in order. Passes alternate between `next_ref` and the `Iterator`.
+pub struct ReplayWatcher {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<u32>,
+}
+
+impl ReplayWatcher {
+    pub fn start(reader: LogReader, expected: fn(usize) -> Vec<u8>) -> ReplayWatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut passes = 0u32;
+            while !flag.load(Ordering::Acquire) || passes == 0 {
+                if passes.is_multiple_of(2) {
+                    let mut replay = reader.replay(0);
+                    let mut n = 0;
+                    while let Some(record) = replay.next_ref() {
+                        let record = record.expect("a published record failed to read");
+                        assert_eq!(record.payload, &expected(n)[..], "record {n} differs");
+                        n += 1;
+                    }
+                } else {
+                    for (n, record) in reader.replay(0).enumerate() {
+                        let record = record.expect("a published record failed to read");
+                        assert_eq!(&*record.payload, &expected(n)[..], "record {n} differs");
+                    }
+                }
+                passes += 1;
+            }
+            passes
+        });
+        ReplayWatcher { stop, thread }
+    }
+
+    /// Stops the watcher after its current pass (at least one full pass is made) and
+    /// re-raises any assertion it failed; returns how many passes it made.
+    pub fn finish(self) -> u32 {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.join() {
+            Ok(passes) => passes,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
 }
