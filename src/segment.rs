@@ -484,40 +484,6 @@ impl Segment {
         }
     }
 
-    /// Writes zeros over data bytes `[start, end)`, rounded inwards to whole pages, through
-    /// the file (not the map) and waits until they are on the disk
-    /// (`sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`). Returns the data position the
-    /// zeros now reach, or `start` if the range holds no whole page.
-    ///
-    /// This turns the preallocated but unwritten extents there into written ones, so that the
-    /// syncs of the records later appended there rewrite data in place instead of also
-    /// updating the file's extent map: on ext4 that makes each small `fdatasync` about a
-    /// third cheaper. The bytes read as zeros before and after, so this is invisible to
-    /// readers and to recovery. The caller (the one writer) must hold no record at or after
-    /// `start` (bytes of an abandoned, unpublished batch there are fine to overwrite).
-    ///
-    /// # Errors
-    /// The operating system's error. The caller treats it as "not available": only the
-    /// caller's own later syncs decide what is durable.
-    pub(crate) fn zero_ahead(&self, start: u64, end: u64) -> std::io::Result<u64> {
-        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-        let (file_start, file_end) = self.whole_pages(start, end);
-        if !self.writable || file_end <= file_start {
-            return Ok(start);
-        }
-        let mut at = file_start;
-        while at < file_end {
-            let len = (file_end - at).min(ZEROS.len() as u64);
-            self.file.write_all_at(&ZEROS[..to_index(len)], at)?;
-            at += len;
-        }
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        self.sync_file_range(file_start, file_end, flags)?;
-        Ok(file_end - SEGMENT_HEADER_LEN as u64)
-    }
-
     /// Writes data bytes `[start, end)` to stable storage (`msync(MS_SYNC)` of those pages,
     /// which on Linux is an `fdatasync` of the range).
     ///
@@ -782,6 +748,43 @@ impl SegmentWriter {
             });
         }
         Ok(())
+    }
+
+    /// Writes zeros over data bytes `[start, end)`, rounded inwards to whole pages, through
+    /// the file (not the map) and waits until they are on the disk
+    /// (`sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`). Returns the data position the
+    /// zeros now reach, or `start` if the range holds no whole page.
+    ///
+    /// This turns the preallocated but unwritten extents there into written ones, so that the
+    /// syncs of the records later appended there rewrite data in place instead of also
+    /// updating the file's extent map: on ext4 that makes each small `fdatasync` about a
+    /// third cheaper. The bytes read as zeros before and after, so this is invisible to
+    /// readers and to recovery. Nothing below the published length is touched; the caller
+    /// (the one writer) must hold no record at or after `start` (bytes of an abandoned,
+    /// unpublished batch there are fine to overwrite).
+    ///
+    /// # Errors
+    /// The operating system's error. Waiting for the write-out also reports (once per open
+    /// file) any earlier write-back error of the file, so the caller must treat an error as a
+    /// failed sync.
+    pub(crate) fn zero_ahead(&mut self, start: u64, end: u64) -> std::io::Result<u64> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let seg = &self.segment;
+        let (file_start, file_end) = seg.whole_pages(start.max(seg.published_len()), end);
+        if file_end <= file_start {
+            return Ok(start);
+        }
+        let mut at = file_start;
+        while at < file_end {
+            let len = (file_end - at).min(ZEROS.len() as u64);
+            seg.file.write_all_at(&ZEROS[..to_index(len)], at)?;
+            at += len;
+        }
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        seg.sync_file_range(file_start, file_end, flags)?;
+        Ok(file_end - SEGMENT_HEADER_LEN as u64)
     }
 
     /// Makes the first `len` data bytes visible to readers.

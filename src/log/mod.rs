@@ -273,8 +273,6 @@ struct Writer {
     /// Data position up to which the active segment holds data or zeros written by
     /// [`Writer::zero_ahead`] (rather than preallocated, unwritten space).
     zeroed_pos: u64,
-    /// Cleared when the kernel refuses zeroing ahead.
-    zero_ahead_enabled: bool,
     /// Offset up to which the whole log is known durable.
     synced_end: u64,
     /// Ranges `[from, to)` of sealed segments written since the last sync: a roll does not
@@ -321,6 +319,9 @@ struct Writer {
     /// Test failpoint: the next data sync fails as if the disk had reported an error.
     #[cfg(test)]
     fail_next_sync: bool,
+    /// Test failpoint: the next zeroing ahead fails as if the disk had reported an error.
+    #[cfg(test)]
+    fail_next_zero_ahead: bool,
     /// Test failpoint: the frame write after this many more fails as if the disk had
     /// reported an error.
     #[cfg(test)]
@@ -380,7 +381,7 @@ impl Writer {
             }
         }
         if self.pos > self.synced_pos {
-            self.zero_ahead();
+            self.zero_ahead()?;
             #[cfg(test)]
             let injected = std::mem::take(&mut self.fail_next_sync)
                 .then(|| std::io::Error::other("injected sync failure"));
@@ -417,16 +418,37 @@ impl Writer {
     }
 
     /// Before a sync of the active segment, keeps the region just after the end written with
-    /// zeros (see [`Segment::zero_ahead`]), so that the syncs of the next records find written
-    /// extents. Once per [`ZERO_AHEAD_BYTES`] of log, not per sync; an error only turns it off.
-    fn zero_ahead(&mut self) {
-        if !self.zero_ahead_enabled || self.pos + ZERO_AHEAD_BYTES / 4 <= self.zeroed_pos {
-            return;
+    /// zeros (see [`SegmentWriter::zero_ahead`]), so that the syncs of the next records find
+    /// written extents. Once per [`ZERO_AHEAD_BYTES`] of log, not per sync.
+    ///
+    /// # Errors
+    /// A failure poisons the writer, as a failed sync does: waiting for the zeros' write-out
+    /// also reports any earlier write-back error of the segment's file, and the kernel reports
+    /// such an error once per open file, so the sync that follows would not see it again and
+    /// would acknowledge records whose pages never reached the disk.
+    fn zero_ahead(&mut self) -> Result<()> {
+        if self.pos + ZERO_AHEAD_BYTES / 4 <= self.zeroed_pos {
+            return Ok(());
         }
         let from = self.zeroed_pos.max(self.pos);
-        match self.active.segment().zero_ahead(from, from + ZERO_AHEAD_BYTES) {
-            Ok(reached) => self.zeroed_pos = reached.max(self.pos),
-            Err(_) => self.zero_ahead_enabled = false,
+        #[cfg(test)]
+        let injected = std::mem::take(&mut self.fail_next_zero_ahead)
+            .then(|| std::io::Error::other("injected write-back error"));
+        #[cfg(not(test))]
+        let injected: Option<std::io::Error> = None;
+        let zeroed = match injected {
+            Some(err) => Err(err),
+            None => self.active.zero_ahead(from, from + ZERO_AHEAD_BYTES),
+        };
+        match zeroed {
+            Ok(reached) => {
+                self.zeroed_pos = reached.max(self.pos);
+                Ok(())
+            }
+            Err(err) => {
+                self.poisoned = Some(err.to_string());
+                Err(StorageError::io("write zeros ahead", self.active.segment().path(), err))
+            }
         }
     }
 
@@ -1067,6 +1089,35 @@ mod poison_tests {
         assert_eq!(log.read_at(next).unwrap().payload.to_vec(), b"after reopen".to_vec());
     }
 
+    /// Waiting for the zeros written ahead of the end also reports a write-back error of the
+    /// segment's earlier pages, and the kernel reports it to an open file only once: the sync
+    /// after it would succeed. So a failed zeroing must fail the sync and poison the writer,
+    /// like a failed sync.
+    #[test]
+    fn a_failed_zeroing_ahead_fails_the_sync_and_poisons_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path()).unwrap();
+        let kept = log.append_sync(b"durable").unwrap();
+        // The first sync zeroed 1 MiB ahead; the next zeroing comes once the end is within a
+        // quarter of that of the zeroed region's end.
+        let record = vec![7u8; 4000];
+        for _ in 0..200 {
+            log.append(&record).unwrap();
+        }
+        log.writer.as_mut().unwrap().fail_next_zero_ahead = true;
+        let err = log.append_sync(b"unlucky").unwrap_err();
+        assert!(matches!(err, StorageError::Io { op: "write zeros ahead", .. }), "{err}");
+        let err = log.append(b"more").unwrap_err();
+        assert!(
+            matches!(err, StorageError::Poisoned { ref cause } if cause.contains("write-back")),
+            "{err}"
+        );
+        assert!(matches!(log.sync(), Err(StorageError::Poisoned { .. })));
+        drop(log);
+        let log = Log::open(dir.path()).unwrap();
+        assert_eq!(log.read_at(kept).unwrap().payload.to_vec(), b"durable".to_vec());
+    }
+
     /// A batch that fails part-way leaves its first frames past the end. The close after it
     /// must not record a clean end, or the next open would not look there, and those frames
     /// (intact, with offsets a later chain could reach) would never be cleared.
@@ -1135,7 +1186,6 @@ mod zero_ahead_tests {
             }
         }
         let writer = log.writer.as_ref().unwrap();
-        assert!(writer.zero_ahead_enabled, "zeroing ahead was refused on this filesystem");
         let (segment, pos) = (Arc::clone(writer.active.segment()), writer.pos);
         let file = std::fs::read(segment.path()).unwrap();
         let data_end = SEGMENT_HEADER_LEN + usize::try_from(pos).unwrap();
@@ -1154,14 +1204,13 @@ mod zero_ahead_tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path()).unwrap();
         log.append_sync(b"first").unwrap();
-        let writer = log.writer.as_ref().unwrap();
-        let segment = writer.active.segment();
+        let writer = log.writer.as_mut().unwrap();
         let header = SEGMENT_HEADER_LEN as u64;
         // Data positions [100, 100 + 1 MiB) are file offsets [164, 1 MiB + 164): the zeros
         // cover the whole pages [4096, 1 MiB), which end at data position 1 MiB - 64.
-        assert_eq!(segment.zero_ahead(100, 100 + (1 << 20)).unwrap(), (1 << 20) - header);
+        assert_eq!(writer.active.zero_ahead(100, 100 + (1 << 20)).unwrap(), (1 << 20) - header);
         // A range without a whole page reaches nothing.
-        assert_eq!(segment.zero_ahead(5000, 6000).unwrap(), 5000);
+        assert_eq!(writer.active.zero_ahead(5000, 6000).unwrap(), 5000);
         assert_eq!(log.read_at(0).unwrap().payload.to_vec(), b"first".to_vec());
     }
 }

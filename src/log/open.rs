@@ -286,7 +286,6 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 pos,
                 synced_pos: known_durable.saturating_sub(base).min(pos),
                 zeroed_pos: pos,
-                zero_ahead_enabled: true,
                 synced_end: known_durable.min(end),
                 unsynced_sealed,
                 unsynced_created: Vec::new(),
@@ -309,6 +308,8 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 _lock: lock,
                 #[cfg(test)]
                 fail_next_sync: false,
+                #[cfg(test)]
+                fail_next_zero_ahead: false,
                 #[cfg(test)]
                 fail_frame_after: None,
             };
