@@ -75,8 +75,6 @@ pub(crate) struct Segment {
     /// Bytes of data region that shared views may cover (invariant 2 of the module docs).
     published: AtomicU64,
     writable: bool,
-    /// The open file, for `SEEK_DATA` queries; the map would stay valid without it.
-    file: File,
 }
 
 impl Segment {
@@ -109,7 +107,7 @@ impl Segment {
         if durable {
             sync_dir(dir)?;
         }
-        SegmentWriter::new(Self::map(path, file, header, file_bytes, true)?)
+        SegmentWriter::new(Self::map(path, &file, header, file_bytes, true)?, file)
     }
 
     fn build_file(
@@ -134,13 +132,19 @@ impl Segment {
         Ok(file)
     }
 
-    /// Opens and validates an existing segment whose file name says `base_offset`.
+    /// Opens and validates an existing segment whose file name says `base_offset`, and
+    /// returns it with the file it was mapped from (opened for writing if `writable`).
+    ///
+    /// The segment itself keeps no file descriptor: a log may have more segments than a
+    /// process may have open files (commonly 1,024), so the caller keeps the file only if it
+    /// will write through it ([`SegmentWriter::new`]), and drops it otherwise. The map stays
+    /// valid without it.
     ///
     /// # Errors
     /// [`StorageError::NotALog`], [`StorageError::UnsupportedVersion`], or
     /// [`StorageError::Corruption`] for a damaged header; [`StorageError::BrokenChain`] when
     /// the header's base offset disagrees with the file name; [`StorageError::Io`].
-    pub(crate) fn open(path: PathBuf, base_offset: u64, writable: bool) -> Result<Segment> {
+    pub(crate) fn open(path: PathBuf, base_offset: u64, writable: bool) -> Result<(Segment, File)> {
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
@@ -194,24 +198,24 @@ impl Segment {
                 header.base_offset
             ))));
         }
-        Self::map(path, file, header, file_bytes, writable)
+        let segment = Self::map(path, &file, header, file_bytes, writable)?;
+        Ok((segment, file))
     }
 
     fn map(
         path: PathBuf,
-        file: File,
+        file: &File,
         header: SegmentHeader,
         file_bytes: u64,
         writable: bool,
     ) -> Result<Segment> {
-        let map = map_file(&path, &file, file_bytes, writable)?;
-        Ok(Self::from_map(path, file, header, map, file_bytes, writable))
+        let map = map_file(&path, file, file_bytes, writable)?;
+        Ok(Self::from_map(path, header, map, file_bytes, writable))
     }
 
     /// Wraps a map made by [`map_file`] for the same `file_bytes`.
     fn from_map(
         path: PathBuf,
-        file: File,
         header: SegmentHeader,
         map: MmapRaw,
         file_bytes: u64,
@@ -220,15 +224,7 @@ impl Segment {
         // A read-only segment has no writer in this process, so all of it may be viewed.
         let capacity = data_capacity(file_bytes);
         let published = if writable { 0 } else { capacity };
-        Segment {
-            path,
-            header,
-            map,
-            capacity,
-            published: AtomicU64::new(published),
-            writable,
-            file,
-        }
+        Segment { path, header, map, capacity, published: AtomicU64::new(published), writable }
     }
 
     /// Turns a [`SpareSegment`] into the segment for `header.base_offset` in `dir` and returns
@@ -251,7 +247,7 @@ impl Segment {
         fs::rename(temp.path(), &path)
             .map_err(|e| StorageError::io("rename new segment", temp.path(), e))?;
         temp.keep();
-        SegmentWriter::new(Self::from_map(path, file, header, map, file_bytes, true))
+        SegmentWriter::new(Self::from_map(path, header, map, file_bytes, true), file)
     }
 
     /// The segment's file path.
@@ -343,21 +339,23 @@ impl Segment {
     /// The runs of the data region that may hold non-zero bytes, as `[start, end)` data
     /// positions in order, according to the filesystem's `SEEK_DATA`/`SEEK_HOLE`: never-written
     /// (preallocated) ranges read as zeros and are left out, so recovery need not read them.
-    /// Where the filesystem cannot tell, the whole region is one run.
+    /// Where the filesystem cannot tell (or the file cannot be opened again to ask), the whole
+    /// region is one run.
     pub(crate) fn data_extents(&self) -> Vec<(u64, u64)> {
         use rustix::fs::{seek, SeekFrom};
         let header = SEGMENT_HEADER_LEN as u64;
         let whole = vec![(0, self.capacity)];
+        let Ok(file) = File::open(&self.path) else { return whole };
         let mut extents = Vec::new();
         let mut pos = 0u64;
         while pos < self.capacity {
-            let start = match seek(&self.file, SeekFrom::Data(header + pos)) {
+            let start = match seek(&file, SeekFrom::Data(header + pos)) {
                 Ok(at) => at.saturating_sub(header),
                 // ENXIO: no data at or after `pos`.
                 Err(rustix::io::Errno::NXIO) => break,
                 Err(_) => return whole,
             };
-            let Ok(end) = seek(&self.file, SeekFrom::Hole(header + start)) else { return whole };
+            let Ok(end) = seek(&file, SeekFrom::Hole(header + start)) else { return whole };
             let (start, end) = (start.max(pos), end.saturating_sub(header).min(self.capacity));
             if start >= end {
                 // The filesystem's answers do not advance: trust none of them.
@@ -370,12 +368,14 @@ impl Segment {
     }
 
     /// Makes the file's header, size and allocation durable (`fsync`), for a segment created
-    /// without syncing.
+    /// without syncing. The file is opened again for this, since segments keep no descriptor:
+    /// `fsync` acts on the file, whichever descriptor asks, and a write-back error no
+    /// descriptor has reported yet is reported to this one.
     ///
     /// # Errors
     /// The operating system's error; the writer must then be poisoned.
     pub(crate) fn sync_file(&self) -> std::io::Result<()> {
-        self.file.sync_all()
+        File::open(&self.path)?.sync_all()
     }
 
     /// Tells the kernel how the data region will be read: `random` while recovery scans it
@@ -409,23 +409,6 @@ impl Segment {
             SEGMENT_HEADER_LEN + to_index(start),
             to_index(end - start),
         )
-    }
-
-    /// Starts writing data bytes `[start, end)` back to the disk without waiting
-    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, rounded inwards to whole pages), after
-    /// dropping this process's page-table entries for those pages ([`Segment::unmap_pages`]),
-    /// so the write-out need not write-protect them one by one. This acknowledges nothing: it
-    /// only means a later [`Segment::sync_range`] finds less left to write. Meant for bytes the
-    /// writer has passed and will not write again. A no-op for read-only maps.
-    ///
-    /// # Errors
-    /// The kernel's error; callers treat it as "not available".
-    pub(crate) fn start_writeback(&self, start: u64, end: u64) -> std::io::Result<()> {
-        let (file_start, file_end) = self.unmap_pages(start, end)?;
-        if file_end <= file_start {
-            return Ok(());
-        }
-        self.sync_file_range(file_start, file_end, libc::SYNC_FILE_RANGE_WRITE)
     }
 
     /// Drops this process's page-table entries for the whole pages inside data bytes
@@ -466,22 +449,6 @@ impl Segment {
         let file_start = (header + start).next_multiple_of(PAGE);
         let file_end = (header + end.min(self.capacity)) / PAGE * PAGE;
         (file_start, file_end.max(file_start))
-    }
-
-    /// `sync_file_range` over file offsets `[start, end)`.
-    fn sync_file_range(&self, start: u64, end: u64, flags: libc::c_uint) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd as _;
-        let (Ok(from), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
-            return Err(std::io::ErrorKind::InvalidInput.into());
-        };
-        // SAFETY: `sync_file_range` reads no memory of ours; it is given an open descriptor
-        // that this segment owns for its whole life, and plain integers.
-        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), from, len, flags) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
     }
 
     /// Writes data bytes `[start, end)` to stable storage (`msync(MS_SYNC)` of those pages,
@@ -644,20 +611,43 @@ impl Drop for TempFile {
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
     segment: Arc<Segment>,
+    /// The segment's file, open for writing: for `pwritev`, zeroing ahead and write-out. Only
+    /// the active segment's writer (and write-out still queued for it) holds one, so a log of
+    /// any number of segments keeps a bounded number of files open.
+    file: Arc<File>,
 }
 
 impl SegmentWriter {
-    /// Makes `segment` (exclusively owned, writable, recovered) shared and returns its writer.
-    pub(crate) fn new(segment: Segment) -> Result<SegmentWriter> {
+    /// Makes `segment` (exclusively owned, writable, recovered) shared and returns its writer,
+    /// which writes through `file`, the segment's file open for writing.
+    pub(crate) fn new(segment: Segment, file: File) -> Result<SegmentWriter> {
         if !segment.writable {
             return Err(StorageError::ReadOnly);
         }
-        Ok(SegmentWriter { segment: Arc::new(segment) })
+        Ok(SegmentWriter { segment: Arc::new(segment), file: Arc::new(file) })
+    }
+
+    /// [`SegmentWriter::new`] for a segment whose file was not kept: opens it again.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if the file cannot be opened for writing.
+    pub(crate) fn reopen(segment: Segment) -> Result<SegmentWriter> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&segment.path)
+            .map_err(|e| StorageError::io("open segment", &segment.path, e))?;
+        SegmentWriter::new(segment, file)
     }
 
     /// The shared segment this writer writes into.
     pub(crate) fn segment(&self) -> &Arc<Segment> {
         &self.segment
+    }
+
+    /// A handle that starts the write-out of this segment's pages, for a helper thread.
+    pub(crate) fn write_out_handle(&self) -> WriteOut {
+        WriteOut { segment: Arc::clone(&self.segment), file: Arc::clone(&self.file) }
     }
 
     /// Copies a frame header and payload to data position `pos`, which must be at or after
@@ -732,9 +722,8 @@ impl SegmentWriter {
     pub(crate) fn write_through_file(&mut self, pos: u64, bufs: &[&[u8]]) -> Result<()> {
         let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         self.check_unpublished(pos, len)?;
-        let seg = &self.segment;
-        write_all_at(&seg.file, bufs, SEGMENT_HEADER_LEN as u64 + pos)
-            .map_err(|e| StorageError::io("write frame", seg.path(), e))
+        write_all_at(&self.file, bufs, SEGMENT_HEADER_LEN as u64 + pos)
+            .map_err(|e| StorageError::io("write frame", self.segment.path(), e))
     }
 
     /// Refuses a write of `len` bytes at data position `pos` unless it lies after the
@@ -777,19 +766,63 @@ impl SegmentWriter {
         let mut at = file_start;
         while at < file_end {
             let len = (file_end - at).min(ZEROS.len() as u64);
-            seg.file.write_all_at(&ZEROS[..to_index(len)], at)?;
+            self.file.write_all_at(&ZEROS[..to_index(len)], at)?;
             at += len;
         }
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE
             | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        seg.sync_file_range(file_start, file_end, flags)?;
+        sync_file_range(&self.file, file_start, file_end, flags)?;
         Ok(file_end - SEGMENT_HEADER_LEN as u64)
     }
 
     /// Makes the first `len` data bytes visible to readers.
     pub(crate) fn publish(&mut self, len: u64) {
         self.segment.publish(len);
+    }
+}
+
+/// Starts the write-out of a segment's pages from a helper thread: the segment and its file,
+/// shared with the segment's writer for as long as the request is queued.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteOut {
+    segment: Arc<Segment>,
+    file: Arc<File>,
+}
+
+impl WriteOut {
+    /// Starts writing data bytes `[start, end)` back to the disk without waiting
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, rounded inwards to whole pages), after
+    /// dropping this process's page-table entries for those pages ([`Segment::unmap_pages`]),
+    /// so the write-out need not write-protect them one by one. This acknowledges nothing: it
+    /// only means a later [`Segment::sync_range`] finds less left to write. Meant for bytes the
+    /// writer has passed and will not write again. Without waiting, it neither sees nor
+    /// consumes write-back errors: the sync that later waits for these pages reports them.
+    ///
+    /// # Errors
+    /// The kernel's error; callers treat it as "not available".
+    pub(crate) fn start_writeback(&self, start: u64, end: u64) -> std::io::Result<()> {
+        let (file_start, file_end) = self.segment.unmap_pages(start, end)?;
+        if file_end <= file_start {
+            return Ok(());
+        }
+        sync_file_range(&self.file, file_start, file_end, libc::SYNC_FILE_RANGE_WRITE)
+    }
+}
+
+/// `sync_file_range` over file offsets `[start, end)` of `file`.
+fn sync_file_range(file: &File, start: u64, end: u64, flags: libc::c_uint) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let (Ok(from), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: `sync_file_range` reads no memory of ours; it is given a descriptor that `file`
+    // keeps open for the call, and plain integers.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), from, len, flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -557,7 +557,7 @@ impl Writer {
         };
         if self.write_behind && self.pos >= self.write_behind_requested + WRITE_BEHIND_BYTES {
             let from = self.write_behind_requested.max(self.synced_pos);
-            pager.write_behind(self.active.segment(), from, self.pos);
+            pager.write_behind(self.active.write_out_handle(), from, self.pos);
             self.write_behind_requested = self.pos;
         }
         // Half way through a segment, the next one is made in the background, so the roll

@@ -99,15 +99,22 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     }
     let mut segments = Vec::with_capacity(listing.bases.len());
     let mut torn_created: Option<PathBuf> = None;
+    // The file of the last segment opened: the writer's, if recovery keeps that segment last.
+    // Every other file is closed once mapped, so the number of segments is not limited by the
+    // number of files a process may have open.
+    let mut last_file: Option<(PathBuf, File)> = None;
     for &base in &listing.bases {
         let path = dir.join(segment_file_name(base));
         if torn_created.is_some() {
             // Everything after a torn creation was created after it, and goes with it.
-            segments.push(Segment::open(path, base, !read_only)?);
+            segments.push(Segment::open(path, base, !read_only)?.0);
             continue;
         }
         match Segment::open(path.clone(), base, !read_only) {
-            Ok(segment) => segments.push(segment),
+            Ok((segment, file)) => {
+                last_file = Some((path, file));
+                segments.push(segment);
+            }
             Err(_) if is_torn_creation(&path) => torn_created = Some(path),
             Err(err) => return Err(err),
         }
@@ -234,7 +241,11 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             all.push(Arc::new(last));
             None
         }
-        Some(last) => Some(SegmentWriter::new(last)?),
+        Some(last) => Some(match last_file {
+            Some((path, file)) if path == last.path() => SegmentWriter::new(last, file)?,
+            // Recovery set the segment that file belongs to aside.
+            _ => SegmentWriter::reopen(last)?,
+        }),
         // A read-only open of a directory with no segments sees an empty log.
         None if read_only => None,
         None => {

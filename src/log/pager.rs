@@ -41,7 +41,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::error::Result;
-use crate::segment::{Segment, SpareSegment};
+use crate::segment::{Segment, SpareSegment, WriteOut};
 
 /// How far ahead of the writer pages are prefaulted.
 pub(crate) const PREFAULT_AHEAD_BYTES: u64 = 8 << 20;
@@ -88,7 +88,7 @@ struct State {
     /// Data position up to which it is done.
     done: u64,
     /// Data ranges `[from, to)` whose write-out is to be started, oldest first.
-    write_behind: VecDeque<(Arc<Segment>, u64, u64)>,
+    write_behind: VecDeque<(WriteOut, u64, u64)>,
     spare: Spare,
     /// Set when the kernel refused that kind of work: it is no longer done.
     prefault_off: bool,
@@ -215,9 +215,9 @@ impl Pager {
         }
     }
 
-    /// Asks for the write-out of `segment`'s data bytes `[from, to)` to be started. The
+    /// Asks for the write-out of data bytes `[from, to)` of `segment` to be started. The
     /// writer must not write into that range again (it only appends after it).
-    pub(crate) fn write_behind(&self, segment: &Arc<Segment>, from: u64, to: u64) {
+    pub(crate) fn write_behind(&self, segment: WriteOut, from: u64, to: u64) {
         if to <= from {
             return;
         }
@@ -228,7 +228,7 @@ impl Pager {
         if state.write_behind.len() >= WRITE_BEHIND_QUEUE_MAX {
             state.write_behind.pop_front();
         }
-        state.write_behind.push_back((Arc::clone(segment), from, to));
+        state.write_behind.push_back((segment, from, to));
         self.shared.wake.notify_all();
     }
 }
@@ -254,7 +254,7 @@ impl Drop for Pager {
 /// One piece of work taken from the state.
 enum Job {
     Prefault(Arc<Segment>, u64, u64),
-    WriteBehind(Arc<Segment>, u64, u64),
+    WriteBehind(WriteOut, u64, u64),
     MakeSpare { dir: PathBuf, file_bytes: u64, prefault_bytes: u64 },
     PrefaultSpare { spare: SpareSegment, prefault_bytes: u64 },
 }
