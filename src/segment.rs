@@ -776,6 +776,44 @@ impl SegmentWriter {
         Ok(file_end - SEGMENT_HEADER_LEN as u64)
     }
 
+    /// The whole data region, published or not, for the writer's own reading of its
+    /// unpublished tail.
+    pub(crate) fn data_region(&mut self) -> &[u8] {
+        let seg = &self.segment;
+        // SAFETY: the range is the mapped data region, valid while the segment lives (module
+        // invariant 1). Its published prefix is never written while shared (invariant 2); the
+        // rest is written only through this `SegmentWriter`, which `&mut self` keeps from
+        // writing while the returned view lives.
+        unsafe {
+            std::slice::from_raw_parts(
+                seg.map.as_ptr().add(SEGMENT_HEADER_LEN),
+                to_index(seg.capacity),
+            )
+        }
+    }
+
+    /// Zeroes data bytes `[start, end)`, at or after the published length, through the map
+    /// and makes the zeros durable (`msync`).
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidOffset`] for a range before the published length or past the
+    /// data region; [`StorageError::Io`] if the sync fails (the writer must then be poisoned).
+    pub(crate) fn zero_unpublished(&mut self, start: u64, end: u64) -> Result<()> {
+        self.check_unpublished(start, end.saturating_sub(start))?;
+        let seg = &self.segment;
+        // SAFETY: `[start, end)` lies inside the writable mapping's data region and at or
+        // after the published length (checked above), so no shared view covers it, and
+        // `&mut self` makes this the only write to it.
+        unsafe {
+            std::ptr::write_bytes(
+                seg.map.as_mut_ptr().add(SEGMENT_HEADER_LEN + to_index(start)),
+                0,
+                to_index(end - start),
+            );
+        }
+        seg.sync_range(start, end).map_err(|e| StorageError::io("sync zeroed tail", seg.path(), e))
+    }
+
     /// Makes the first `len` data bytes visible to readers.
     pub(crate) fn publish(&mut self, len: u64) {
         self.segment.publish(len);

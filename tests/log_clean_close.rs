@@ -9,8 +9,11 @@ use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use chronicle::{FormatError, Log};
-use common::{all, append_all, corruption, file_pos, segment_of, small, varied_lens, write_at};
+use chronicle::{FormatError, Log, Options};
+use common::{
+    all, append_all, corruption, file_pos, frame_len, read_at, reseal_frame, segment_of, small,
+    varied_lens, write_at,
+};
 
 const MAX: u64 = 600;
 
@@ -116,4 +119,48 @@ fn a_clean_end_with_frames_after_it_is_not_trusted() {
     assert!(report.records_scanned > 0, "{report:?}");
     assert_eq!(report.end_offset, end);
     assert_eq!(all(log.replay(0)), recs);
+}
+
+/// Bytes after a clean end are taken to be zeros, so the open does not read them. Damage can
+/// leave something there, here an intact frame that says everything before it was durable.
+/// Before its first write the writer must clear it: otherwise the records appended after the
+/// clean end are followed by that frame, and the next open takes it for proof that durable
+/// data was lost and refuses the log, acknowledged records and all.
+#[test]
+fn bytes_after_a_clean_end_are_cleared_before_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { segment_bytes: 1 << 20, record_bytes_max: MAX, ..Options::default() };
+    let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+    let mut recs = append_all(&mut log, 0, &varied_lens(20, MAX as usize));
+    let end = log.end_offset();
+    log.close().unwrap();
+
+    // A copy of the first frame a little past the end, with that offset, no unsynced distance
+    // (everything before it durable) and its checksum made good.
+    let first = &recs[0];
+    let (base, path) = segment_of(dir.path(), first.offset);
+    let len = usize::try_from(frame_len(first.payload.len())).unwrap();
+    let original = read_at(&path, file_pos(base, first.offset), len);
+    let stray_offset = end + 256;
+    let mut stray = original.clone();
+    stray[8..16].copy_from_slice(&stray_offset.to_le_bytes());
+    stray[24..28].copy_from_slice(&0u32.to_le_bytes());
+    reseal_frame(&original, &mut stray);
+    write_at(&path, file_pos(base, stray_offset), &stray);
+
+    let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+    assert!(log.open_report().clean_close, "the clean end was not trusted");
+    // Buffered: a sync would also write zeros ahead of the end, over whole pages only.
+    let appended = log.append(b"in the page cache").unwrap();
+    assert_eq!(appended, end);
+    recs.push(common::Rec { offset: appended, payload: b"in the page cache".to_vec() });
+    assert!(
+        read_at(&path, file_pos(base, stray_offset), len).iter().all(|&b| b == 0),
+        "the bytes after the clean end were not cleared"
+    );
+    drop(log); // a crash: no close
+
+    let log = Log::open_with(dir.path(), options).unwrap();
+    assert_eq!(all(log.replay(0)), recs);
+    assert_eq!(log.open_report().torn_tail, None);
 }

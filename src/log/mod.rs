@@ -25,6 +25,7 @@ use crate::format::{
 use crate::segment::{Segment, SegmentWriter, WRITE_THROUGH_FILE_MIN};
 use clock::{now_ms, RecordClock};
 use pager::{Pager, PREFAULT_AHEAD_BYTES, PREFAULT_MIN_UNSYNCED, WRITE_BEHIND_BYTES};
+use recovery::examine_after_chain;
 
 /// Smallest accepted [`Options::segment_bytes`].
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -616,15 +617,45 @@ impl Writer {
     /// Before the first write after an open: a durable record that says the log was closed
     /// cleanly is rewritten without that (durably, and otherwise unchanged: its durable end
     /// still holds), since from now on bytes may appear after its end that the next open must
-    /// examine.
+    /// examine. See [`Writer::leave_clean_end`].
     #[inline]
     fn prepare_to_write(&mut self) -> Result<()> {
         match self.durable_on_disk {
-            Some(on_disk) if on_disk.clean_end => {
-                self.store_durable_record(DurableRecord { clean_end: false, ..on_disk })
-            }
+            Some(on_disk) if on_disk.clean_end => self.leave_clean_end(on_disk),
             _ => Ok(()),
         }
+    }
+
+    /// [`Writer::prepare_to_write`] for a log whose durable record holds a clean end.
+    ///
+    /// The clean end also says that only zeros follow the end, and an open that trusted it did
+    /// not read there. Damage can make that untrue (a frame left there would then follow the
+    /// frames this writer appends, and the next open, which examines what follows the chain,
+    /// could take it for proof that durable data was lost and refuse the log). So the active
+    /// segment's bytes after the end are examined now, as recovery would have, and any
+    /// non-zero ones are zeroed durably before the record loses its clean end.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if zeroing or its sync fails (the writer is then poisoned), or
+    /// if the record cannot be rewritten.
+    #[cold]
+    fn leave_clean_end(&mut self, on_disk: DurableRecord) -> Result<()> {
+        let (base, pos) = (self.base(), self.pos);
+        let segment = Arc::clone(self.active.segment());
+        let extents = segment.data_extents();
+        // As in recovery: without read-ahead, so the scan brings in no zero pages that later
+        // opens would count as data.
+        segment.advise_scan(true);
+        let dirty_end =
+            examine_after_chain(self.active.data_region(), base, pos, &extents).dirty_end;
+        segment.advise_scan(false);
+        if dirty_end > pos {
+            if let Err(err) = self.active.zero_unpublished(pos, dirty_end) {
+                self.poisoned = Some(err.to_string());
+                return Err(err);
+            }
+        }
+        self.store_durable_record(DurableRecord { clean_end: false, ..on_disk })
     }
 
     /// What `close` does after its sync: records that the log ends here, cleanly unless a
