@@ -799,7 +799,10 @@ impl SegmentWriter {
     /// [`StorageError::InvalidOffset`] for a range before the published length or past the
     /// data region; [`StorageError::Io`] if the sync fails (the writer must then be poisoned).
     pub(crate) fn zero_unpublished(&mut self, start: u64, end: u64) -> Result<()> {
-        self.check_unpublished(start, end.saturating_sub(start))?;
+        if end <= start {
+            return Ok(());
+        }
+        self.check_unpublished(start, end - start)?;
         let seg = &self.segment;
         // SAFETY: `[start, end)` lies inside the writable mapping's data region and at or
         // after the published length (checked above), so no shared view covers it, and
