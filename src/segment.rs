@@ -302,14 +302,47 @@ impl Segment {
     /// The whole data region, published or not, for recovery's scan.
     pub(crate) fn data_exclusive(&mut self) -> &[u8] {
         // SAFETY: `&mut self` proves no other reference to this segment exists, so no writer
-        // is active and no view overlaps; the range is the mapped data region and stays valid
-        // for the borrow (module invariant 1).
+        // is active while the view lives.
+        unsafe { self.whole_data() }
+    }
+
+    /// The whole data region, published or not.
+    ///
+    /// # Safety
+    /// Nothing may write the region's unpublished part while the view lives: the caller holds
+    /// the segment exclusively, or its one [`SegmentWriter`] borrowed mutably. (The published
+    /// prefix is never written while shared, module invariant 2.)
+    unsafe fn whole_data(&self) -> &[u8] {
+        // SAFETY: the range is the mapped data region, valid while `self` lives (module
+        // invariant 1); the caller rules out writes to it for the borrow.
         unsafe {
             std::slice::from_raw_parts(
                 self.map.as_ptr().add(SEGMENT_HEADER_LEN),
                 to_index(self.capacity),
             )
         }
+    }
+
+    /// Zero-fills data bytes `[start, end)` (clipped to the data region) through the writable
+    /// map, then makes the zeros durable (`msync`).
+    ///
+    /// # Safety
+    /// No view may cover the range and nothing else may write it while this runs: the caller
+    /// holds the segment exclusively, or its one [`SegmentWriter`] borrowed mutably with the
+    /// range at or after the published length. The map must be writable.
+    unsafe fn zero_and_sync(&self, start: u64, end: u64) -> Result<()> {
+        let end = end.min(self.capacity);
+        let start = start.min(end);
+        // SAFETY: the range lies in the mapping's data region (clipped above; module
+        // invariant 1 keeps it mapped); the caller guarantees it is writable and unshared.
+        unsafe {
+            std::ptr::write_bytes(
+                self.map.as_mut_ptr().add(SEGMENT_HEADER_LEN + to_index(start)),
+                0,
+                to_index(end - start),
+            );
+        }
+        self.sync_range(start, end).map_err(|e| StorageError::io("sync zeroed tail", &self.path, e))
     }
 
     /// Zero-fills data bytes `[start, end)` and makes the zeros durable: the in-place truncation
@@ -322,18 +355,9 @@ impl Segment {
         if !self.writable {
             return Err(StorageError::ReadOnly);
         }
-        let end = end.min(self.capacity);
-        let start = start.min(end);
-        // SAFETY: `&mut self` gives exclusive access (no views, no writer); the range lies in
-        // the writable mapping's data region (module invariant 1 keeps it mapped).
-        unsafe {
-            std::ptr::write_bytes(
-                self.map.as_mut_ptr().add(SEGMENT_HEADER_LEN + to_index(start)),
-                0,
-                to_index(end - start),
-            );
-        }
-        self.sync_range(start, end).map_err(|e| StorageError::io("sync zeroed tail", &self.path, e))
+        // SAFETY: `&mut self` gives exclusive access (no views, no writer); the map is
+        // writable (checked above).
+        unsafe { self.zero_and_sync(start, end) }
     }
 
     /// The runs of the data region that may hold non-zero bytes, as `[start, end)` data
@@ -779,17 +803,9 @@ impl SegmentWriter {
     /// The whole data region, published or not, for the writer's own reading of its
     /// unpublished tail.
     pub(crate) fn data_region(&mut self) -> &[u8] {
-        let seg = &self.segment;
-        // SAFETY: the range is the mapped data region, valid while the segment lives (module
-        // invariant 1). Its published prefix is never written while shared (invariant 2); the
-        // rest is written only through this `SegmentWriter`, which `&mut self` keeps from
-        // writing while the returned view lives.
-        unsafe {
-            std::slice::from_raw_parts(
-                seg.map.as_ptr().add(SEGMENT_HEADER_LEN),
-                to_index(seg.capacity),
-            )
-        }
+        // SAFETY: the region's unpublished part is written only through this writer, which
+        // `&mut self` keeps from writing while the view lives.
+        unsafe { self.segment.whole_data() }
     }
 
     /// Zeroes data bytes `[start, end)`, at or after the published length, through the map
@@ -803,18 +819,10 @@ impl SegmentWriter {
             return Ok(());
         }
         self.check_unpublished(start, end - start)?;
-        let seg = &self.segment;
-        // SAFETY: `[start, end)` lies inside the writable mapping's data region and at or
-        // after the published length (checked above), so no shared view covers it, and
-        // `&mut self` makes this the only write to it.
-        unsafe {
-            std::ptr::write_bytes(
-                seg.map.as_mut_ptr().add(SEGMENT_HEADER_LEN + to_index(start)),
-                0,
-                to_index(end - start),
-            );
-        }
-        seg.sync_range(start, end).map_err(|e| StorageError::io("sync zeroed tail", seg.path(), e))
+        // SAFETY: the range is at or after the published length (checked above), so no view
+        // covers it, `&mut self` makes this the only write to it, and a writer's map is
+        // writable (`SegmentWriter::new` refuses any other).
+        unsafe { self.segment.zero_and_sync(start, end) }
     }
 
     /// Makes the first `len` data bytes visible to readers.
