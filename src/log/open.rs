@@ -1,5 +1,5 @@
 //! Opening a log: the lock, the directory listing, header validation, and carrying out the
-//! recovery [`Plan`](super::recovery::Plan).
+//! recovery [`Plan`].
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};

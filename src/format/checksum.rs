@@ -1,0 +1,312 @@
+//! The frame checksum, computed fast for the small frames a log mostly holds.
+//!
+//! A frame's checksum is the CRC-32 (ISO-HDLC: zlib's and crc32fast's) of its bytes from
+//! offset 4 to its end (`FORMAT.md`, section 3). crc32fast computes it over a whole buffer by folding
+//! 64 bytes at a time into four accumulators, which is the right plan for long buffers, but
+//! for a frame of a few hundred bytes most of its time goes into the serial steps at the end
+//! (folding the four accumulators into one, then the rest 16 bytes at a time), and a writer of
+//! small records spends more on the checksum than on copying the record. On x86-64 with
+//! `PCLMULQDQ`, a frame of at most [`PARALLEL_CHUNKS_MAX`] 16-byte chunks is instead folded in
+//! one step: each chunk is multiplied by the constant that moves it to the position of the
+//! last whole chunk, and the products are added up. Copying 1M frames of 160 bytes into warm
+//! memory and hashing each in place took 12.7 ns per frame for the hashing, against 21 ns with
+//! crc32fast; the writer's CPU time for 1M appends of 128 bytes went from 58–61 to 51–55 ms.
+//! (Replay, which hashes frames it only reads, gained nothing measurable: there the CPU
+//! overlaps one frame's hashing with the next one's.) Longer frames, and other CPUs, use
+//! crc32fast; the result is the same bit for bit (tested against it for every length to past
+//! the limit).
+//!
+//! The method and its constants are those of Gopal et al., "Fast CRC Computation for Generic
+//! Polynomials Using PCLMULQDQ Instruction" (Intel, 2009), in its bit-reflected form, as
+//! crc32fast also implements it; the constants are computed below rather than copied.
+
+// The constants serve the x86-64 code (and the tests) only.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+use super::FRAME_HEADER_LEN;
+
+/// Frames of at most this many 16-byte chunks (before a shorter last piece) take the parallel
+/// fold; the table of constants has one pair per chunk distance.
+pub(super) const PARALLEL_CHUNKS_MAX: usize = 32;
+
+/// The checksum of a frame whose first [`FRAME_HEADER_LEN`] bytes are `head` (its checksum
+/// field, bytes 0 to 4, is ignored) and whose payload is `payload`: the CRC-32 of
+/// `head[4..]` followed by `payload`.
+#[must_use]
+pub(super) fn frame_checksum(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if payload.len() < (PARALLEL_CHUNKS_MAX + 1) * 16 - FRAME_HEADER_LEN {
+        if let Some(sum) = clmul::checksum(head, payload) {
+            return sum;
+        }
+    }
+    super::crc32(&[&head[4..], payload])
+}
+
+/// CRC-32 polynomial, `x^32 + x^26 + ... + 1`, with its `x^32` term.
+const POLY: u64 = 0x1_04C1_1DB7;
+
+/// `x^n mod POLY`, as a 32-bit polynomial (most significant bit: `x^31`).
+const fn x_pow_mod(n: u32) -> u64 {
+    let mut r: u64 = 1;
+    let mut i = 0;
+    while i < n {
+        r <<= 1;
+        if r & (1 << 32) != 0 {
+            r ^= POLY;
+        }
+        i += 1;
+    }
+    r
+}
+
+/// The folding constant for `x^n`: `x^n mod POLY` bit-reflected and shifted left by one, the
+/// form the reflected algorithm multiplies by.
+const fn fold_constant(n: u32) -> u64 {
+    ((x_pow_mod(n) as u32).reverse_bits() as u64) << 1
+}
+
+/// `floor(x^64 / POLY)`, the quotient Barrett reduction needs (33 bits).
+const fn barrett_quotient() -> u64 {
+    // Long division of x^64 (a 65-bit number, held as remainder bits shifted in one at a time).
+    let mut quotient: u64 = 0;
+    let mut remainder: u64 = 0;
+    let mut bit = 64i32;
+    while bit >= 0 {
+        remainder = (remainder << 1) | if bit == 64 { 1 } else { 0 };
+        quotient <<= 1;
+        if remainder & (1 << 32) != 0 {
+            remainder ^= POLY;
+            quotient |= 1;
+        }
+        bit -= 1;
+    }
+    quotient
+}
+
+/// A 33-bit value bit-reflected (bit 0 becomes bit 32).
+const fn reflect33(v: u64) -> u64 {
+    (v & 0x1_FFFF_FFFF).reverse_bits() >> 31
+}
+
+/// Constants that fold a 16-byte chunk forward by `j` chunks (index `j`; index 0 unused): the
+/// low half of the chunk is multiplied by the first, the high half by the second.
+const FOLD: [(u64, u64); PARALLEL_CHUNKS_MAX] = {
+    let mut table = [(0u64, 0u64); PARALLEL_CHUNKS_MAX];
+    let mut j = 1;
+    while j < PARALLEL_CHUNKS_MAX {
+        let bits = 128 * j as u32;
+        table[j] = (fold_constant(bits + 32), fold_constant(bits - 32));
+        j += 1;
+    }
+    table
+};
+
+/// Folds 64 bits to 32 in the final reduction.
+const K_64: u64 = fold_constant(64);
+/// `POLY` and the Barrett quotient, bit-reflected, for the final reduction.
+const P_REFLECTED: u64 = reflect33(POLY);
+const MU_REFLECTED: u64 = reflect33(barrett_quotient());
+
+/// The frame's first four bytes (its checksum field) are taken as zeros, so the chunks line up
+/// with the frame; a CRC register holding this value before those four zero bytes holds the
+/// standard initial value `0xFFFF_FFFF` after them (the register runs `x^32` back; checked by a
+/// test), which makes the result the CRC of the bytes from offset 4.
+const INITIAL_BEFORE_FIELD: u32 = 0x9226_F562;
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod clmul {
+    use super::{FOLD, FRAME_HEADER_LEN, INITIAL_BEFORE_FIELD, K_64, MU_REFLECTED, P_REFLECTED};
+    use std::arch::x86_64::{
+        __m128i, _mm_add_epi8, _mm_and_si128, _mm_clmulepi64_si128, _mm_cvtsi32_si128,
+        _mm_extract_epi32, _mm_loadu_si128, _mm_set1_epi8, _mm_set_epi32, _mm_set_epi64x,
+        _mm_setr_epi8, _mm_shuffle_epi8, _mm_srli_si128, _mm_xor_si128,
+    };
+    use std::sync::OnceLock;
+
+    /// [`fold`] if this CPU has the instructions it uses, else `None`.
+    #[inline]
+    pub(super) fn checksum(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> Option<u32> {
+        // SAFETY: the CPU has every instruction `fold` is compiled for (just checked).
+        available().then(|| unsafe { fold(head, payload) })
+    }
+
+    /// Whether this CPU has the instructions [`fold`] uses (checked once).
+    #[inline]
+    fn available() -> bool {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("pclmulqdq")
+                && std::arch::is_x86_feature_detected!("sse4.1")
+                && std::arch::is_x86_feature_detected!("ssse3")
+        })
+    }
+
+    /// The 16 bytes at `bytes[at..at + 16]`.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn load(bytes: &[u8], at: usize) -> __m128i {
+        let chunk = &bytes[at..at + 16];
+        // SAFETY: `chunk` is 16 readable bytes (the indexing checked it); the unaligned load
+        // needs no alignment.
+        unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) }
+    }
+
+    /// `chunk` moved forward by `keys`' distance and added into `acc`.
+    #[inline]
+    #[target_feature(enable = "pclmulqdq,sse2")]
+    fn fold_into(acc: __m128i, chunk: __m128i, keys: (u64, u64)) -> __m128i {
+        let k = _mm_set_epi64x(keys.1 as i64, keys.0 as i64);
+        let low = _mm_clmulepi64_si128::<0x00>(chunk, k);
+        let high = _mm_clmulepi64_si128::<0x11>(chunk, k);
+        _mm_xor_si128(acc, _mm_xor_si128(low, high))
+    }
+
+    /// [`super::frame_checksum`] for a frame of at most `PARALLEL_CHUNKS_MAX` whole chunks
+    /// and a shorter last piece.
+    ///
+    /// # Safety
+    /// The CPU must support PCLMULQDQ, SSE4.1 and SSSE3 ([`available`]).
+    #[target_feature(enable = "pclmulqdq,sse2,sse4.1,ssse3")]
+    unsafe fn fold(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
+        let whole = payload.len() / 16;
+        // Whole chunks of the frame: two of header, then the payload's.
+        let chunks = 2 + whole;
+        debug_assert!(chunks <= super::PARALLEL_CHUNKS_MAX);
+        // Chunk 0 with its checksum field cleared and the initial value added in.
+        let first = _mm_and_si128(load(head, 0), _mm_set_epi32(-1, -1, -1, 0));
+        let first = _mm_xor_si128(first, _mm_cvtsi32_si128(INITIAL_BEFORE_FIELD as i32));
+        let second = load(head, 16);
+        // Every whole chunk but the last is folded onto the last.
+        let mut acc = match whole {
+            0 => second,
+            _ => load(payload, (whole - 1) * 16),
+        };
+        acc = fold_into(acc, first, FOLD[chunks - 1]);
+        if whole > 0 {
+            acc = fold_into(acc, second, FOLD[chunks - 2]);
+        }
+        for k in 0..whole.saturating_sub(1) {
+            acc = fold_into(acc, load(payload, k * 16), FOLD[whole - 1 - k]);
+        }
+        let rest = &payload[whole * 16..];
+        if !rest.is_empty() {
+            acc = fold_rest(acc, rest);
+        }
+        reduce(acc)
+    }
+
+    /// Folds the last `rest.len()` (1 to 15) bytes in: `acc` is shifted left by that many
+    /// bytes, the bytes shifted out are folded forward one chunk onto the rest.
+    #[inline]
+    #[target_feature(enable = "pclmulqdq,sse2,ssse3")]
+    fn fold_rest(acc: __m128i, rest: &[u8]) -> __m128i {
+        let n = rest.len() as i8;
+        let mut padded = [0u8; 16];
+        padded[..rest.len()].copy_from_slice(rest);
+        let seq = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        // Byte shuffles: `shl` takes the top `n` bytes of a register to its bottom (others to
+        // zero), `shr` moves the low `16 - n` bytes up by `n`.
+        let shl = _mm_add_epi8(seq, _mm_set1_epi8(n - 16));
+        let shr = _mm_xor_si128(shl, _mm_set1_epi8(-128));
+        let overflow = _mm_shuffle_epi8(acc, shl);
+        let shifted = _mm_shuffle_epi8(acc, shr);
+        let part = _mm_shuffle_epi8(load(&padded, 0), shl);
+        fold_into(_mm_xor_si128(shifted, part), overflow, FOLD[1])
+    }
+
+    /// The CRC of the 16 bytes in `x` (the initial value was added in at the start): folded to
+    /// 64 bits, then to 32, then Barrett-reduced, and inverted as CRC-32 ends.
+    #[inline]
+    #[target_feature(enable = "pclmulqdq,sse2,sse4.1")]
+    fn reduce(x: __m128i) -> u32 {
+        let low32 = _mm_set_epi32(0, 0, 0, -1);
+        let k = _mm_set_epi64x(FOLD[1].1 as i64, FOLD[1].0 as i64);
+        let x = _mm_xor_si128(_mm_clmulepi64_si128::<0x10>(x, k), _mm_srli_si128::<8>(x));
+        let k64 = _mm_set_epi64x(0, K_64 as i64);
+        let x = _mm_xor_si128(
+            _mm_clmulepi64_si128::<0x00>(_mm_and_si128(x, low32), k64),
+            _mm_srli_si128::<4>(x),
+        );
+        let pu = _mm_set_epi64x(MU_REFLECTED as i64, P_REFLECTED as i64);
+        let t1 = _mm_clmulepi64_si128::<0x10>(_mm_and_si128(x, low32), pu);
+        let t2 = _mm_clmulepi64_si128::<0x00>(_mm_and_si128(t1, low32), pu);
+        !(_mm_extract_epi32::<1>(_mm_xor_si128(x, t2)) as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bit-at-a-time CRC-32 register update, the definition the fast code must match.
+    fn register_after(mut reg: u32, bytes: &[u8]) -> u32 {
+        for &b in bytes {
+            reg ^= u32::from(b);
+            for _ in 0..8 {
+                reg = if reg & 1 != 0 { (reg >> 1) ^ 0xEDB8_8320 } else { reg >> 1 };
+            }
+        }
+        reg
+    }
+
+    #[test]
+    fn the_constants_are_the_published_ones() {
+        // As printed in the Intel paper and used by crc32fast (k1 to k5, P', u').
+        assert_eq!(FOLD[4], (0x1_5444_2BD4, 0x1_C6E4_1596));
+        assert_eq!(FOLD[1], (0x1_7519_97D0, 0x0_CCAA_009E));
+        assert_eq!(K_64, 0x1_63CD_6124);
+        assert_eq!(P_REFLECTED, 0x1_DB71_0641);
+        assert_eq!(MU_REFLECTED, 0x1_F701_1641);
+    }
+
+    #[test]
+    fn the_initial_value_before_the_field_becomes_the_standard_one() {
+        assert_eq!(register_after(INITIAL_BEFORE_FIELD, &[0; 4]), 0xFFFF_FFFF);
+    }
+
+    /// Bytes that differ at every position and between calls.
+    fn pattern(len: usize, seed: u32) -> Vec<u8> {
+        (0..len)
+            .map(|i| {
+                let x = (i as u32).wrapping_mul(0x9E37_79B9) ^ seed.wrapping_mul(0x85EB_CA6B);
+                (x >> 13) as u8 ^ (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_payload_length_matches_crc32fast() {
+        let max = (PARALLEL_CHUNKS_MAX + 3) * 16;
+        for len in 0..=max {
+            for seed in 0..4 {
+                let bytes = pattern(FRAME_HEADER_LEN + len, seed * 7919 + len as u32);
+                let head: &[u8; FRAME_HEADER_LEN] =
+                    bytes[..FRAME_HEADER_LEN].try_into().expect("header length");
+                let expected = crc32fast::hash(&bytes[4..]);
+                let got = frame_checksum(head, &bytes[FRAME_HEADER_LEN..]);
+                assert_eq!(got, expected, "payload of {len} bytes, seed {seed}");
+                // The checksum field does not take part.
+                let mut with_field = *head;
+                with_field[..4].copy_from_slice(&got.to_le_bytes());
+                assert_eq!(frame_checksum(&with_field, &bytes[FRAME_HEADER_LEN..]), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn one_flipped_bit_anywhere_changes_the_checksum() {
+        let bytes = pattern(FRAME_HEADER_LEN + 128, 1);
+        let head: [u8; FRAME_HEADER_LEN] = bytes[..FRAME_HEADER_LEN].try_into().expect("len");
+        let clean = frame_checksum(&head, &bytes[FRAME_HEADER_LEN..]);
+        for bit in 32..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            let head: [u8; FRAME_HEADER_LEN] = damaged[..FRAME_HEADER_LEN].try_into().expect("len");
+            let sum = frame_checksum(&head, &damaged[FRAME_HEADER_LEN..]);
+            assert_ne!(sum, clean, "bit {bit}");
+            assert_eq!(sum, crc32fast::hash(&damaged[4..]), "bit {bit}");
+        }
+    }
+}
