@@ -675,7 +675,7 @@ fn frame_stride_and_alignment() {
 fn sealing_in_place_matches_encode_frame_header() {
     for len in (0..300).chain([1000, 4096, 16_383, 16_384, 70_000]) {
         let payload = payload_of(len);
-        let (offset, ts, unsynced, flags) = (8 * len as u64, 1_700_000_000_000, 3, 0);
+        let (offset, ts, unsynced, flags) = (8 * len as u64, 1_700_000_000_000, 3, len as u32 % 2);
         let expected = encode_frame_header(offset, ts, unsynced, flags, &payload);
         let mut frame = encode_frame_fields(offset, ts, unsynced, flags, &payload).to_vec();
         assert_eq!(read_u32(&frame, 0..4), 0, "fields leave the checksum zero");
