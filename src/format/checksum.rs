@@ -1,24 +1,24 @@
 //! The frame checksum, computed fast for the small frames a log mostly holds.
 //!
 //! A frame's checksum is the CRC-32 (ISO-HDLC: zlib's and crc32fast's) of its bytes from
-//! offset 4 to its end (`FORMAT.md`, section 3). crc32fast computes it over a whole buffer by folding
-//! 64 bytes at a time into four accumulators, which is the right plan for long buffers, but
-//! for a frame of a few hundred bytes most of its time goes into the serial steps at the end
-//! (folding the four accumulators into one, then the rest 16 bytes at a time), and a writer of
-//! small records spends more on the checksum than on copying the record. On x86-64 with
-//! `PCLMULQDQ`, a frame of at most [`PARALLEL_CHUNKS_MAX`] 16-byte chunks is instead folded in
-//! one step: each chunk is multiplied by the constant that moves it to the position of the
-//! last whole chunk, and the products are added up. Copying 1M frames of 160 bytes into warm
-//! memory and hashing each in place took 12.7 ns per frame for the hashing, against 21 ns with
-//! crc32fast; the writer's CPU time for 1M appends of 128 bytes went from 58–61 to 51–55 ms.
-//! (Replay, which hashes frames it only reads, gained nothing measurable: there the CPU
-//! overlaps one frame's hashing with the next one's.) Longer frames, and other CPUs, use
-//! crc32fast; the result is the same bit for bit (tested against it for every length to past
-//! the limit).
+//! offset 4 to its end (`FORMAT.md`, section 3). crc32fast folds a buffer 64 bytes at a time
+//! into four accumulators, the right plan for long buffers; for a frame of a few hundred bytes
+//! most of its time goes into the serial steps at the end (folding the four accumulators into
+//! one, then the rest 16 bytes at a time), and a writer of small records spent more on the
+//! checksum than on copying the record. On x86-64 with `PCLMULQDQ`, a frame of at most
+//! [`PARALLEL_CHUNKS_MAX`] whole 16-byte chunks is instead folded in one step: each chunk is
+//! multiplied by the constant that carries it to the position of the last whole chunk, and
+//! the products are added up. Copying 1M frames of 160 bytes into warm memory and hashing each
+//! in place took 12.7 ns per frame for the hashing, against 21 ns with crc32fast; the writer's
+//! CPU time for 1M appends of 128 bytes went from 56–59 to 49–51 ms (`BENCHMARKS.md`). Replay,
+//! which hashes frames it only reads, gained nothing measurable: there the CPU overlaps one
+//! frame's hashing with the next frame's work. Longer frames, and other CPUs, use crc32fast;
+//! the result is the same bit for bit (tested against it for every payload length to past the
+//! limit).
 //!
-//! The method and its constants are those of Gopal et al., "Fast CRC Computation for Generic
-//! Polynomials Using PCLMULQDQ Instruction" (Intel, 2009), in its bit-reflected form, as
-//! crc32fast also implements it; the constants are computed below rather than copied.
+//! The method is that of Gopal et al., "Fast CRC Computation for Generic Polynomials Using
+//! PCLMULQDQ Instruction" (Intel, 2009), in its bit-reflected form, as crc32fast implements
+//! it too; the constants are computed below rather than copied.
 
 // The constants serve the x86-64 code (and the tests) only.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -35,7 +35,7 @@ pub(super) const PARALLEL_CHUNKS_MAX: usize = 32;
 #[must_use]
 pub(super) fn frame_checksum(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
-    if payload.len() < (PARALLEL_CHUNKS_MAX + 1) * 16 - FRAME_HEADER_LEN {
+    if FRAME_HEADER_LEN / 16 + payload.len() / 16 <= PARALLEL_CHUNKS_MAX {
         if let Some(sum) = clmul::checksum(head, payload) {
             return sum;
         }
@@ -108,10 +108,11 @@ const K_64: u64 = fold_constant(64);
 const P_REFLECTED: u64 = reflect33(POLY);
 const MU_REFLECTED: u64 = reflect33(barrett_quotient());
 
-/// The frame's first four bytes (its checksum field) are taken as zeros, so the chunks line up
-/// with the frame; a CRC register holding this value before those four zero bytes holds the
-/// standard initial value `0xFFFF_FFFF` after them (the register runs `x^32` back; checked by a
-/// test), which makes the result the CRC of the bytes from offset 4.
+/// The frame's first four bytes (its checksum field) are taken as zeros, so that the chunks
+/// line up with the frame. A CRC register that holds this value before four zero bytes holds
+/// the standard initial value `0xFFFF_FFFF` after them (found by running the register back over
+/// four zero bytes; a test checks it), so starting from it gives the CRC of the bytes from
+/// offset 4.
 const INITIAL_BEFORE_FIELD: u32 = 0x9226_F562;
 
 #[cfg(target_arch = "x86_64")]
@@ -124,6 +125,9 @@ mod clmul {
         _mm_setr_epi8, _mm_shuffle_epi8, _mm_srli_si128, _mm_xor_si128,
     };
     use std::sync::OnceLock;
+
+    // `fold` loads the header as exactly two chunks.
+    const _: () = assert!(FRAME_HEADER_LEN == 32);
 
     /// [`fold`] if this CPU has the instructions it uses, else `None`.
     #[inline]
@@ -172,7 +176,7 @@ mod clmul {
     unsafe fn fold(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
         let whole = payload.len() / 16;
         // Whole chunks of the frame: two of header, then the payload's.
-        let chunks = 2 + whole;
+        let chunks = FRAME_HEADER_LEN / 16 + whole;
         debug_assert!(chunks <= super::PARALLEL_CHUNKS_MAX);
         // Chunk 0 with its checksum field cleared and the initial value added in.
         let first = _mm_and_si128(load(head, 0), _mm_set_epi32(-1, -1, -1, 0));
