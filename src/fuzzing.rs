@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::StorageError;
 use crate::event::{decode_event, encode_event_into, Event};
 use crate::format::{
-    decode_frame, encode_frame_header, frame_stride, header_crc, probe_frame, segment_file_name,
-    unsynced_field, DurableRecord, FrameRead, SegmentHeader, DURABLE_FILE_NAME,
+    decode_frame, encode_frame_header, frame_crc, frame_stride, header_crc, probe_frame,
+    segment_file_name, unsynced_field, DurableRecord, FrameRead, SegmentHeader, DURABLE_FILE_NAME,
     FLAG_BATCH_CONTINUES, FORMAT_VERSION, FRAME_ALIGN, FRAME_FLAGS_KNOWN, FRAME_HEADER_LEN,
     NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, TEMP_FILE_SUFFIX,
 };
@@ -54,12 +54,19 @@ const CREATED_AT_MS: u64 = 1_700_000_000_000;
 ///
 /// Checks that every decoded frame lies inside the slice, has the expected offset, known flags
 /// and a plausible distance, that `encode_frame_header` reproduces its header byte for byte,
-/// and that `probe_frame` agrees with `decode_frame` at every position.
+/// and that `probe_frame` agrees with `decode_frame` at every position. Also checks the frame
+/// checksum's fast path against crc32fast, taking the whole region as one frame.
 pub fn frame_decoder(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
     let bytes = if selector & 2 != 0 { structured_frame(rest) } else { rest.to_vec() };
+    assert_eq!(
+        frame_crc(&bytes),
+        crc32fast::hash(bytes.get(4..).unwrap_or_default()),
+        "the frame checksum differs from crc32fast for {} bytes",
+        bytes.len()
+    );
     let mut expected = if selector & 1 != 0 {
         bytes.get(8..16).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
     } else {
