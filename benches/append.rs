@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chronicle::{EventLog, Log, Options};
 use common::{Prealloc, SyncFile, FRAME_LEN_128, PAYLOAD_LEN, RECORDS};
-use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_group, Criterion, SamplingMode};
 
 /// Runs `iters` times: 1M appends of `data` into a fresh log opened with `options`, then a
 /// `sync()` if `sync`; returns the time of the appends (and the sync). The log is closed, and
@@ -41,7 +41,7 @@ fn append_1m(c: &mut Criterion) {
     let data = common::payload(PAYLOAD_LEN, 1);
     let mut group = c.benchmark_group("append_128B_x1M");
     group
-        .throughput(Throughput::Elements(RECORDS))
+        .throughput(common::records(RECORDS, PAYLOAD_LEN))
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
@@ -126,7 +126,7 @@ fn roll(c: &mut Criterion) {
     let fill = (SEGMENT_BYTES - 64) / FRAME_LEN_128 as u64;
     let mut group = c.benchmark_group("roll_16MiB_segment");
     group
-        .throughput(Throughput::Elements(AFTER_ROLL))
+        .throughput(common::records(AFTER_ROLL, PAYLOAD_LEN))
         .sampling_mode(SamplingMode::Flat)
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
@@ -170,7 +170,7 @@ fn event_append_1m(c: &mut Criterion) {
     let events: Vec<_> = (0..1024).map(|i| common::bench_event(i, &body)).collect();
     let mut group = c.benchmark_group("event_append_128B_x1M");
     group
-        .throughput(Throughput::Elements(RECORDS))
+        .throughput(common::records(RECORDS, PAYLOAD_LEN))
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
@@ -202,7 +202,7 @@ fn append_sync(c: &mut Criterion) {
     let frame = common::payload(FRAME_LEN_128, 3);
     let mut group = c.benchmark_group("append_sync_128B");
     group
-        .throughput(Throughput::Elements(1))
+        .throughput(common::records(1, PAYLOAD_LEN))
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(6));
@@ -233,7 +233,7 @@ fn append_batch_sync(c: &mut Criterion) {
     let frames = common::payload(FRAME_LEN_128 * BATCH, 4);
     let mut group = c.benchmark_group("append_batch_sync_100x128B");
     group
-        .throughput(Throughput::Elements(BATCH as u64))
+        .throughput(common::records(BATCH as u64, PAYLOAD_LEN))
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
@@ -261,7 +261,7 @@ fn per_record_costs(c: &mut Criterion) {
     let n = RECORDS as usize;
     let mut group = c.benchmark_group("per_record_cost_x1M");
     group
-        .throughput(Throughput::Elements(RECORDS))
+        .throughput(common::records(RECORDS, PAYLOAD_LEN))
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));

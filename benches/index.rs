@@ -22,12 +22,14 @@ const AGGREGATES: u64 = 10_000;
 const TYPES: [&str; 4] = ["order.placed", "order.paid", "order.shipped", "user.renamed"];
 const NAMESPACES: [&str; 2] = ["shop", "crm"];
 const APPENDS: u64 = 200_000;
+/// Payload bytes of every event.
+const PAYLOAD_LEN: usize = 32;
 
 fn event(i: u64) -> Event {
     Event::builder(TYPES[(i % 4) as usize])
         .namespace(NAMESPACES[(i / 7 % 2) as usize])
         .aggregate_id(i % AGGREGATES)
-        .payload(common::payload(32, i))
+        .payload(common::payload(PAYLOAD_LEN, i))
         .build()
 }
 
@@ -54,6 +56,7 @@ fn open(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("open_1M");
     group
+        .throughput(common::records(EVENTS, PAYLOAD_LEN))
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
@@ -103,7 +106,7 @@ fn append(c: &mut Criterion) {
     let events: Vec<Event> = (0..APPENDS).map(event).collect();
     let mut group = c.benchmark_group("append_200k");
     group
-        .throughput(Throughput::Elements(APPENDS))
+        .throughput(common::records(APPENDS, PAYLOAD_LEN))
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
@@ -157,12 +160,15 @@ fn query(c: &mut Criterion) {
     let id = 4242;
     assert_eq!(log.index().aggregate(id).len(), 100);
     let mid = log.index().time_entries()[log.index().time_entries().len() / 2].0;
+    let in_range = log.events_in_time_range(mid, mid + 1).count();
+    assert!(in_range > 0);
 
     let mut group = c.benchmark_group("query_1M");
     group
         .sample_size(50)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
+    group.throughput(common::records(100, PAYLOAD_LEN));
     group.bench_function("load_aggregate_100", |b| {
         b.iter(|| {
             let events = log.load_aggregate(id).unwrap();
@@ -170,13 +176,22 @@ fn query(c: &mut Criterion) {
             events
         });
     });
+    group.throughput(common::records(in_range as u64, PAYLOAD_LEN));
     group.bench_function("time_range_1ms", |b| {
-        b.iter(|| log.events_in_time_range(mid, mid + 1).count());
+        b.iter(|| {
+            let found = log.events_in_time_range(mid, mid + 1).count();
+            assert_eq!(found, in_range);
+            found
+        });
     });
     group.finish();
 
+    // Records/s of events indexed; bytes/s of index file written.
+    log.checkpoint().unwrap();
+    let index_bytes = std::fs::metadata(dir.join(INDEX_FILE_NAME)).unwrap().len();
     let mut group = c.benchmark_group("checkpoint_1M");
     group
+        .throughput(Throughput::ElementsAndBytes { elements: EVENTS, bytes: index_bytes })
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));

@@ -43,8 +43,10 @@ fn reopen(c: &mut Criterion) {
         log_dir.clone()
     };
 
+    // Records/s and bytes/s of the log an open makes available.
     let mut group = c.benchmark_group("open_1M_x128B");
     group
+        .throughput(common::records(RECORDS, PAYLOAD_LEN))
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))

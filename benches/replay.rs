@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chronicle::{EventLog, Log};
 use common::{PAYLOAD_LEN, RECORDS};
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use tempfile::TempDir;
 
 /// Records of the large-record benchmark: 4096 × 64 KiB = 256 MiB over 5 segments.
@@ -90,7 +90,7 @@ fn replay_1m(c: &mut Criterion) {
     let fixture = || fixture.get_or_init(|| Fixture::build("replay-1m", RECORDS, PAYLOAD_LEN));
 
     let mut group = c.benchmark_group("replay_128B_x1M");
-    group.throughput(Throughput::Elements(RECORDS));
+    group.throughput(common::records(RECORDS, PAYLOAD_LEN));
     configure(&mut group);
     group.bench_function("baseline_bufreader_crc", |b| {
         let baseline = fixture().baseline();
@@ -121,7 +121,7 @@ fn replay_64k(c: &mut Criterion) {
     let fixture = || fixture.get_or_init(|| Fixture::build("replay-64k", LARGE_RECORDS, LARGE_LEN));
 
     let mut group = c.benchmark_group("replay_64KiB_x4096");
-    group.throughput(Throughput::Bytes(LARGE_RECORDS * LARGE_LEN as u64));
+    group.throughput(common::records(LARGE_RECORDS, LARGE_LEN));
     configure(&mut group);
     group.bench_function("baseline_bufreader_crc", |b| {
         let baseline = fixture().baseline();
@@ -159,7 +159,7 @@ fn replay_64k(c: &mut Criterion) {
 
 fn event_replay_1m(c: &mut Criterion) {
     let mut group = c.benchmark_group("event_replay_128B_x1M");
-    group.throughput(Throughput::Elements(RECORDS));
+    group.throughput(common::records(RECORDS, PAYLOAD_LEN));
     configure(&mut group);
     group.bench_function("event_log_replay", |b| {
         let dir = common::scratch_dir("event-replay-1m");

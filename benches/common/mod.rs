@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chronicle::{Event, EventLog, Log};
+use criterion::Throughput;
 use fs4::fs_std::FileExt as _;
 use tempfile::TempDir;
 
@@ -34,6 +35,13 @@ pub const FRAME_LEN_128: usize = 32 + PAYLOAD_LEN;
 /// Size of the preallocated file of the `pwrite` + `fdatasync` baselines: the default segment
 /// size, like the segment an `append_sync` writes into.
 pub const SYNC_FILE_BYTES: u64 = 64 << 20;
+
+/// The throughput of `records` records of `payload_len` payload bytes each, so criterion
+/// reports both records/s and bytes/s. Bytes are payload bytes (what a caller appends or a
+/// replay returns), not the frame bytes on disk.
+pub fn records(records: u64, payload_len: usize) -> Throughput {
+    Throughput::ElementsAndBytes { elements: records, bytes: records * payload_len as u64 }
+}
 
 /// A fresh scratch directory on the same disk as the build (`target/tmp`), removed on drop.
 pub fn scratch_dir(prefix: &str) -> TempDir {
