@@ -107,6 +107,19 @@ pub fn baseline_write(path: &Path, count: u64, data: &[u8], sync: bool) {
     }
 }
 
+/// Writes `bytes` bytes into a new file at `path` with `write` calls of `chunk.len()` bytes
+/// (the last one shorter), no sync: the cheapest way to put that much new data in the page
+/// cache.
+pub fn write_bytes(path: &Path, bytes: u64, chunk: &[u8]) {
+    let mut file = File::create(path).expect("create floor file");
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(chunk.len() as u64)).expect("chunk fits usize");
+        file.write_all(&chunk[..n]).expect("write");
+        left -= n as u64;
+    }
+}
+
 /// Naive baseline reader: `BufReader<File>` (default 8 KiB buffer), reads every frame into
 /// one reused buffer and checks its CRC. Returns (records, payload bytes).
 pub fn baseline_read(path: &Path) -> (u64, u64) {
