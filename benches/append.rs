@@ -32,7 +32,8 @@ fn time_appends(iters: u64, options: &Options, data: &[u8], sync: bool) -> Durat
     total
 }
 
-/// 1M × 128 B appends: the naive baseline, Chronicle with its final sync, and without it.
+/// 1M × 128 B appends: the naive baseline, Chronicle with its final sync, and without it,
+/// beside the machine's floor (the same bytes written with plain `write` calls).
 ///
 /// Each iteration writes into a fresh directory (made, and for Chronicle opened, outside the
 /// timed region; the log's first 64 MiB segment is created by `open`, the later two are
