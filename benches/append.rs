@@ -5,6 +5,7 @@
 mod common;
 
 use std::hint::black_box;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chronicle::{EventLog, Log, Options};
@@ -32,6 +33,22 @@ fn time_appends(iters: u64, options: &Options, data: &[u8], sync: bool) -> Durat
     total
 }
 
+/// Runs `write` `iters` times, each on a new file in a fresh scratch directory, and returns
+/// the time spent in `write`. Each file is synced afterwards, untimed, so no iteration starts
+/// with another's dirty pages still to write.
+fn time_file_writes(iters: u64, write: impl Fn(&Path)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let dir = common::scratch_dir("append-file");
+        let path = dir.path().join("data.dat");
+        let start = Instant::now();
+        write(&path);
+        total += start.elapsed();
+        std::fs::File::open(&path).unwrap().sync_data().unwrap();
+    }
+    total
+}
+
 /// 1M × 128 B appends: the naive baseline, Chronicle with its final sync, and without it,
 /// beside the machine's floor (the same bytes written with plain `write` calls).
 ///
@@ -50,15 +67,7 @@ fn append_1m(c: &mut Criterion) {
 
     group.bench_function("baseline_bufwriter_fdatasync", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = common::scratch_dir("append-baseline");
-                let path = dir.path().join("baseline.dat");
-                let start = Instant::now();
-                common::baseline_write(&path, RECORDS, &data, true);
-                total += start.elapsed();
-            }
-            total
+            time_file_writes(iters, |path| common::baseline_write(path, RECORDS, &data, true))
         });
     });
 
@@ -99,16 +108,7 @@ fn append_1m(c: &mut Criterion) {
     // The same baseline without its final fdatasync: what the buffered write path alone costs.
     group.bench_function("baseline_bufwriter_no_sync", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = common::scratch_dir("append-baseline");
-                let path = dir.path().join("baseline.dat");
-                let start = Instant::now();
-                common::baseline_write(&path, RECORDS, &data, false);
-                total += start.elapsed();
-                std::fs::File::open(&path).unwrap().sync_data().unwrap();
-            }
-            total
+            time_file_writes(iters, |path| common::baseline_write(path, RECORDS, &data, false))
         });
     });
 
@@ -122,17 +122,9 @@ fn append_1m(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             let chunk = common::payload(chunk_len, 5);
+            let bytes = RECORDS * FRAME_LEN_128 as u64;
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let dir = common::scratch_dir("append-floor");
-                    let path = dir.path().join("floor.dat");
-                    let start = Instant::now();
-                    common::write_bytes(&path, RECORDS * FRAME_LEN_128 as u64, &chunk);
-                    total += start.elapsed();
-                    std::fs::File::open(&path).unwrap().sync_data().unwrap();
-                }
-                total
+                time_file_writes(iters, |path| common::write_bytes(path, bytes, &chunk))
             });
         });
     }
