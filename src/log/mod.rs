@@ -872,7 +872,12 @@ impl Log {
 
     /// The writer, or `ReadOnly`. Each writer operation checks for poisoning itself.
     fn writer(&mut self) -> Result<&mut Writer> {
-        self.writer.as_mut().ok_or(StorageError::ReadOnly)
+        // Not `ok_or`: that builds the error on every call and drops it again (the drop glue
+        // of `StorageError` is an out-of-line call on the append path).
+        match self.writer.as_mut() {
+            Some(writer) => Ok(writer),
+            None => Err(StorageError::ReadOnly),
+        }
     }
 
     /// Appends one record and returns its offset.
