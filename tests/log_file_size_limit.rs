@@ -14,10 +14,13 @@
 //! The child is this test binary run again with only [`file_size_limit_child`] selected and
 //! `CHRONICLE_FSIZE_CHILD_DIR` set (without it, that test does nothing).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use chronicle::{Log, Options, StorageError};
+use common::Rec;
 
 const CHILD_DIR_ENV: &str = "CHRONICLE_FSIZE_CHILD_DIR";
 const CHILD_TEST_NAME: &str = "file_size_limit_child";
@@ -36,19 +39,12 @@ fn options() -> Options {
 }
 
 fn payload(seq: u64) -> Vec<u8> {
-    (0..PAYLOAD_LEN).map(|i| (seq as usize * 31 + i * 7) as u8).collect()
+    common::payload(seq as usize, PAYLOAD_LEN)
 }
 
 /// Every record of the log in `dir`, read from a fresh read-only open.
-fn records(dir: &Path) -> Vec<(u64, Vec<u8>)> {
-    let log = Log::open_read_only(dir).unwrap();
-    let mut replay = log.replay(0);
-    let mut out = Vec::new();
-    while let Some(record) = replay.next_ref() {
-        let record = record.unwrap();
-        out.push((record.offset, record.payload.to_vec()));
-    }
-    out
+fn records(dir: &Path) -> Vec<Rec> {
+    common::all(Log::open_read_only(dir).unwrap().replay(0))
 }
 
 /// Run only as the child (see the module docs): appends under the file size limit and
@@ -92,8 +88,8 @@ fn file_size_limit_child() {
             other => println!("{name} other {other}"),
         }
     }
-    // The writer can still read what it wrote.
-    let readable = log.replay(0).filter_map(Result::ok).count();
+    // The writer can still read what it wrote (a replay error fails the child).
+    let readable = log.replay(0).map(Result::unwrap).count();
     println!("readable {readable}");
     // Ends without `close`, as a process may: the records are in the page cache.
     std::process::exit(0);
@@ -107,7 +103,8 @@ fn a_segment_the_file_size_limit_refuses_fails_the_append_and_loses_nothing() {
     {
         let mut log = Log::open_with(&dir, options()).unwrap();
         for seq in 0..RECORDS_BEFORE {
-            expected.push((log.append(&payload(seq)).unwrap(), payload(seq)));
+            expected
+                .push(Rec { offset: log.append(&payload(seq)).unwrap(), payload: payload(seq) });
         }
         log.close().unwrap();
     }
@@ -132,7 +129,7 @@ fn a_segment_the_file_size_limit_refuses_fails_the_append_and_loses_nothing() {
             ["ack", seq, offset] => {
                 let seq: u64 = seq.parse().unwrap();
                 assert_eq!(seq, expected.len() as u64, "acknowledgements out of order");
-                expected.push((offset.parse().unwrap(), payload(seq)));
+                expected.push(Rec { offset: offset.parse().unwrap(), payload: payload(seq) });
             }
             [name @ ("first" | "second"), rest @ ..] => {
                 errors.push((name.to_string(), rest.join(" ")))
@@ -159,7 +156,7 @@ fn a_segment_the_file_size_limit_refuses_fails_the_append_and_loses_nothing() {
         .collect();
     names.sort();
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "left behind: {names:?}");
-    assert_eq!(names.iter().filter(|n| n.ends_with(".seg")).count(), 1, "files: {names:?}");
+    assert_eq!(common::segments(&dir).len(), 1, "files: {names:?}");
 
     // Everything acknowledged is there, byte for byte, in order.
     assert_eq!(records(&dir), expected);
@@ -167,16 +164,12 @@ fn a_segment_the_file_size_limit_refuses_fails_the_append_and_loses_nothing() {
     // Without the limit the same log opens strictly, ends after the last acknowledged
     // record, and rolls into a second segment.
     let mut log = Log::open_with(&dir, options()).unwrap();
-    let last = expected.last().unwrap().0;
-    assert_eq!(log.end_offset(), last + (32 + PAYLOAD_LEN as u64).next_multiple_of(8));
+    let last = expected.last().unwrap().offset;
+    assert_eq!(log.end_offset(), last + common::stride(PAYLOAD_LEN));
     let seq = expected.len() as u64;
     let offset = log.append(&payload(seq)).unwrap();
-    expected.push((offset, payload(seq)));
+    expected.push(Rec { offset, payload: payload(seq) });
     log.close().unwrap();
     assert_eq!(records(&dir), expected);
-    let segments = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".seg"))
-        .count();
-    assert_eq!(segments, 2);
+    assert_eq!(common::segments(&dir).len(), 2);
 }
