@@ -56,6 +56,26 @@ fn data_capacity(file_bytes: u64) -> u64 {
     file_bytes.saturating_sub(SEGMENT_HEADER_LEN as u64) & !(FRAME_ALIGN as u64 - 1)
 }
 
+/// Creates the file at `path` (emptying any old one) and preallocates `file_bytes` bytes for
+/// it, so that a full disk fails here rather than as a fault while writing through the map.
+/// `ops` name the two steps in errors (creating, preallocating); the caller removes the file
+/// if this fails.
+fn create_preallocated(
+    path: &Path,
+    file_bytes: u64,
+    ops: (&'static str, &'static str),
+) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| StorageError::io(ops.0, path, e))?;
+    file.allocate(file_bytes).map_err(|e| StorageError::io(ops.1, path, e))?;
+    Ok(file)
+}
+
 /// Maps the header and the data region of a segment file of `file_bytes` bytes.
 fn map_file(path: &Path, file: &File, file_bytes: u64, writable: bool) -> Result<MmapRaw> {
     let mut options = MmapOptions::new();
@@ -116,14 +136,8 @@ impl Segment {
         header: &SegmentHeader,
         durable: bool,
     ) -> Result<File> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(temp)
-            .map_err(|e| StorageError::io("create segment", temp, e))?;
-        file.allocate(file_bytes).map_err(|e| StorageError::io("preallocate segment", temp, e))?;
+        let file =
+            create_preallocated(temp, file_bytes, ("create segment", "preallocate segment"))?;
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| StorageError::io("write segment header", temp, e))?;
         if durable {
@@ -551,17 +565,10 @@ impl SpareSegment {
     /// [`StorageError::Io`] naming the step that failed (a full disk fails here); the file is
     /// then removed.
     pub(crate) fn create(dir: &Path, file_bytes: u64) -> Result<SpareSegment> {
-        let path = dir.join(SPARE_FILE_NAME);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| StorageError::io("create spare segment", &path, e))?;
-        let temp = TempFile::new(path);
-        file.allocate(file_bytes)
-            .map_err(|e| StorageError::io("preallocate spare segment", temp.path(), e))?;
+        // Removed if anything below fails.
+        let temp = TempFile::new(dir.join(SPARE_FILE_NAME));
+        let ops = ("create spare segment", "preallocate spare segment");
+        let file = create_preallocated(temp.path(), file_bytes, ops)?;
         let map = map_file(temp.path(), &file, file_bytes, true)?;
         Ok(SpareSegment { temp, file, map, file_bytes, prefaulted: 0 })
     }
