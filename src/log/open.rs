@@ -470,20 +470,13 @@ fn new_log_id() -> u64 {
 /// The durable record of log `log_id`, or `None` if there is no usable one (missing, damaged,
 /// or from another log): the record only adds knowledge, so doing without it is safe.
 fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
-    // Read into a buffer one byte longer than a record, so one `read` tells a file of the
-    // right length from a longer one (which `decode` refuses), without a `stat` first.
-    let mut file = File::open(dir.join(DURABLE_FILE_NAME)).ok()?;
-    let mut bytes = [0u8; DURABLE_RECORD_LEN + 1];
-    let mut len = 0;
-    while len < bytes.len() {
-        match std::io::Read::read(&mut file, &mut bytes[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    DurableRecord::decode(&bytes[..len]).ok().filter(|record| record.log_id == log_id)
+    // At most one byte more than a record, so a longer file (which `decode` refuses) is told
+    // from one of the right length without a `stat` first (as `fs::read` would make).
+    use std::io::Read as _;
+    let file = File::open(dir.join(DURABLE_FILE_NAME)).ok()?;
+    let mut bytes = Vec::with_capacity(DURABLE_RECORD_LEN + 1);
+    file.take(DURABLE_RECORD_LEN as u64 + 1).read_to_end(&mut bytes).ok()?;
+    DurableRecord::decode(&bytes).ok().filter(|record| record.log_id == log_id)
 }
 
 /// Whether the segment file at `path`, whose header failed to decode, is what a power loss
