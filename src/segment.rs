@@ -56,13 +56,24 @@ fn data_capacity(file_bytes: u64) -> u64 {
     file_bytes.saturating_sub(SEGMENT_HEADER_LEN as u64) & !(FRAME_ALIGN as u64 - 1)
 }
 
-/// Creates the file at `path` (emptying any old one) and preallocates `file_bytes` bytes for
-/// it, so that a full disk fails here rather than as a fault while writing through the map.
-/// `ops` name the two steps in errors (creating, preallocating); the caller removes the file
+/// How a new segment file is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NewFile {
+    /// The file's size, header included.
+    pub(crate) bytes: u64,
+    /// Write zeros over the whole file, and wait until they are on disk, when it is made
+    /// ([`Options::zero_fill_segments`](crate::Options::zero_fill_segments)).
+    pub(crate) zero_fill: bool,
+}
+
+/// Creates the file at `path` (emptying any old one) and preallocates `new.bytes` bytes for
+/// it, so that a full disk fails here rather than as a fault while writing through the map;
+/// with `new.zero_fill`, also writes zeros over it and waits until they are on disk. `ops`
+/// name the first two steps in errors (creating, preallocating); the caller removes the file
 /// if this fails.
 fn create_preallocated(
     path: &Path,
-    file_bytes: u64,
+    new: NewFile,
     ops: (&'static str, &'static str),
 ) -> Result<File> {
     let file = OpenOptions::new()
@@ -72,8 +83,26 @@ fn create_preallocated(
         .truncate(true)
         .open(path)
         .map_err(|e| StorageError::io(ops.0, path, e))?;
-    file.allocate(file_bytes).map_err(|e| StorageError::io(ops.1, path, e))?;
+    file.allocate(new.bytes).map_err(|e| StorageError::io(ops.1, path, e))?;
+    if new.zero_fill {
+        write_zeros(&file, 0, new.bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| StorageError::io("zero-fill segment", path, e))?;
+    }
     Ok(file)
+}
+
+/// Writes zeros over bytes `[start, end)` of `file` (into the page cache; nothing waits for
+/// the disk).
+fn write_zeros(file: &File, start: u64, end: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 256 << 10] = [0; 256 << 10];
+    let mut at = start;
+    while at < end {
+        let len = (end - at).min(ZEROS.len() as u64);
+        file.write_all_at(&ZEROS[..to_index(len)], at)?;
+        at += len;
+    }
+    Ok(())
 }
 
 /// Maps the header and the data region of a segment file of `file_bytes` bytes.
@@ -100,9 +129,9 @@ pub(crate) struct Segment {
 impl Segment {
     /// Creates a new segment file for `header.base_offset` in `dir` and returns its writer.
     ///
-    /// The file is built under a temporary name, preallocated to `file_bytes` (so a full disk
-    /// fails here, never as a fault while writing through the map), given its header, and
-    /// renamed into place, so a process crash leaves it complete or absent. With `durable`, the
+    /// The file is built under a temporary name, preallocated to `new.bytes` (so a full disk
+    /// fails here, never as a fault while writing through the map; zero-filled too with
+    /// `new.zero_fill`), given its header, and renamed into place, so a process crash leaves it complete or absent. With `durable`, the
     /// file and the directory are also synced before the rename and after it; without, the
     /// caller must call [`Segment::sync_file`] and sync the directory before it acknowledges
     /// any record in the segment as durable (after a power loss such a segment may be missing,
@@ -112,7 +141,7 @@ impl Segment {
     /// [`StorageError::Io`] naming the step that failed; the temporary file is removed.
     pub(crate) fn create(
         dir: &Path,
-        file_bytes: u64,
+        new: NewFile,
         header: SegmentHeader,
         durable: bool,
     ) -> Result<SegmentWriter> {
@@ -120,24 +149,23 @@ impl Segment {
         let path = dir.join(&name);
         // Removed if anything below fails.
         let mut temp = TempFile::new(dir.join(format!("{name}{TEMP_FILE_SUFFIX}")));
-        let file = Self::build_file(temp.path(), file_bytes, &header, durable)?;
+        let file = Self::build_file(temp.path(), new, &header, durable)?;
         fs::rename(temp.path(), &path)
             .map_err(|e| StorageError::io("rename new segment", temp.path(), e))?;
         temp.keep();
         if durable {
             sync_dir(dir)?;
         }
-        SegmentWriter::new(Self::map(path, &file, header, file_bytes, true)?, file)
+        SegmentWriter::new(Self::map(path, &file, header, new.bytes, true)?, file)
     }
 
     fn build_file(
         temp: &Path,
-        file_bytes: u64,
+        new: NewFile,
         header: &SegmentHeader,
         durable: bool,
     ) -> Result<File> {
-        let file =
-            create_preallocated(temp, file_bytes, ("create segment", "preallocate segment"))?;
+        let file = create_preallocated(temp, new, ("create segment", "preallocate segment"))?;
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| StorageError::io("write segment header", temp, e))?;
         if durable {
@@ -254,14 +282,14 @@ impl Segment {
         spare: SpareSegment,
         header: SegmentHeader,
     ) -> Result<SegmentWriter> {
-        let SpareSegment { mut temp, file, map, file_bytes, .. } = spare;
+        let SpareSegment { mut temp, file, map, new, .. } = spare;
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| StorageError::io("write segment header", temp.path(), e))?;
         let path = dir.join(segment_file_name(header.base_offset));
         fs::rename(temp.path(), &path)
             .map_err(|e| StorageError::io("rename new segment", temp.path(), e))?;
         temp.keep();
-        SegmentWriter::new(Self::from_map(path, header, map, file_bytes, true), file)
+        SegmentWriter::new(Self::from_map(path, header, map, new.bytes, true), file)
     }
 
     /// The segment's file path.
@@ -552,25 +580,30 @@ pub(crate) struct SpareSegment {
     temp: TempFile,
     file: File,
     map: MmapRaw,
-    file_bytes: u64,
+    new: NewFile,
     /// Data bytes from the start of the data region already prefaulted.
     prefaulted: u64,
 }
 
 impl SpareSegment {
-    /// Creates, preallocates and maps a spare segment file of `file_bytes` bytes in `dir`,
-    /// replacing any earlier spare file.
+    /// Creates, preallocates (and with `new.zero_fill` zero-fills) and maps a spare segment
+    /// file of `new.bytes` bytes in `dir`, replacing any earlier spare file.
     ///
     /// # Errors
     /// [`StorageError::Io`] naming the step that failed (a full disk fails here); the file is
     /// then removed.
-    pub(crate) fn create(dir: &Path, file_bytes: u64) -> Result<SpareSegment> {
+    pub(crate) fn create(dir: &Path, new: NewFile) -> Result<SpareSegment> {
         // Removed if anything below fails.
         let temp = TempFile::new(dir.join(SPARE_FILE_NAME));
         let ops = ("create spare segment", "preallocate spare segment");
-        let file = create_preallocated(temp.path(), file_bytes, ops)?;
-        let map = map_file(temp.path(), &file, file_bytes, true)?;
-        Ok(SpareSegment { temp, file, map, file_bytes, prefaulted: 0 })
+        let file = create_preallocated(temp.path(), new, ops)?;
+        let map = map_file(temp.path(), &file, new.bytes, true)?;
+        Ok(SpareSegment { temp, file, map, new, prefaulted: 0 })
+    }
+
+    /// How the spare's file was made.
+    pub(crate) fn new_file(&self) -> NewFile {
+        self.new
     }
 
     /// Data bytes from the start of the data region prefaulted so far.
@@ -585,7 +618,7 @@ impl SpareSegment {
     /// # Errors
     /// The kernel's error; callers treat it as "not available".
     pub(crate) fn prefault(&mut self, end: u64) -> std::io::Result<()> {
-        let end = end.min(data_capacity(self.file_bytes));
+        let end = end.min(data_capacity(self.new.bytes));
         if end <= self.prefaulted {
             return Ok(());
         }
@@ -788,18 +821,12 @@ impl SegmentWriter {
     /// file) any earlier write-back error of the file, so the caller must treat an error as a
     /// failed sync.
     pub(crate) fn zero_ahead(&mut self, start: u64, end: u64) -> std::io::Result<u64> {
-        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let seg = &self.segment;
         let (file_start, file_end) = seg.whole_pages(start.max(seg.published_len()), end);
         if file_end <= file_start {
             return Ok(start);
         }
-        let mut at = file_start;
-        while at < file_end {
-            let len = (file_end - at).min(ZEROS.len() as u64);
-            self.file.write_all_at(&ZEROS[..to_index(len)], at)?;
-            at += len;
-        }
+        write_zeros(&self.file, file_start, file_end)?;
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE
             | libc::SYNC_FILE_RANGE_WAIT_AFTER;

@@ -222,15 +222,23 @@ struct LogHarness {
     model: LogModel,
     /// Read-only handles and how many of the model's records existed when each was opened.
     readers: Vec<(Log, usize)>,
+    /// `Options::zero_fill_segments` for the writer now open; each reopen flips it, so logs
+    /// mix segments made with and without it.
+    zero_fill: bool,
 }
 
 impl LogHarness {
-    fn new() -> LogHarness {
+    fn new(zero_fill: bool) -> LogHarness {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open_with(dir.path(), options()).unwrap();
+        let log = Log::open_with(dir.path(), Self::options(zero_fill)).unwrap();
         assert!(log.open_report().created);
         assert_eq!(log.open_report().end_offset, 0);
-        LogHarness { dir, log: Some(log), model: LogModel::default(), readers: Vec::new() }
+        let model = LogModel::default();
+        LogHarness { dir, log: Some(log), model, readers: Vec::new(), zero_fill }
+    }
+
+    fn options(zero_fill: bool) -> Options {
+        Options { zero_fill_segments: zero_fill, ..options() }
     }
 
     fn log(&mut self) -> &mut Log {
@@ -244,7 +252,8 @@ impl LogHarness {
         } else {
             log.close().unwrap();
         }
-        let log = Log::open_with(self.dir.path(), options()).unwrap();
+        self.zero_fill = !self.zero_fill;
+        let log = Log::open_with(self.dir.path(), Self::options(self.zero_fill)).unwrap();
         let report = log.open_report();
         assert!(!report.created, "{report:?}");
         assert_eq!(report.end_offset, self.model.end(), "{report:?}");
@@ -439,8 +448,11 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn log_matches_model(ops in prop::collection::vec(log_op(), 1..=OPS_MAX)) {
-        let mut harness = LogHarness::new();
+    fn log_matches_model(
+        ops in prop::collection::vec(log_op(), 1..=OPS_MAX),
+        zero_fill in any::<bool>(),
+    ) {
+        let mut harness = LogHarness::new(zero_fill);
         for (step, op) in ops.iter().enumerate() {
             harness.apply(op);
             harness.check(step, op);

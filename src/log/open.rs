@@ -19,7 +19,7 @@ use crate::format::{
     FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION,
     LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
 };
-use crate::segment::{sync_dir, Segment, SegmentWriter};
+use crate::segment::{sync_dir, NewFile, Segment, SegmentWriter};
 
 /// Segment files and leftover temporary files found in a log directory.
 struct Listing {
@@ -260,7 +260,9 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 log_id,
             };
             report.created = true;
-            Some(Segment::create(dir, options.segment_bytes, header, true)?)
+            let new =
+                NewFile { bytes: options.segment_bytes, zero_fill: options.zero_fill_segments };
+            Some(Segment::create(dir, new, header, true)?)
         }
     };
     let sealed = all.clone();
@@ -292,11 +294,17 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 })
                 .collect();
             let pos = end - base;
+            // A segment this open made zero-filled needs no zeroing ahead of its syncs.
+            let zeroed_pos = if report.created && options.zero_fill_segments {
+                active.segment().capacity()
+            } else {
+                pos
+            };
             let mut writer = Writer {
                 active,
                 pos,
                 synced_pos: known_durable.saturating_sub(base).min(pos),
-                zeroed_pos: pos,
+                zeroed_pos,
                 synced_end: known_durable.min(end),
                 unsynced_sealed,
                 unsynced_created: Vec::new(),
@@ -314,6 +322,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 spare_requested: false,
                 write_behind: options.write_behind,
                 prepare_next_segment: options.prepare_next_segment,
+                zero_fill_segments: options.zero_fill_segments,
                 durable_on_disk,
                 dirty_past_end: false,
                 _lock: lock,

@@ -22,7 +22,8 @@
 //! promises.
 //!
 //! **Spare segments.** Once the active segment is half full, the write-out thread makes the
-//! next segment file ahead of need ([`SpareSegment`]: created, preallocated, mapped), and for
+//! next segment file ahead of need ([`SpareSegment`]: created, preallocated, zero-filled with
+//! [`Options::zero_fill_segments`](crate::Options::zero_fill_segments), mapped), and for
 //! a writer that prefaults, the prefault thread then prefaults its first
 //! [`PREFAULT_AHEAD_BYTES`] (after the active segment's needs). The roll takes it, writes its
 //! header and renames it into place, instead of waiting for all that itself: the append that
@@ -41,7 +42,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::error::Result;
-use crate::segment::{Segment, SpareSegment, WriteOut};
+use crate::segment::{NewFile, Segment, SpareSegment, WriteOut};
 
 /// How far ahead of the writer pages are prefaulted.
 pub(crate) const PREFAULT_AHEAD_BYTES: u64 = 8 << 20;
@@ -68,9 +69,9 @@ enum Spare {
     /// None asked for.
     #[default]
     None,
-    /// Asked for, not yet started: a spare of `file_bytes` in `dir`, with its first
+    /// Asked for, not yet started: a spare made as `new` says in `dir`, with its first
     /// `prefault_bytes` of data prefaulted.
-    Wanted { dir: PathBuf, file_bytes: u64, prefault_bytes: u64 },
+    Wanted { dir: PathBuf, new: NewFile, prefault_bytes: u64 },
     /// A helper thread is creating it (the write-out thread) or prefaulting it (the prefault
     /// thread).
     Busy,
@@ -190,12 +191,12 @@ impl Pager {
         state.target = prefaulted;
     }
 
-    /// Asks for a spare segment of `file_bytes` in `dir` to be made, with its first
-    /// `prefault_bytes` of data prefaulted, unless one is already asked for or made.
-    pub(crate) fn request_spare(&self, dir: PathBuf, file_bytes: u64, prefault_bytes: u64) {
+    /// Asks for a spare segment made as `new` says in `dir`, with its first `prefault_bytes`
+    /// of data prefaulted, unless one is already asked for or made.
+    pub(crate) fn request_spare(&self, dir: PathBuf, new: NewFile, prefault_bytes: u64) {
         let mut state = self.shared.state();
         if matches!(state.spare, Spare::None | Spare::Failed) {
-            state.spare = Spare::Wanted { dir, file_bytes, prefault_bytes };
+            state.spare = Spare::Wanted { dir, new, prefault_bytes };
             self.shared.wake.notify_all();
         }
     }
@@ -255,7 +256,7 @@ impl Drop for Pager {
 enum Job {
     Prefault(Arc<Segment>, u64, u64),
     WriteBehind(WriteOut, u64, u64),
-    MakeSpare { dir: PathBuf, file_bytes: u64, prefault_bytes: u64 },
+    MakeSpare { dir: PathBuf, new: NewFile, prefault_bytes: u64 },
     PrefaultSpare { spare: SpareSegment, prefault_bytes: u64 },
 }
 
@@ -292,8 +293,8 @@ fn next_job(shared: &Shared, kind: Kind) -> Option<Job> {
         };
         if spare_job && state.spare_pending() {
             match std::mem::replace(&mut state.spare, Spare::Busy) {
-                Spare::Wanted { dir, file_bytes, prefault_bytes } => {
-                    return Some(Job::MakeSpare { dir, file_bytes, prefault_bytes });
+                Spare::Wanted { dir, new, prefault_bytes } => {
+                    return Some(Job::MakeSpare { dir, new, prefault_bytes });
                 }
                 Spare::Ready { spare, prefault_bytes } => {
                     return Some(Job::PrefaultSpare { spare, prefault_bytes });
@@ -331,8 +332,8 @@ fn run(shared: &Shared, kind: Kind) {
                     state.write_behind.clear();
                 }
             }
-            Job::MakeSpare { dir, file_bytes, prefault_bytes } => {
-                let made = SpareSegment::create(&dir, file_bytes);
+            Job::MakeSpare { dir, new, prefault_bytes } => {
+                let made = SpareSegment::create(&dir, new);
                 finish_spare(shared, made, prefault_bytes);
             }
             Job::PrefaultSpare { mut spare, prefault_bytes } => {
