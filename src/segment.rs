@@ -85,11 +85,28 @@ fn create_preallocated(
         .map_err(|e| StorageError::io(ops.0, path, e))?;
     file.allocate(new.bytes).map_err(|e| StorageError::io(ops.1, path, e))?;
     if new.zero_fill {
-        write_zeros(&file, 0, new.bytes)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| StorageError::io("zero-fill segment", path, e))?;
+        zero_fill(&file, new.bytes).map_err(|e| StorageError::io("zero-fill segment", path, e))?;
     }
     Ok(file)
+}
+
+/// Bytes of zeros [`zero_fill`] writes between two syncs.
+const ZERO_FILL_STEP: u64 = 1 << 20;
+
+/// Writes zeros over the first `len` bytes of `file` and makes them durable, syncing after
+/// every [`ZERO_FILL_STEP`]: a device flush writes out everything written before it, so a
+/// writer syncing the log meanwhile (the spare is zero-filled in the background) waits for at
+/// most one step of zeros, not for the whole file. (One sync at the end made the slowest
+/// 0.1 % of durable batches take 3 ms and the slowest 13 ms with 16 MiB segments.)
+fn zero_fill(file: &File, len: u64) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < len {
+        let end = (at + ZERO_FILL_STEP).min(len);
+        write_zeros(file, at, end)?;
+        file.sync_data()?;
+        at = end;
+    }
+    Ok(())
 }
 
 /// Writes zeros over bytes `[start, end)` of `file` (into the page cache; nothing waits for
