@@ -243,7 +243,8 @@ fn append_sync(c: &mut Criterion) {
 }
 
 /// One durable batch of 100 × 128 B per iteration, beside one `pwrite` of the same 16,000
-/// frame bytes + `fdatasync` into a fallocated file.
+/// frame bytes + `fdatasync` into a preallocated file (fallocated, and fully zero-written);
+/// the log with default options and with `zero_fill_segments`.
 fn append_batch_sync(c: &mut Criterion) {
     const BATCH: usize = 100;
     let batch: Vec<Vec<u8>> =
@@ -259,12 +260,21 @@ fn append_batch_sync(c: &mut Criterion) {
         let mut file = SyncFile::new(Prealloc::Fallocate);
         b.iter_custom(|iters| file.write_sync(iters, &frames));
     });
-    group.bench_function("log_append_batch_sync", |b| {
-        let dir = common::scratch_dir("batch-sync");
-        let mut log = Log::open(dir.path()).unwrap();
-        b.iter(|| black_box(log.append_batch_sync(&batch).unwrap()));
-        log.close().unwrap();
+    group.bench_function("baseline_pwrite_16000B_fdatasync_zeroed", |b| {
+        let mut file = SyncFile::new(Prealloc::Zeroed);
+        b.iter_custom(|iters| file.write_sync(iters, &frames));
     });
+    for (name, zero_fill_segments) in
+        [("log_append_batch_sync", false), ("log_append_batch_sync_zero_filled_segments", true)]
+    {
+        group.bench_function(name, |b| {
+            let dir = common::scratch_dir("batch-sync");
+            let options = Options { zero_fill_segments, ..Options::default() };
+            let mut log = Log::open_with(dir.path(), options).unwrap();
+            b.iter(|| black_box(log.append_batch_sync(&batch).unwrap()));
+            log.close().unwrap();
+        });
+    }
     group.finish();
 }
 

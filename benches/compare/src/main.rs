@@ -110,7 +110,11 @@ impl Config {
     }
 
     fn plan(&self, workload: Workload) -> Plan {
-        Plan { records: workload.records() / self.shrink, record_bytes: workload.record_bytes() }
+        Plan {
+            records: workload.records() / self.shrink,
+            record_bytes: workload.record_bytes(),
+            syncs_often: matches!(workload, Workload::Durable128 | Workload::Batch128),
+        }
     }
 }
 
@@ -367,10 +371,16 @@ mod tests {
     use engines::Writer;
 
     /// Every engine writes, reopens and replays a small log through the same code the
-    /// benchmark uses, and a replay of a damaged payload is caught.
+    /// benchmark uses (with the settings of both kinds of plan), and a replay of a damaged
+    /// payload is caught.
     fn round_trip<E: Engine>() {
+        round_trip_with::<E>(false);
+        round_trip_with::<E>(true);
+    }
+
+    fn round_trip_with<E: Engine>(syncs_often: bool) {
         let dir = tempdir();
-        let plan = Plan { records: 500, record_bytes: 128 };
+        let plan = Plan { records: 500, record_bytes: 128, syncs_often };
         let mut pool = Pool::new(plan.record_bytes, 9);
         let mut writer = E::create(&dir.0, &plan).unwrap();
         writer.append_then_sync(&mut pool, 0..200).unwrap();

@@ -110,11 +110,15 @@ impl Verifier {
     }
 }
 
-/// The shape of one write workload, given to engines so that they can size their files.
+/// The shape of one write workload, given to engines so that they can size their files and
+/// choose their settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub records: u64,
     pub record_bytes: usize,
+    /// Whether every record or batch is made durable as it is written (a sync every few
+    /// records) rather than by one sync at the end.
+    pub syncs_often: bool,
 }
 
 impl Plan {

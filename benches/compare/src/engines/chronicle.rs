@@ -1,9 +1,13 @@
-//! Chronicle's raw byte log ([`chronicle::Log`]) with its default options (64 MiB segments).
+//! Chronicle's raw byte log ([`chronicle::Log`]) with its default options (64 MiB segments),
+//! plus, for the workloads that sync every record or batch, `zero_fill_segments`: the
+//! setting BENCHMARKS.md advises for such writers, which zero-fills each segment when it is
+//! made (the counterpart of okaywal's preallocated, zero-filled segment, also made before the
+//! clock starts).
 
 use std::ops::Range;
 use std::path::Path;
 
-use chronicle::Log;
+use chronicle::{Log, Options};
 
 use super::{batches, Engine, Res, Writer};
 use crate::workload::{Plan, Pool, Verifier};
@@ -19,8 +23,9 @@ impl Engine for Chronicle {
 
     type Writer = Log;
 
-    fn create(dir: &Path, _plan: &Plan) -> Res<Log> {
-        Ok(Log::open(dir)?)
+    fn create(dir: &Path, plan: &Plan) -> Res<Log> {
+        let options = Options { zero_fill_segments: plan.syncs_often, ..Options::default() };
+        Ok(Log::open_with(dir, options)?)
     }
 
     fn reopen(dir: &Path, _plan: &Plan) -> Res<Log> {
