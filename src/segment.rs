@@ -148,9 +148,9 @@ impl Segment {
     ///
     /// The file is built under a temporary name, preallocated to `new.bytes` (so a full disk
     /// fails here, never as a fault while writing through the map; zero-filled too with
-    /// `new.zero_fill`), given its header, and renamed into place, so a process crash leaves it complete or absent. With `durable`, the
-    /// file and the directory are also synced before the rename and after it; without, the
-    /// caller must call [`Segment::sync_file`] and sync the directory before it acknowledges
+    /// `new.zero_fill`), given its header, and renamed into place, so a process crash leaves
+    /// it complete or absent. With `durable`, the file and the directory are also synced
+    /// before the rename and after it; without, the caller must call [`Segment::sync_file`] and sync the directory before it acknowledges
     /// any record in the segment as durable (after a power loss such a segment may be missing,
     /// shorter, or have a zero header: a torn creation, see `FORMAT.md`).
     ///
@@ -590,8 +590,9 @@ pub(crate) const SPARE_FILE_NAME: &str = "next.seg.tmp";
 ///
 /// It is [`SPARE_FILE_NAME`] in the log directory: preallocated, mapped writable, all zeros,
 /// without a header. [`Segment::create_from_spare`] gives it its header and its name; until
-/// then it holds no data, and dropping it deletes the file. Nothing about it is synced: a crash
-/// leaves at most a `*.seg.tmp` file, which the next writer's open deletes.
+/// then it holds no data, and dropping it deletes the file. Nothing about it is synced but,
+/// when it is zero-filled, its zeros: a crash leaves at most a `*.seg.tmp` file, which the
+/// next writer's open deletes.
 #[derive(Debug)]
 pub(crate) struct SpareSegment {
     temp: TempFile,
