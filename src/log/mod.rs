@@ -1275,8 +1275,13 @@ mod zero_ahead_tests {
         let data_end = SEGMENT_HEADER_LEN + usize::try_from(pos).unwrap();
         assert!(file[data_end..].iter().all(|&b| b == 0), "bytes past the end are not zero");
         log.close().unwrap();
+        assert_reopens_with(dir.path(), options, &expected);
+    }
 
-        let log = Log::open_with(dir.path(), options).unwrap();
+    /// Reopens the log in `dir` and checks that it has no torn tail and holds exactly
+    /// `expected` (offset, payload) records.
+    fn assert_reopens_with(dir: &Path, options: Options, expected: &[(u64, Vec<u8>)]) {
+        let log = Log::open_with(dir, options).unwrap();
         assert!(log.open_report().torn_tail.is_none());
         let seen: Vec<(u64, Vec<u8>)> =
             log.replay(0).map(|r| r.map(|r| (r.offset, r.payload.to_vec())).unwrap()).collect();
@@ -1319,12 +1324,7 @@ mod zero_ahead_tests {
             }
             assert!(bases.len() >= 4, "only {} segments", bases.len());
             log.close().unwrap();
-
-            let log = Log::open_with(dir.path(), options).unwrap();
-            assert!(log.open_report().torn_tail.is_none());
-            let seen: Vec<(u64, Vec<u8>)> =
-                log.replay(0).map(|r| r.map(|r| (r.offset, r.payload.to_vec())).unwrap()).collect();
-            assert_eq!(seen, expected);
+            assert_reopens_with(dir.path(), options, &expected);
         }
     }
 
