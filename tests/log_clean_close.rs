@@ -164,3 +164,27 @@ fn bytes_after_a_clean_end_are_cleared_before_the_first_write() {
     assert_eq!(all(log.replay(0)), recs);
     assert_eq!(log.open_report().torn_tail, None);
 }
+
+#[test]
+fn a_durable_record_of_the_wrong_length_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    let recs = append_all(&mut log, 0, &varied_lens(40, MAX as usize));
+    log.close().unwrap();
+    let record = fs::read(dir.path().join("DURABLE")).unwrap();
+    // The intact record, one byte longer, one byte shorter, empty: only the first is used.
+    let variants: [(&str, Vec<u8>); 4] = [
+        ("intact", record.clone()),
+        ("one byte longer", [record.as_slice(), &[0]].concat()),
+        ("one byte shorter", record[..record.len() - 1].to_vec()),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in variants {
+        fs::write(dir.path().join("DURABLE"), &bytes).unwrap();
+        let log = Log::open_read_only(dir.path()).unwrap();
+        let report = log.open_report().clone();
+        assert_eq!(report.clean_close, what == "intact", "{what}: {report:?}");
+        assert_eq!(report.records_scanned == 0, what == "intact", "{what}: {report:?}");
+        assert_eq!(all(log.replay(0)), recs, "{what}");
+    }
+}

@@ -27,18 +27,24 @@ struct Listing {
     temps: Vec<PathBuf>,
 }
 
+/// Lists `dir` with `getdents64` on a descriptor of its own (rustix's `Dir`): `fs::read_dir`
+/// (glibc's `opendir`) also makes an `fstat`, one of the dozen or so system calls of a
+/// clean open.
 fn list_dir(dir: &Path) -> Result<Listing> {
+    use rustix::fs::{Dir, Mode, OFlags};
+    let failed = |e: rustix::io::Errno| StorageError::io("list log directory", dir, e.into());
     let mut listing = Listing { bases: Vec::new(), temps: Vec::new() };
-    let entries = fs::read_dir(dir).map_err(|e| StorageError::io("list log directory", dir, e))?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(failed)?;
+    let entries = Dir::new(fd).map_err(failed)?;
     let temp_suffix = format!("{SEGMENT_FILE_SUFFIX}{TEMP_FILE_SUFFIX}");
     for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io("list log directory", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+        let entry = entry.map_err(failed)?;
+        let Ok(name) = entry.file_name().to_str() else { continue };
         if let Some(base) = parse_segment_file_name(name) {
             listing.bases.push(base);
         } else if name.ends_with(&temp_suffix) {
-            listing.temps.push(entry.path());
+            listing.temps.push(dir.join(name));
         }
     }
     listing.bases.sort_unstable();
@@ -479,13 +485,15 @@ fn new_log_id() -> u64 {
 /// The durable record of log `log_id`, or `None` if there is no usable one (missing, damaged,
 /// or from another log): the record only adds knowledge, so doing without it is safe.
 fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
-    // At most one byte more than a record, so a longer file (which `decode` refuses) is told
-    // from one of the right length without a `stat` first (as `fs::read` would make).
-    use std::io::Read as _;
+    // One `read` of one byte more than a record, so a longer file (which `decode` refuses) is
+    // told from one of the right length without a `stat` first (as `fs::read` would make) or
+    // a second `read` to see the end (as `read_to_end` would): a read of a regular file
+    // returns fewer bytes than asked only at its end.
+    use std::os::unix::fs::FileExt as _;
     let file = File::open(dir.join(DURABLE_FILE_NAME)).ok()?;
-    let mut bytes = Vec::with_capacity(DURABLE_RECORD_LEN + 1);
-    file.take(DURABLE_RECORD_LEN as u64 + 1).read_to_end(&mut bytes).ok()?;
-    DurableRecord::decode(&bytes).ok().filter(|record| record.log_id == log_id)
+    let mut buffer = [0u8; DURABLE_RECORD_LEN + 1];
+    let len = file.read_at(&mut buffer, 0).ok()?;
+    DurableRecord::decode(buffer.get(..len)?).ok().filter(|record| record.log_id == log_id)
 }
 
 /// Whether the segment file at `path`, whose header failed to decode, is what a power loss
