@@ -494,6 +494,41 @@ impl Segment {
         )
     }
 
+    /// Drops this process's page-table entries for the whole map (`MADV_DONTNEED`), so that
+    /// pages read through it stop counting in the process's resident memory once a reader
+    /// has moved past them. Nothing else changes: the pages stay in the page cache (dirty
+    /// ones stay dirty), and the next access to any byte maps the same page again, at the
+    /// cost of a minor fault. Meant for sealed segments: on the writer's active segment it
+    /// would undo the prefaulting ahead of the writer.
+    ///
+    /// Best effort: an error from the kernel (for example on `mlock`ed memory) changes
+    /// nothing and is ignored.
+    pub(crate) fn release_pages(&self) {
+        // SAFETY: the map is a shared mapping of a file (never private, never anonymous), so
+        // `MADV_DONTNEED` only removes this process's page-table entries: no byte changes, and
+        // readers holding views into the map see the same bytes when they next touch them
+        // (the range is the map itself).
+        let _ = unsafe {
+            self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, self.map.len())
+        };
+    }
+
+    /// How many pages of the map are in this process's page tables (the "present" bit of
+    /// `/proc/self/pagemap`, which unprivileged processes may read).
+    #[cfg(test)]
+    pub(crate) fn mapped_pages(&self) -> usize {
+        const PAGE: usize = 4096;
+        let first = self.map.as_ptr() as usize / PAGE;
+        let pages = self.map.len().div_ceil(PAGE);
+        let mut entries = vec![0u8; pages * 8];
+        let pagemap = File::open("/proc/self/pagemap").expect("open /proc/self/pagemap");
+        pagemap.read_exact_at(&mut entries, (first * 8) as u64).expect("read /proc/self/pagemap");
+        entries
+            .chunks_exact(8)
+            .filter(|e| u64::from_le_bytes((*e).try_into().expect("8 bytes")) >> 63 == 1)
+            .count()
+    }
+
     /// Drops this process's page-table entries for the whole pages inside data bytes
     /// `[start, end)` (`MADV_DONTNEED`) and returns their file offsets. Writing out a page that
     /// is mapped writable costs a write-protect and a TLB-flush interrupt to every CPU running

@@ -1407,3 +1407,120 @@ mod pager_request_tests {
         assert_eq!(log_off.writer.as_ref().unwrap().write_behind_requested, 0);
     }
 }
+
+#[cfg(test)]
+mod release_tests {
+    use super::replay::RESIDENT_WINDOW_BYTES;
+    use super::*;
+
+    /// A log of `segments` full segments of 64 KiB (and a last one partly filled), closed.
+    fn log_of_segments(dir: &Path, segments: usize) -> Vec<Vec<u8>> {
+        let options =
+            Options { segment_bytes: 64 << 10, record_bytes_max: 4096, ..Options::default() };
+        let mut log = Log::open_with(dir, options).unwrap();
+        let mut records = Vec::new();
+        let mut i = 0u32;
+        while log.shared.snapshot().segments.len() <= segments {
+            let record = vec![i as u8; 1000 + (i as usize % 7) * 100];
+            log.append(&record).unwrap();
+            records.push(record);
+            i += 1;
+        }
+        log.close().unwrap();
+        records
+    }
+
+    /// A replay releases the pages of the segments it has left more than its window behind,
+    /// and only those; what it reads is unchanged.
+    #[test]
+    fn a_replay_releases_the_segments_it_has_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = log_of_segments(dir.path(), 12);
+        let log = Log::open_read_only(dir.path()).unwrap();
+        let segments = log.shared.snapshot().segments;
+        let last = segments.len() - 1;
+        let window = 2 * (64 << 10);
+        let mut replay = log.replay(0).with_resident_window(window);
+        let mut read = Vec::new();
+        while let Some(record) = replay.next_ref() {
+            read.push(record.unwrap().payload.to_vec());
+        }
+        assert_eq!(read, records);
+        let mapped: Vec<usize> = segments.iter().map(|s| s.mapped_pages()).collect();
+        // Released: each segment that ends at least the window before the last one starts.
+        let last_base = segments[last].base_offset();
+        assert!(mapped[..last - 3].iter().all(|&p| p == 0), "{mapped:?}");
+        for (index, &pages) in mapped.iter().enumerate() {
+            let end = segments.get(index + 1).map_or(u64::MAX, |next| next.base_offset());
+            if end.saturating_add(window) <= last_base {
+                assert_eq!(pages, 0, "segment {index} should be released: {mapped:?}");
+            } else {
+                assert!(pages > 0, "segment {index} is inside the window: {mapped:?}");
+            }
+        }
+        // Released pages read back the same bytes.
+        let again: Vec<Vec<u8>> = log.replay(0).map(|r| r.unwrap().payload.to_vec()).collect();
+        assert_eq!(again, records);
+    }
+
+    /// Segments before a replay's start are not the replay's to release; with the default
+    /// window, a log smaller than it is never released.
+    #[test]
+    fn a_replay_leaves_alone_what_it_did_not_read_and_small_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        log_of_segments(dir.path(), 12);
+        let log = Log::open_read_only(dir.path()).unwrap();
+        let segments = log.shared.snapshot().segments;
+        // Map a page of every segment.
+        for segment in segments.iter() {
+            assert!(!segment.data(0, 8).is_empty());
+        }
+        let from = segments[6].base_offset();
+        let mut replay = log.replay(from).with_resident_window(0);
+        while let Some(record) = replay.next_ref() {
+            record.unwrap();
+        }
+        let mapped: Vec<usize> = segments.iter().map(|s| s.mapped_pages()).collect();
+        assert!(mapped[..6].iter().all(|&p| p > 0), "{mapped:?}");
+        assert!(mapped[6..mapped.len() - 1].iter().all(|&p| p == 0), "{mapped:?}");
+
+        let mut replay = log.replay(0);
+        while let Some(record) = replay.next_ref() {
+            record.unwrap();
+        }
+        let mapped: Vec<usize> = segments.iter().map(|s| s.mapped_pages()).collect();
+        assert!(mapped.iter().all(|&p| p > 0), "the default window covers this log: {mapped:?}");
+    }
+
+    /// Checking the chain on open maps the last frame of every sealed segment; an open keeps
+    /// only those within the resident window of the end mapped, as a replay does.
+    #[test]
+    fn an_open_releases_the_sealed_segments_it_checked_beyond_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment_bytes = 8 << 20;
+        let options = Options { segment_bytes, record_bytes_max: 1 << 20, ..Options::default() };
+        let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+        let record = vec![5u8; 64 << 10];
+        while log.end_offset() < RESIDENT_WINDOW_BYTES + 4 * segment_bytes {
+            log.append(&record).unwrap();
+        }
+        log.close().unwrap();
+        for read_only in [true, false] {
+            let log = if read_only {
+                Log::open_read_only(dir.path()).unwrap()
+            } else {
+                Log::open_with(dir.path(), options.clone()).unwrap()
+            };
+            let segments = log.shared.snapshot().segments;
+            let last_base = segments[segments.len() - 1].base_offset();
+            let mapped: Vec<usize> = segments.iter().map(|s| s.mapped_pages()).collect();
+            for (index, pages) in mapped.iter().enumerate().take(segments.len() - 1) {
+                let end = segments[index + 1].base_offset();
+                let released = end + RESIDENT_WINDOW_BYTES <= last_base;
+                assert_eq!(*pages == 0, released, "segment {index} (read-only: {read_only})");
+            }
+            assert!(mapped[0] == 0 && mapped[segments.len() - 2] > 0, "{mapped:?}");
+            log.close().unwrap();
+        }
+    }
+}

@@ -10,6 +10,7 @@ use super::clock::{now_ms, RecordClock};
 use super::recovery::{
     check_sealed, examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView,
 };
+use super::replay::{release_behind, RESIDENT_WINDOW_BYTES};
 use super::{
     Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTail, Writer, DROPPED_SUFFIX,
 };
@@ -274,6 +275,12 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     let sealed = all.clone();
     if let Some(active) = &active {
         all.push(Arc::clone(active.segment()));
+    }
+    // Checking the chain mapped the last frame of every sealed segment, and with it up to a
+    // large folio (2 MiB) of resident memory each: 250 MiB for a 10 GiB log of 64 MiB
+    // segments. As a replay does, keep only what lies within the resident window of the end.
+    if let Some(last) = all.len().checked_sub(1) {
+        release_behind(&all, 0, last, RESIDENT_WINDOW_BYTES);
     }
     report.segments = all.len();
     report.end_offset = end;
