@@ -35,6 +35,7 @@ pub(super) const PARALLEL_CHUNKS_MAX: usize = 32;
 /// [`PARALLEL_CHUNKS_MAX`] whole chunks, or on a CPU without the instructions: the caller then
 /// uses crc32fast, over the bytes as it holds them (one contiguous frame, or header and payload).
 #[must_use]
+#[inline]
 pub(super) fn small_frame_checksum(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> Option<u32> {
     #[cfg(target_arch = "x86_64")]
     if FRAME_HEADER_LEN / 16 + payload.len() / 16 <= PARALLEL_CHUNKS_MAX {

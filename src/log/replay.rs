@@ -73,7 +73,13 @@ impl Snapshot {
     }
 
     /// As [`Snapshot::decode`], with the segment's data end already known.
-    #[inline]
+    ///
+    /// Always inlined (with the checksum's entry points): left to the compiler it stayed a
+    /// call per record, and criterion's replay of 1M records of 128 B took 21.4–22.1 ms with
+    /// it inlined against 23.4 ms (`next_ref`), 94.9–95.9 against 98.3 ms for `EventLog`.
+    /// Forcing `Cursor::step` inline as well gained `next_ref` a little more but cost the
+    /// event replay 3 %.
+    #[inline(always)]
     fn decode_bounded(&self, index: usize, offset: u64, end: u64) -> Result<Option<Frame<'_>>> {
         let Some(segment) = self.segments.get(index) else {
             return Ok(None);
