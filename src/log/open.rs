@@ -1,6 +1,7 @@
 //! Opening a log: the lock, the directory listing, header validation, and carrying out the
 //! recovery [`Plan`].
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -10,7 +11,6 @@ use super::clock::{now_ms, RecordClock};
 use super::recovery::{
     check_sealed, examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView,
 };
-use super::replay::{release_behind, RESIDENT_WINDOW_BYTES};
 use super::{
     Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTail, Writer, DROPPED_SUFFIX,
 };
@@ -110,6 +110,9 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     // Every other file is closed once mapped, so the number of segments is not limited by the
     // number of files a process may have open.
     let mut last_file: Option<(PathBuf, File)> = None;
+    // The last frame of each sealed segment, read while its file is open (keyed by the
+    // segment's base offset), for the chain check. Repair reads every frame through the map.
+    let mut link_tails: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
     for &base in &listing.bases {
         let path = dir.join(segment_file_name(base));
         if torn_created.is_some() {
@@ -119,6 +122,13 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         }
         match Segment::open(path.clone(), base, !read_only) {
             Ok((segment, file)) => {
+                if let (Some(prev), Some((_, prev_file)), false) =
+                    (segments.last(), &last_file, repair)
+                {
+                    if let Some(tail) = read_link_tail(prev, prev_file, segment.header()) {
+                        link_tails.insert(prev.base_offset(), tail);
+                    }
+                }
                 last_file = Some((path, file));
                 segments.push(segment);
             }
@@ -189,7 +199,15 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                     } else {
                         vec![(0, s.capacity())]
                     };
-                    SegmentView { header: *s.header(), data: s.data_exclusive(), extents }
+                    let link_tail = link_tails
+                        .get(&s.header().base_offset)
+                        .map(|(pos, bytes)| (*pos, bytes.as_slice()));
+                    SegmentView {
+                        header: *s.header(),
+                        data: s.data_exclusive(),
+                        extents,
+                        link_tail,
+                    }
                 })
                 .collect();
             plan(&views, recorded.as_ref())
@@ -275,12 +293,6 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     let sealed = all.clone();
     if let Some(active) = &active {
         all.push(Arc::clone(active.segment()));
-    }
-    // Checking the chain mapped the last frame of every sealed segment, and with it up to a
-    // large folio (2 MiB) of resident memory each: 250 MiB for a 10 GiB log of 64 MiB
-    // segments. As a replay does, keep only what lies within the resident window of the end.
-    if let Some(last) = all.len().checked_sub(1) {
-        release_behind(&all, 0, last, RESIDENT_WINDOW_BYTES);
     }
     report.segments = all.len();
     report.end_offset = end;
@@ -477,6 +489,27 @@ fn first_bad_sealed(segments: &mut [Segment]) -> Option<(usize, u64, FormatError
         }
     }
     None
+}
+
+/// The chain check reads a sealed segment's last frame from the file only up to this size
+/// (a frame of a few records' worth); a longer one is read through the map.
+const LINK_TAIL_READ_MAX: u64 = 1 << 20;
+
+/// Reads, with one `pread` on `file` (the file of `prev`), the bytes of `prev`'s data region
+/// from the frame `next` names as `prev`'s last to `next`'s base: what the chain check reads
+/// there. `None` if `next` names no such range inside `prev`, if it is longer than
+/// [`LINK_TAIL_READ_MAX`], or if the read fails or falls short; the check then reads the map.
+fn read_link_tail(prev: &Segment, file: &File, next: &SegmentHeader) -> Option<(u64, Vec<u8>)> {
+    use std::os::unix::fs::FileExt as _;
+    let base = prev.base_offset();
+    let data_end = next.base_offset.checked_sub(base)?;
+    let pos = next.prev_last_frame_offset.checked_sub(base)?;
+    if pos >= data_end || data_end > prev.capacity() || data_end - pos > LINK_TAIL_READ_MAX {
+        return None;
+    }
+    let mut bytes = vec![0u8; usize::try_from(data_end - pos).ok()?];
+    file.read_exact_at(&mut bytes, SEGMENT_HEADER_LEN as u64 + pos).ok()?;
+    Some((pos, bytes))
 }
 
 /// A fresh random log identifier. Uniqueness, not secrecy, is what matters: std's randomly

@@ -193,6 +193,12 @@ pub(crate) struct SegmentView<'a> {
     pub header: SegmentHeader,
     pub data: &'a [u8],
     pub extents: Vec<(u64, u64)>,
+    /// This segment's data bytes from a position to the next segment's base, read from the
+    /// file by the opener, with that position: the frame the next header names as this
+    /// segment's last, which the chain check reads. Reading it through the map instead would
+    /// map, and keep resident, a large folio (2 MiB) of every sealed segment. `None`, or a
+    /// position other than the one the next header names, reads `data`.
+    pub link_tail: Option<(u64, &'a [u8])>,
 }
 
 impl SegmentView<'_> {
@@ -526,7 +532,10 @@ fn check_link(prev: &SegmentView<'_>, next: &SegmentView<'_>) -> Result<(), Link
                 h.base_offset
             ))
         })?;
-    let bytes = prev.data.get(index_of(last_pos)..index_of(data_end)).unwrap_or_default();
+    let bytes = match prev.link_tail {
+        Some((pos, tail)) if pos == last_pos && tail.len() as u64 == data_end - last_pos => tail,
+        _ => prev.data.get(index_of(last_pos)..index_of(data_end)).unwrap_or_default(),
+    };
     match decode_frame(bytes, h.prev_last_frame_offset) {
         Ok(FrameRead::Frame(frame)) => {
             if frame.header.crc != h.prev_last_frame_crc {

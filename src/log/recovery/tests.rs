@@ -48,7 +48,7 @@ fn header(base: u64, prev: Option<FrameHeader>, durable_offset: u64) -> SegmentH
 }
 
 fn view(header: SegmentHeader, data: &[u8]) -> SegmentView<'_> {
-    SegmentView { header, data, extents: vec![(0, data.len() as u64)] }
+    SegmentView { header, data, extents: vec![(0, data.len() as u64)], link_tail: None }
 }
 
 fn last_frame(data: &[u8], base: u64) -> FrameHeader {
