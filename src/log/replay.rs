@@ -35,7 +35,7 @@ const PREFETCH_DISTANCE: usize = 4096;
 /// the window are never released, so replaying them again maps nothing anew; a second full
 /// pass over a larger log takes minor faults instead (in that probe, `verify` after a replay
 /// took 1.2–1.3 s against 0.9 s).
-pub(crate) const RESIDENT_WINDOW_BYTES: u64 = 256 << 20;
+const RESIDENT_WINDOW_BYTES: u64 = 256 << 20;
 
 /// An immutable view of the log's segments and its published end, taken at one moment.
 #[derive(Clone, Debug)]
@@ -299,12 +299,7 @@ impl Cursor {
 /// Releases the pages ([`Segment::release_pages`]) of `segments[from..current]` that end at
 /// least `window` bytes before `segments[current]` starts, and returns the index of the first
 /// one kept. Each of them has a successor, so it is sealed and no writer is prefaulting it.
-pub(crate) fn release_behind(
-    segments: &[Arc<Segment>],
-    from: usize,
-    current: usize,
-    window: u64,
-) -> usize {
+fn release_behind(segments: &[Arc<Segment>], from: usize, current: usize, window: u64) -> usize {
     let Some(current_base) = segments.get(current).map(|s| s.base_offset()) else {
         return from;
     };
