@@ -18,7 +18,8 @@ use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, parse_segment_file_name, segment_file_name, DurableRecord, FormatError,
     FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION,
-    LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
+    FRAME_HEADER_LEN, LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN,
+    TEMP_FILE_SUFFIX,
 };
 use crate::segment::{sync_dir, NewFile, Segment, SegmentWriter};
 
@@ -110,9 +111,10 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     // Every other file is closed once mapped, so the number of segments is not limited by the
     // number of files a process may have open.
     let mut last_file: Option<(PathBuf, File)> = None;
-    // The last frame of each sealed segment, read while its file is open (keyed by the
-    // segment's base offset), for the chain check. Repair reads every frame through the map.
-    let mut link_tails: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
+    // Bytes the checks below read, read from each segment's file while it is open (keyed by
+    // the segment's base offset), so that an open maps no page: the last frame of each
+    // sealed segment, and the frame the durable record names. Repair reads through the map.
+    let mut read_at_open: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
     for &base in &listing.bases {
         let path = dir.join(segment_file_name(base));
         if torn_created.is_some() {
@@ -126,7 +128,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                     (segments.last(), &last_file, repair)
                 {
                     if let Some(tail) = read_link_tail(prev, prev_file, segment.header()) {
-                        link_tails.insert(prev.base_offset(), tail);
+                        read_at_open.insert(prev.base_offset(), tail);
                     }
                 }
                 last_file = Some((path, file));
@@ -148,6 +150,14 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     // What `DURABLE` holds, whatever recovery below makes of it: a writer must clear a clean
     // end in it before it writes anything.
     let durable_on_disk = recorded;
+    if let (Some(record), Some((path, file)), Some(last)) = (&recorded, &last_file, segments.last())
+    {
+        if path.as_path() == last.path() {
+            if let Some(bytes) = read_recorded_frame(last, file, record) {
+                read_at_open.insert(last.base_offset(), bytes);
+            }
+        }
+    }
     if let Some(path) = torn_created {
         let first_torn = segments.iter().position(|s| s.path() > path.as_path());
         let later = first_torn.map_or_else(Vec::new, |i| segments.split_off(i));
@@ -199,14 +209,14 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                     } else {
                         vec![(0, s.capacity())]
                     };
-                    let link_tail = link_tails
+                    let read_at_open = read_at_open
                         .get(&s.header().base_offset)
                         .map(|(pos, bytes)| (*pos, bytes.as_slice()));
                     SegmentView {
                         header: *s.header(),
                         data: s.data_exclusive(),
                         extents,
-                        link_tail,
+                        read_at_open,
                     }
                 })
                 .collect();
@@ -508,6 +518,33 @@ fn read_link_tail(prev: &Segment, file: &File, next: &SegmentHeader) -> Option<(
         return None;
     }
     let mut bytes = vec![0u8; usize::try_from(data_end - pos).ok()?];
+    file.read_exact_at(&mut bytes, SEGMENT_HEADER_LEN as u64 + pos).ok()?;
+    Some((pos, bytes))
+}
+
+/// Reads, with one `pread` on `file` (the file of `last`, the log's last segment), what a
+/// clean open checks there: the frame `record` names as the log's last and the length field
+/// after it (a frame header's worth, clipped to the segment). `None` if the frame is not in
+/// `last`, if the range is not inside it or is longer than [`LINK_TAIL_READ_MAX`], or if the
+/// read fails or falls short; the checks then read the map.
+fn read_recorded_frame(
+    last: &Segment,
+    file: &File,
+    record: &DurableRecord,
+) -> Option<(u64, Vec<u8>)> {
+    use std::os::unix::fs::FileExt as _;
+    let base = last.base_offset();
+    let pos = record.last_frame_offset.checked_sub(base)?;
+    let end_pos = record.durable_end.checked_sub(base)?;
+    if record.last_frame_offset == NO_PREVIOUS_FRAME
+        || pos >= end_pos
+        || end_pos > last.capacity()
+        || end_pos - pos > LINK_TAIL_READ_MAX
+    {
+        return None;
+    }
+    let end = (end_pos + FRAME_HEADER_LEN as u64).min(last.capacity());
+    let mut bytes = vec![0u8; usize::try_from(end - pos).ok()?];
     file.read_exact_at(&mut bytes, SEGMENT_HEADER_LEN as u64 + pos).ok()?;
     Some((pos, bytes))
 }

@@ -20,7 +20,7 @@
 
 use crate::format::{
     decode_frame, probe_frame, DurableRecord, FormatError, FrameHeader, FrameRead, SegmentHeader,
-    FLAG_BATCH_CONTINUES, FRAME_ALIGN, NO_PREVIOUS_FRAME,
+    FLAG_BATCH_CONTINUES, FRAME_ALIGN, FRAME_HEADER_LEN, NO_PREVIOUS_FRAME,
 };
 
 /// Bytes examined at once when looking for non-zero data after the end of the chain.
@@ -49,18 +49,25 @@ pub(crate) struct ChainWalk {
     pub max_durable_end: u64,
 }
 
+impl ChainWalk {
+    /// A walk from data position `start` that found no frame there.
+    fn ended_at(start: u64) -> ChainWalk {
+        ChainWalk {
+            frames: 0,
+            complete_end: start,
+            incomplete_frames: 0,
+            chain_end: start,
+            stop: None,
+            last_complete: None,
+            max_durable_end: 0,
+        }
+    }
+}
+
 /// Walks frames from data position `start` (a frame boundary) through `data`, which begins
 /// at logical offset `base`, until a zero length field, the end of `data`, or an invalid frame.
 pub(crate) fn walk_chain(data: &[u8], base: u64, start: u64) -> ChainWalk {
-    let mut walk = ChainWalk {
-        frames: 0,
-        complete_end: start,
-        incomplete_frames: 0,
-        chain_end: start,
-        stop: None,
-        last_complete: None,
-        max_durable_end: 0,
-    };
+    let mut walk = ChainWalk::ended_at(start);
     while let Some(rest) = data.get(index_of(walk.chain_end)..) {
         match decode_frame(rest, base + walk.chain_end) {
             Ok(FrameRead::End) => break,
@@ -193,17 +200,38 @@ pub(crate) struct SegmentView<'a> {
     pub header: SegmentHeader,
     pub data: &'a [u8],
     pub extents: Vec<(u64, u64)>,
-    /// This segment's data bytes from a position to the next segment's base, read from the
-    /// file by the opener, with that position: the frame the next header names as this
-    /// segment's last, which the chain check reads. Reading it through the map instead would
-    /// map, and keep resident, a large folio (2 MiB) of every sealed segment. `None`, or a
-    /// position other than the one the next header names, reads `data`.
-    pub link_tail: Option<(u64, &'a [u8])>,
+    /// Data bytes the opener read from the file, with the data position they start at: the
+    /// frame the next segment's header names as this segment's last (which the chain check
+    /// reads), or, in the last segment, the frame the durable record names and the length
+    /// field after it (which a clean open reads). Reading them through the map instead would
+    /// map a page, and with it up to a large folio (2 MiB), of every segment. Ranges outside
+    /// these bytes are read from `data`.
+    pub read_at_open: Option<(u64, &'a [u8])>,
 }
 
 impl SegmentView<'_> {
     fn base(&self) -> u64 {
         self.header.base_offset
+    }
+
+    /// Data bytes `[start, end)`: from [`SegmentView::read_at_open`] if they lie inside it,
+    /// else from the map; `None` if the range is not inside the data region.
+    fn bytes(&self, start: u64, end: u64) -> Option<&[u8]> {
+        if let Some((pos, read)) = self.read_at_open {
+            if pos <= start && start <= end && end - pos <= read.len() as u64 {
+                return read.get(index_of(start - pos)..index_of(end - pos));
+            }
+        }
+        self.data.get(index_of(start)..index_of(end))
+    }
+
+    /// Whether a walk of the chain from data position `start` ends at once: the length field
+    /// there is zero, or the data region ends before a frame header would fit. As
+    /// [`walk_chain`] would find, but read through [`SegmentView::bytes`].
+    fn chain_ends_at(&self, start: u64) -> bool {
+        let end = start.saturating_add(FRAME_HEADER_LEN as u64).min(self.data.len() as u64);
+        let Some(bytes) = self.bytes(start.min(end), end) else { return false };
+        matches!(decode_frame(bytes, self.base() + start), Ok(FrameRead::End))
     }
 }
 
@@ -297,7 +325,11 @@ pub(crate) fn plan(views: &[SegmentView<'_>], recorded: Option<&DurableRecord>) 
         }
         _ => 0,
     };
-    let walk = walk_chain(last.data, last.base(), start);
+    let walk = if last.chain_ends_at(start) {
+        ChainWalk::ended_at(start)
+    } else {
+        walk_chain(last.data, last.base(), start)
+    };
     // A log closed at its recorded durable end and not written since (the record says so,
     // and the chain indeed ends there) holds only zeros after it: nothing to examine.
     plan.clean_end = recorded.is_some_and(|r| {
@@ -471,7 +503,7 @@ fn check_recorded_frame(
     }
     let pos = record.last_frame_offset - view.base();
     let lost = || (pos, FormatError::LostDurableData { durable_end: record.durable_end });
-    let bytes = view.data.get(index_of(pos)..index_of(end_pos)).ok_or_else(lost)?;
+    let bytes = view.bytes(pos, end_pos).ok_or_else(lost)?;
     match decode_frame(bytes, record.last_frame_offset) {
         Ok(FrameRead::Frame(frame))
             if frame.header.crc == record.last_frame_crc
@@ -532,10 +564,7 @@ fn check_link(prev: &SegmentView<'_>, next: &SegmentView<'_>) -> Result<(), Link
                 h.base_offset
             ))
         })?;
-    let bytes = match prev.link_tail {
-        Some((pos, tail)) if pos == last_pos && tail.len() as u64 == data_end - last_pos => tail,
-        _ => prev.data.get(index_of(last_pos)..index_of(data_end)).unwrap_or_default(),
-    };
+    let bytes = prev.bytes(last_pos, data_end).unwrap_or_default();
     match decode_frame(bytes, h.prev_last_frame_offset) {
         Ok(FrameRead::Frame(frame)) => {
             if frame.header.crc != h.prev_last_frame_crc {

@@ -48,7 +48,7 @@ fn header(base: u64, prev: Option<FrameHeader>, durable_offset: u64) -> SegmentH
 }
 
 fn view(header: SegmentHeader, data: &[u8]) -> SegmentView<'_> {
-    SegmentView { header, data, extents: vec![(0, data.len() as u64)], link_tail: None }
+    SegmentView { header, data, extents: vec![(0, data.len() as u64)], read_at_open: None }
 }
 
 fn last_frame(data: &[u8], base: u64) -> FrameHeader {
@@ -308,4 +308,46 @@ fn a_clean_end_spares_the_tail_only_where_the_chain_ends() {
     let lagging = plan(&views, Some(&record(offsets[1] + frame_stride(40), offsets[1], true)));
     assert!(!lagging.clean_end);
     assert_eq!(lagging.outcome, Outcome::End { index: 0, end, dirty_end: end + 72 });
+}
+
+/// Bytes the opener read from the file stand in for the map only where they cover what a
+/// check reads: plans are the same with them as without, for a trusted clean end, a record
+/// that lags behind later frames, and a damaged recorded frame.
+#[test]
+fn bytes_read_at_open_give_the_plans_the_map_gives() {
+    let payload = [5u8; 40];
+    let (mut data, offsets) = region(0, 4096, &[f(&payload, 0), f(&payload, 0), f(&payload, 0)]);
+    let end = offsets[2] + frame_stride(40);
+    let crc_at = |data: &[u8], offset: u64| {
+        let at = offset as usize;
+        u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+    };
+    let record = |data: &[u8], durable_end: u64, last_frame_offset: u64| DurableRecord {
+        log_id: 0x1234,
+        durable_end,
+        last_frame_offset,
+        last_frame_crc: crc_at(data, last_frame_offset),
+        clean_end: true,
+    };
+    let same_plans = |data: &[u8], record: DurableRecord| {
+        // What `read_recorded_frame` reads: the recorded frame and a header's worth after.
+        let from = record.last_frame_offset;
+        let to = (record.durable_end + FRAME_HEADER_LEN as u64).min(data.len() as u64);
+        let read = data[from as usize..to as usize].to_vec();
+        let mapped = [view(header(0, None, 0), data)];
+        let mut with_read = view(header(0, None, 0), data);
+        with_read.read_at_open = Some((from, &read));
+        let (a, b) = (plan(&mapped, Some(&record)), plan(&[with_read], Some(&record)));
+        assert_eq!(a, b, "record {record:?}");
+        a
+    };
+    let trusted = same_plans(&data, record(&data, end, offsets[2]));
+    assert!(trusted.clean_end);
+    let lagging = same_plans(&data, record(&data, offsets[1] + frame_stride(40), offsets[1]));
+    assert!(!lagging.clean_end);
+    assert_eq!(lagging.frames_scanned, 1);
+    let intact = record(&data, end, offsets[2]);
+    data[offsets[2] as usize + FRAME_HEADER_LEN + 3] ^= 1;
+    let damaged = same_plans(&data, intact);
+    assert!(matches!(damaged.outcome, Outcome::Damaged { .. }), "{:?}", damaged.outcome);
 }
