@@ -501,49 +501,52 @@ fn first_bad_sealed(segments: &mut [Segment]) -> Option<(usize, u64, FormatError
     None
 }
 
-/// The chain check reads a sealed segment's last frame from the file only up to this size
-/// (a frame of a few records' worth); a longer one is read through the map.
-const LINK_TAIL_READ_MAX: u64 = 1 << 20;
+/// The checks read a frame from the file at open only up to this size (a frame of a few
+/// records' worth); a longer one is read through the map.
+const READ_AT_OPEN_MAX: u64 = 1 << 20;
 
 /// Reads, with one `pread` on `file` (the file of `prev`), the bytes of `prev`'s data region
 /// from the frame `next` names as `prev`'s last to `next`'s base: what the chain check reads
-/// there. `None` if `next` names no such range inside `prev`, if it is longer than
-/// [`LINK_TAIL_READ_MAX`], or if the read fails or falls short; the check then reads the map.
+/// there. `None` where [`read_data`] gives none; the check then reads the map.
 fn read_link_tail(prev: &Segment, file: &File, next: &SegmentHeader) -> Option<(u64, Vec<u8>)> {
-    use std::os::unix::fs::FileExt as _;
     let base = prev.base_offset();
     let data_end = next.base_offset.checked_sub(base)?;
     let pos = next.prev_last_frame_offset.checked_sub(base)?;
-    if pos >= data_end || data_end > prev.capacity() || data_end - pos > LINK_TAIL_READ_MAX {
-        return None;
-    }
-    let mut bytes = vec![0u8; usize::try_from(data_end - pos).ok()?];
-    file.read_exact_at(&mut bytes, SEGMENT_HEADER_LEN as u64 + pos).ok()?;
-    Some((pos, bytes))
+    read_data(prev, file, pos, data_end)
 }
 
 /// Reads, with one `pread` on `file` (the file of `last`, the log's last segment), what a
 /// clean open checks there: the frame `record` names as the log's last and the length field
 /// after it (a frame header's worth, clipped to the segment). `None` if the frame is not in
-/// `last`, if the range is not inside it or is longer than [`LINK_TAIL_READ_MAX`], or if the
-/// read fails or falls short; the checks then read the map.
+/// `last`, or where [`read_data`] gives none; the checks then read the map.
 fn read_recorded_frame(
     last: &Segment,
     file: &File,
     record: &DurableRecord,
 ) -> Option<(u64, Vec<u8>)> {
-    use std::os::unix::fs::FileExt as _;
     let base = last.base_offset();
+    if record.last_frame_offset == NO_PREVIOUS_FRAME {
+        return None;
+    }
     let pos = record.last_frame_offset.checked_sub(base)?;
     let end_pos = record.durable_end.checked_sub(base)?;
-    if record.last_frame_offset == NO_PREVIOUS_FRAME
-        || pos >= end_pos
-        || end_pos > last.capacity()
-        || end_pos - pos > LINK_TAIL_READ_MAX
+    if pos >= end_pos || end_pos > last.capacity() {
+        return None;
+    }
+    read_data(last, file, pos, (end_pos + FRAME_HEADER_LEN as u64).min(last.capacity()))
+}
+
+/// Data bytes `[pos, end)` of `segment`, read from `file` (its file) with one `pread`, with
+/// `pos`. `None` for an empty range, one not inside the segment's data region or longer than
+/// [`READ_AT_OPEN_MAX`] (and a header), or a read that fails or falls short.
+fn read_data(segment: &Segment, file: &File, pos: u64, end: u64) -> Option<(u64, Vec<u8>)> {
+    use std::os::unix::fs::FileExt as _;
+    if pos >= end
+        || end > segment.capacity()
+        || end - pos > READ_AT_OPEN_MAX + FRAME_HEADER_LEN as u64
     {
         return None;
     }
-    let end = (end_pos + FRAME_HEADER_LEN as u64).min(last.capacity());
     let mut bytes = vec![0u8; usize::try_from(end - pos).ok()?];
     file.read_exact_at(&mut bytes, SEGMENT_HEADER_LEN as u64 + pos).ok()?;
     Some((pos, bytes))
