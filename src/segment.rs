@@ -150,8 +150,8 @@ impl Segment {
     /// fails here, never as a fault while writing through the map; zero-filled too with
     /// `new.zero_fill`), given its header, and renamed into place, so a process crash leaves
     /// it complete or absent. With `durable`, the file and the directory are also synced
-    /// before the rename and after it; without, the caller must call [`Segment::sync_file`] and sync the directory before it acknowledges
-    /// any record in the segment as durable (after a power loss such a segment may be missing,
+    /// before the rename and after it; without, the caller must call [`Segment::sync_file`]
+    /// and sync the directory before it acknowledges any record in the segment as durable (after a power loss such a segment may be missing,
     /// shorter, or have a zero header: a torn creation, see `FORMAT.md`).
     ///
     /// # Errors

@@ -1121,10 +1121,10 @@ impl Log {
     }
 
     /// Makes everything durable, records that in the durable record (`DURABLE`, with a clean
-    /// end: the next open reads no data at all, see `FORMAT.md` 6.2; skipped if the record
-    /// already says exactly that), and releases the directory's lock. After an append failed
-    /// part-way (an I/O error), the record gets no clean end, so the next open examines the
-    /// log's tail and clears what that append left.
+    /// end: the next open reads no data but each segment's header and last frame, see
+    /// `FORMAT.md` 6.2; skipped if the record already says exactly that), and releases the
+    /// directory's lock. After an append failed part-way (an I/O error), the record gets no
+    /// clean end, so the next open examines the log's tail and clears what that append left.
     ///
     /// **Durability:** on return every appended record is on stable storage.
     ///
@@ -1419,8 +1419,7 @@ mod release_tests {
 
     /// A log of `segments` full segments of 64 KiB (and a last one partly filled), closed.
     fn log_of_segments(dir: &Path, segments: usize) -> Vec<Vec<u8>> {
-        let options =
-            Options { segment_bytes: 64 << 10, record_bytes_max: 4096, ..Options::default() };
+        let options = Options { segment_bytes: 64 << 10, ..small_records() };
         let mut log = Log::open_with(dir, options).unwrap();
         let mut records = Vec::new();
         let mut i = 0u32;
