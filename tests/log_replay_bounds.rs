@@ -314,3 +314,26 @@ fn a_replay_sees_the_records_published_when_it_started() {
     assert_eq!(all(reader.replay(0)), recs);
     assert_eq!(reader.end_offset(), log.end_offset());
 }
+
+#[test]
+fn a_replay_moved_to_another_thread_outlives_its_log_and_reads_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small(300)).unwrap();
+    let recs = append_all(&mut log, 0, &varied_lens(120, 300));
+    let bases: Vec<u64> = segments(dir.path()).iter().map(|(base, _)| *base).collect();
+    assert!(bases.len() > 3, "the records should span several segments: {bases:?}");
+    // Read one record past the first segment on this thread, then close the log: the replay
+    // keeps its segments, and reads the rest on another thread.
+    let head_len = recs.iter().take_while(|r| r.offset < bases[1]).count() + 1;
+    let mut replay = log.replay(0);
+    let head: Vec<Rec> = (0..head_len)
+        .map(|_| {
+            let record = replay.next().unwrap().unwrap();
+            Rec { offset: record.offset, payload: record.payload.to_vec() }
+        })
+        .collect();
+    log.close().unwrap();
+    let tail = std::thread::spawn(move || all(replay)).join().unwrap();
+    assert_eq!(head, recs[..head_len]);
+    assert_eq!(tail, recs[head_len..]);
+}
