@@ -22,6 +22,11 @@
 //!    the bytes are in place. Bytes below the published length are never written again while
 //!    the segment is shared; recovery's zeroing happens through `&mut Segment`, before any
 //!    reader exists.
+//! 3. **Zeros written ahead never land on the writer's bytes.** A helper thread writes zeros
+//!    (through the file) into the unpublished region ahead of the writer
+//!    ([`PagerHandle::fill_ahead`]); a [`FillFence`] keeps them past every byte the writer
+//!    has reserved, and the writer reserves each range before it writes it. Those bytes read
+//!    as zeros already, so the helper changes no byte that anyone reads.
 //!
 //! A read-only open in another process than the writer maps the same pages, which that writer
 //! may be changing while recovery scans them. Those bytes are treated like any bytes from disk:
@@ -32,7 +37,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use fs4::fs_std::FileExt as _;
 use memmap2::{Advice, MmapOptions, MmapRaw};
@@ -109,13 +114,22 @@ fn zero_fill(file: &File, len: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Bytes of zeros [`write_zeros`] writes per system call. Each call's new pages enter the
+/// page cache as large folios, so larger calls leave fewer, larger folios, and a writer
+/// through the map takes one fault per folio: 1M appends of 128 bytes over pages filled
+/// 1 MiB at a time took about 4,100 faults, against 6,700 at 256 KiB.
+const WRITE_ZEROS_STEP: usize = 1 << 20;
+
 /// Writes zeros over bytes `[start, end)` of `file` (into the page cache; nothing waits for
 /// the disk).
 fn write_zeros(file: &File, start: u64, end: u64) -> std::io::Result<()> {
-    static ZEROS: [u8; 256 << 10] = [0; 256 << 10];
+    // Allocated zeroed and never written, so every page of it is the kernel's one zero page:
+    // the copies read one cache-hot page, and neither memory nor the binary grows by the
+    // buffer's size (a `static` array of zeros would be a MiB of read-only data).
+    static ZEROS: LazyLock<Box<[u8]>> = LazyLock::new(|| vec![0; WRITE_ZEROS_STEP].into());
     let mut at = start;
     while at < end {
-        let len = (end - at).min(ZEROS.len() as u64);
+        let len = (end - at).min(WRITE_ZEROS_STEP as u64);
         file.write_all_at(&ZEROS[..to_index(len)], at)?;
         at += len;
     }
@@ -475,31 +489,12 @@ impl Segment {
         self.publish(len);
     }
 
-    /// Asks the kernel to map data bytes `[start, end)` writable now (`MADV_POPULATE_WRITE`),
-    /// so the writer's copies do not take one page fault per 4 KiB page. Contents are not
-    /// changed, so this is safe alongside readers and the writer. A no-op for read-only maps.
-    ///
-    /// # Errors
-    /// The kernel's error, e.g. `EINVAL` before Linux 5.14; callers treat it as "not
-    /// available" and let pages fault in as they are written.
-    pub(crate) fn prefault(&self, start: u64, end: u64) -> std::io::Result<()> {
-        let end = end.min(self.capacity);
-        if !self.writable || end <= start {
-            return Ok(());
-        }
-        self.map.advise_range(
-            Advice::PopulateWrite,
-            SEGMENT_HEADER_LEN + to_index(start),
-            to_index(end - start),
-        )
-    }
-
     /// Drops this process's page-table entries for the whole map (`MADV_DONTNEED`), so that
     /// pages read through it stop counting in the process's resident memory once a reader
     /// has moved past them. Nothing else changes: the pages stay in the page cache (dirty
     /// ones stay dirty), and the next access to any byte maps the same page again, at the
     /// cost of a minor fault. Meant for sealed segments: on the writer's active segment it
-    /// would undo the prefaulting ahead of the writer.
+    /// would make the writer fault in again the pages filled ahead of it.
     ///
     /// Best effort: an error from the kernel (for example on `mlock`ed memory) changes
     /// nothing and is ignored.
@@ -620,8 +615,9 @@ fn write_all_at(file: &File, bufs: &[&[u8]], mut at: u64) -> std::io::Result<()>
 pub(crate) const SPARE_FILE_NAME: &str = "next.seg.tmp";
 
 /// A segment file made ahead of need, so that a roll does not wait for a file to be created,
-/// preallocated, mapped and its first pages faulted in (together about 2 ms for a 64 MiB
-/// segment, mostly the first page fault, which reads ahead several MiB of fresh pages).
+/// preallocated, mapped and its first pages brought into the page cache (together about 2 ms
+/// for a 64 MiB segment, mostly the first page fault, which reads ahead several MiB of fresh
+/// pages).
 ///
 /// It is [`SPARE_FILE_NAME`] in the log directory: preallocated, mapped writable, all zeros,
 /// without a header. [`Segment::create_from_spare`] gives it its header and its name; until
@@ -634,8 +630,8 @@ pub(crate) struct SpareSegment {
     file: File,
     map: MmapRaw,
     new: NewFile,
-    /// Data bytes from the start of the data region already prefaulted.
-    prefaulted: u64,
+    /// Data bytes from the start of the data region already filled ([`SpareSegment::fill`]).
+    filled: u64,
 }
 
 impl SpareSegment {
@@ -651,7 +647,7 @@ impl SpareSegment {
         let ops = ("create spare segment", "preallocate spare segment");
         let file = create_preallocated(temp.path(), new, ops)?;
         let map = map_file(temp.path(), &file, new.bytes, true)?;
-        Ok(SpareSegment { temp, file, map, new, prefaulted: 0 })
+        Ok(SpareSegment { temp, file, map, new, filled: 0 })
     }
 
     /// How the spare's file was made.
@@ -659,31 +655,28 @@ impl SpareSegment {
         self.new
     }
 
-    /// Data bytes from the start of the data region prefaulted so far.
-    pub(crate) fn prefaulted(&self) -> u64 {
-        self.prefaulted
+    /// Data bytes from the start of the data region filled so far.
+    pub(crate) fn filled(&self) -> u64 {
+        self.filled
     }
 
-    /// Maps the page holding the header and the data region up to data position `end`
-    /// writable now (`MADV_POPULATE_WRITE`, as [`Segment::prefault`]), continuing from where
-    /// the last call stopped. The bytes stay zero.
+    /// Writes zeros over the header and the data region up to data position `end` into the
+    /// page cache, continuing from where the last call stopped, as
+    /// [`PagerHandle::fill_ahead`] does for the active segment (no fence is needed: nothing
+    /// writes a spare's data before it becomes a segment). The bytes stay zero.
     ///
     /// # Errors
-    /// The kernel's error; callers treat it as "not available".
-    pub(crate) fn prefault(&mut self, end: u64) -> std::io::Result<()> {
+    /// The operating system's error; callers treat it as "not available".
+    pub(crate) fn fill(&mut self, end: u64) -> std::io::Result<()> {
         let end = end.min(data_capacity(self.new.bytes));
-        if end <= self.prefaulted {
+        if end <= self.filled {
             return Ok(());
         }
         // The first call also covers the header, which shares the first page with the data.
-        let start =
-            if self.prefaulted == 0 { 0 } else { SEGMENT_HEADER_LEN + to_index(self.prefaulted) };
-        self.map.advise_range(
-            Advice::PopulateWrite,
-            start,
-            SEGMENT_HEADER_LEN + to_index(end) - start,
-        )?;
-        self.prefaulted = end;
+        let header = SEGMENT_HEADER_LEN as u64;
+        let start = if self.filled == 0 { 0 } else { header + self.filled };
+        write_zeros(&self.file, start, header + end)?;
+        self.filled = end;
         Ok(())
     }
 }
@@ -728,10 +721,60 @@ impl Drop for TempFile {
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
     segment: Arc<Segment>,
-    /// The segment's file, open for writing: for `pwritev`, zeroing ahead and write-out. Only
-    /// the active segment's writer (and write-out still queued for it) holds one, so a log of
-    /// any number of segments keeps a bounded number of files open.
-    file: Arc<File>,
+    /// The segment's file, open for writing (for `pwritev`, zeroing ahead and write-out), and
+    /// the fence between this writer and a helper filling pages ahead of it. Only the active
+    /// segment's writer (and helper work still queued for it) holds one, so a log of any
+    /// number of segments keeps a bounded number of files open.
+    io: Arc<SegmentFile>,
+    /// Data position below which this writer may write without asking the fence again.
+    reserved: u64,
+}
+
+/// A writable segment's file, shared by its writer and the pager's helper threads.
+#[derive(Debug)]
+struct SegmentFile {
+    file: File,
+    fence: Mutex<FillFence>,
+    /// Signalled when a helper finishes filling a range.
+    filled: Condvar,
+}
+
+/// Keeps a helper's zeros ([`PagerHandle::fill_ahead`]) off every byte the writer writes: the
+/// writer reserves the range it is about to write before it writes it, a helper fills only
+/// past the writer's reservation, and the writer waits for a fill under way in the range it
+/// reserves. Both happen under one lock, so one of the two always sees the other.
+#[derive(Debug, Default)]
+struct FillFence {
+    /// Data position below which the writer may write: no fill starts below it.
+    writer_reserved: u64,
+    /// Data range a helper is writing zeros into now: the writer writes nothing there until
+    /// it is done.
+    filling: Option<(u64, u64)>,
+}
+
+/// The writer reserves in steps of this many bytes, so it takes the fence's lock once per
+/// step, not per record.
+const RESERVE_STEP: u64 = 256 << 10;
+
+impl SegmentFile {
+    fn new(file: File) -> SegmentFile {
+        SegmentFile { file, fence: Mutex::new(FillFence::default()), filled: Condvar::new() }
+    }
+
+    fn fence(&self) -> MutexGuard<'_, FillFence> {
+        self.fence.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reserves data positions up to at least `end` for the writer, waiting for a fill under
+    /// way there, and returns the position now reserved.
+    fn reserve(&self, end: u64) -> u64 {
+        let mut fence = self.fence();
+        fence.writer_reserved = fence.writer_reserved.max(end.next_multiple_of(RESERVE_STEP));
+        while fence.filling.is_some_and(|(from, _)| from < fence.writer_reserved) {
+            fence = self.filled.wait(fence).unwrap_or_else(PoisonError::into_inner);
+        }
+        fence.writer_reserved
+    }
 }
 
 impl SegmentWriter {
@@ -741,7 +784,8 @@ impl SegmentWriter {
         if !segment.writable {
             return Err(StorageError::ReadOnly);
         }
-        Ok(SegmentWriter { segment: Arc::new(segment), file: Arc::new(file) })
+        let io = Arc::new(SegmentFile::new(file));
+        Ok(SegmentWriter { segment: Arc::new(segment), io, reserved: 0 })
     }
 
     /// [`SegmentWriter::new`] for a segment whose file was not kept: opens it again.
@@ -762,9 +806,18 @@ impl SegmentWriter {
         &self.segment
     }
 
-    /// A handle that starts the write-out of this segment's pages, for a helper thread.
-    pub(crate) fn write_out_handle(&self) -> WriteOut {
-        WriteOut { segment: Arc::clone(&self.segment), file: Arc::clone(&self.file) }
+    /// A handle for the pager's helper threads, which fill this segment's pages ahead of the
+    /// writer and start the write-out of those behind it.
+    pub(crate) fn pager_handle(&self) -> PagerHandle {
+        PagerHandle { segment: Arc::clone(&self.segment), io: Arc::clone(&self.io) }
+    }
+
+    /// Reserves data positions up to `end` for this writer's next write (see [`FillFence`]):
+    /// a lock once per [`RESERVE_STEP`], a comparison otherwise.
+    fn reserve(&mut self, end: u64) {
+        if end > self.reserved {
+            self.reserved = self.io.reserve(end);
+        }
     }
 
     /// Copies a frame header and payload to data position `pos`, which must be at or after
@@ -790,13 +843,15 @@ impl SegmentWriter {
             self.write_through_file(pos, &[&sealed, payload])?;
             return Ok(crc);
         }
-        let seg = &self.segment;
         let len = (FRAME_HEADER_LEN + payload.len()) as u64;
         self.check_unpublished(pos, len)?;
+        self.reserve(pos + len);
+        let seg = &self.segment;
         // SAFETY: the range `[pos, pos + len)` is inside the writable mapping's data region
         // (checked above; invariant 1 keeps it mapped) and at or after the published length,
         // so no shared view covers it (invariant 2). This `SegmentWriter` is the only one for
-        // the segment and `&mut self` serialises its writes, so the slice made of the copied
+        // the segment and `&mut self` serialises its writes, and the range is reserved
+        // (above), so no helper's zeros land on it (invariant 3): the slice made of the copied
         // bytes is the only reference to them while it lives. Source and destination cannot
         // overlap: the sources are caller memory, not this unpublished region.
         let crc = unsafe {
@@ -839,7 +894,8 @@ impl SegmentWriter {
     pub(crate) fn write_through_file(&mut self, pos: u64, bufs: &[&[u8]]) -> Result<()> {
         let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         self.check_unpublished(pos, len)?;
-        write_all_at(&self.file, bufs, SEGMENT_HEADER_LEN as u64 + pos)
+        self.reserve(pos + len);
+        write_all_at(&self.io.file, bufs, SEGMENT_HEADER_LEN as u64 + pos)
             .map_err(|e| StorageError::io("write frame", self.segment.path(), e))
     }
 
@@ -879,11 +935,12 @@ impl SegmentWriter {
         if file_end <= file_start {
             return Ok(start);
         }
-        write_zeros(&self.file, file_start, file_end)?;
+        self.reserve(file_end - SEGMENT_HEADER_LEN as u64);
+        write_zeros(&self.io.file, file_start, file_end)?;
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE
             | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        sync_file_range(&self.file, file_start, file_end, flags)?;
+        sync_file_range(&self.io.file, file_start, file_end, flags)?;
         Ok(file_end - SEGMENT_HEADER_LEN as u64)
     }
 
@@ -906,6 +963,7 @@ impl SegmentWriter {
             return Ok(());
         }
         self.check_unpublished(start, end - start)?;
+        self.reserve(end);
         // SAFETY: the range is at or after the published length (checked above), so no view
         // covers it, `&mut self` makes this the only write to it, and a writer's map is
         // writable (`SegmentWriter::new` refuses any other).
@@ -918,15 +976,59 @@ impl SegmentWriter {
     }
 }
 
-/// Starts the write-out of a segment's pages from a helper thread: the segment and its file,
-/// shared with the segment's writer for as long as the request is queued.
+/// A helper thread's handle on the active segment: fills its pages ahead of the writer and
+/// starts the write-out of those behind it. It shares the segment and its file with the
+/// segment's writer for as long as the work is queued.
 #[derive(Debug, Clone)]
-pub(crate) struct WriteOut {
+pub(crate) struct PagerHandle {
     segment: Arc<Segment>,
-    file: Arc<File>,
+    io: Arc<SegmentFile>,
 }
 
-impl WriteOut {
+impl PagerHandle {
+    /// Whether both handles are on the same segment.
+    pub(crate) fn same_segment(&self, other: &PagerHandle) -> bool {
+        Arc::ptr_eq(&self.segment, &other.segment)
+    }
+
+    /// Writes zeros over data bytes from `start` (or from the writer's reservation, if that
+    /// is further, rounded up to a whole page) to `end` (rounded up to a whole page, clipped
+    /// to the data region), through the file, and returns the data position the zeros reach.
+    ///
+    /// The bytes there are zeros already (preallocated space, never written), so this changes
+    /// nothing a reader or recovery can see. What it changes is who pays for the pages: a
+    /// page of a fresh file enters the page cache zeroed by the kernel on the first write
+    /// through the map (a page fault, read-ahead that zeroes several MiB of large folios, and
+    /// on this machine's freshly returned memory, slowly), but `write` fills new pages by
+    /// copying without zeroing them first. Done on a helper thread ahead of the writer, the
+    /// writer's copies then find pages in the cache and take one cheap fault per folio.
+    /// The [`FillFence`] keeps these zeros off every byte the writer has written or is
+    /// writing.
+    ///
+    /// # Errors
+    /// The operating system's error; callers treat it as "not available" (nothing is
+    /// acknowledged by this, and the writer's own faults fill pages as without it).
+    pub(crate) fn fill_ahead(&self, start: u64, end: u64) -> std::io::Result<u64> {
+        const PAGE: u64 = 4096;
+        let header = SEGMENT_HEADER_LEN as u64;
+        let file_limit = header + self.segment.capacity;
+        let (file_start, file_end) = {
+            let mut fence = self.io.fence();
+            let file_start = (header + start.max(fence.writer_reserved)).next_multiple_of(PAGE);
+            let file_end = (header + end).next_multiple_of(PAGE).min(file_limit);
+            if file_end <= file_start {
+                return Ok(end.max(file_start.min(file_limit) - header));
+            }
+            fence.filling = Some((file_start - header, file_end - header));
+            (file_start, file_end)
+        };
+        let written = write_zeros(&self.io.file, file_start, file_end);
+        self.io.fence().filling = None;
+        self.io.filled.notify_all();
+        written?;
+        Ok(file_end - header)
+    }
+
     /// Starts writing data bytes `[start, end)` back to the disk without waiting
     /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, rounded inwards to whole pages), after
     /// dropping this process's page-table entries for those pages ([`Segment::unmap_pages`]),
@@ -942,7 +1044,7 @@ impl WriteOut {
         if file_end <= file_start {
             return Ok(());
         }
-        sync_file_range(&self.file, file_start, file_end, libc::SYNC_FILE_RANGE_WRITE)
+        sync_file_range(&self.io.file, file_start, file_end, libc::SYNC_FILE_RANGE_WRITE)
     }
 }
 
@@ -986,4 +1088,119 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::io("sync directory", dir, e))
+}
+
+#[cfg(test)]
+mod fill_fence_tests {
+    use super::*;
+    use crate::format::NO_PREVIOUS_FRAME;
+    use std::sync::atomic::AtomicBool;
+
+    const SEGMENT_BYTES: u64 = 8 << 20;
+
+    fn new_writer(dir: &Path) -> SegmentWriter {
+        let header = SegmentHeader {
+            version: FORMAT_VERSION,
+            flags: 0,
+            created_at_ms: 0,
+            base_offset: 0,
+            prev_last_frame_offset: NO_PREVIOUS_FRAME,
+            prev_last_frame_crc: 0,
+            durable_offset: 0,
+            log_id: 1,
+        };
+        let new = NewFile { bytes: SEGMENT_BYTES, zero_fill: false };
+        Segment::create(dir, new, header, false).unwrap()
+    }
+
+    /// Writes frames whose payloads are `payload_len` bytes of their own number, from data
+    /// position `pos`, publishing each, until `until`; returns their positions.
+    fn write_frames(
+        writer: &mut SegmentWriter,
+        mut pos: u64,
+        until: u64,
+        payload_len: usize,
+    ) -> Vec<u64> {
+        let mut positions = Vec::new();
+        let stride = ((FRAME_HEADER_LEN + payload_len) as u64).next_multiple_of(FRAME_ALIGN as u64);
+        while pos + stride <= until {
+            let payload = vec![positions.len() as u8 | 1; payload_len];
+            writer.write_frame(pos, &[0; FRAME_HEADER_LEN], &payload).unwrap();
+            positions.push(pos);
+            pos += stride;
+            writer.publish(pos);
+        }
+        positions
+    }
+
+    fn assert_frames_intact(writer: &mut SegmentWriter, positions: &[u64], payload_len: usize) {
+        let data = writer.data_region();
+        for (i, &pos) in positions.iter().enumerate() {
+            let start = to_index(pos) + FRAME_HEADER_LEN;
+            let payload = &data[start..start + payload_len];
+            assert!(
+                payload.iter().all(|&b| b == i as u8 | 1),
+                "frame {i} at data position {pos} was overwritten"
+            );
+        }
+    }
+
+    /// A fill asked for from the start of the data region starts past what the writer has
+    /// reserved, leaves every written byte alone and reaches the end it was asked for.
+    #[test]
+    fn a_fill_starts_past_the_writers_reservation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = new_writer(dir.path());
+        let capacity = writer.segment().capacity();
+        let positions = write_frames(&mut writer, 0, 1 << 20, 1000);
+        let reached = writer.pager_handle().fill_ahead(0, capacity).unwrap();
+        assert_eq!(reached, capacity);
+        assert_frames_intact(&mut writer, &positions, 1000);
+        // The writer's reservation covers its last frame; past it the region still reads zeros.
+        let end = positions.last().unwrap() + 1024;
+        let reserved = writer.reserved;
+        assert!(reserved >= end);
+        assert!(writer.data_region()[to_index(reserved)..].iter().all(|&b| b == 0));
+        // Asked for a range wholly below the reservation, a fill writes nothing and reports
+        // that nothing below the reservation needs filling.
+        assert!(writer.pager_handle().fill_ahead(0, 4096).unwrap() >= reserved);
+        assert_frames_intact(&mut writer, &positions, 1000);
+    }
+
+    /// A helper filling the whole segment again and again while the writer writes through the
+    /// map and through the file never overwrites a written byte: the fills start past the
+    /// writer's reservation, and the writer waits for a fill under way where it reserves.
+    #[test]
+    fn fills_racing_the_writer_never_touch_its_bytes() {
+        for _ in 0..4 {
+            race_fills_against_the_writer();
+        }
+    }
+
+    fn race_fills_against_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = new_writer(dir.path());
+        let capacity = writer.segment().capacity();
+        let handle = writer.pager_handle();
+        let stop = Arc::new(AtomicBool::new(false));
+        let filler = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut fills = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    handle.fill_ahead(0, capacity).unwrap();
+                    fills += 1;
+                }
+                fills
+            })
+        };
+        let small = write_frames(&mut writer, 0, capacity / 2, 200);
+        let large_from = small.last().unwrap() + 256;
+        let large = write_frames(&mut writer, large_from, capacity, WRITE_THROUGH_FILE_MIN);
+        stop.store(true, Ordering::Relaxed);
+        let fills = filler.join().unwrap();
+        assert!(fills > 1, "the helper filled only {fills} times");
+        assert_frames_intact(&mut writer, &small, 200);
+        assert_frames_intact(&mut writer, &large, WRITE_THROUGH_FILE_MIN);
+    }
 }

@@ -110,7 +110,7 @@ fn a_spare_left_by_a_crash_is_removed_by_the_next_writer_only() {
     assert_eq!(replayed(&log), written);
 }
 
-/// A writer that syncs often gets spares too (without prefaulting), and a roll uses them.
+/// A writer that syncs often gets spares too (without filling ahead), and a roll uses them.
 #[test]
 fn durable_appends_roll_into_spares() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,7 +24,7 @@ use crate::format::{
 };
 use crate::segment::{NewFile, Segment, SegmentWriter, WRITE_THROUGH_FILE_MIN};
 use clock::{now_ms, RecordClock};
-use pager::{Pager, PREFAULT_AHEAD_BYTES, PREFAULT_MIN_UNSYNCED, WRITE_BEHIND_BYTES};
+use pager::{Pager, FILL_AHEAD_BYTES, FILL_MIN_UNSYNCED, WRITE_BEHIND_BYTES};
 use recovery::examine_after_chain;
 
 /// Smallest accepted [`Options::segment_bytes`].
@@ -323,14 +323,14 @@ struct Writer {
     record_bytes_max: u64,
     /// The log's identifier, written into every segment header.
     log_id: u64,
-    /// Prefaults pages ahead of `pos`, starts the write-out of the pages behind it and makes
+    /// Fills pages ahead of `pos`, starts the write-out of the pages behind it and makes
     /// the next segment, on helper threads; `None` until the first append starts it (a writer
     /// opened to read or query never does: opening stays cheap), or if it could not start.
     pager: Option<Pager>,
     /// Whether starting the pager was tried.
     pager_tried: bool,
-    /// Data position up to which prefaulting of the active segment has been requested.
-    prefault_requested: u64,
+    /// Data position up to which filling of the active segment has been requested.
+    fill_requested: u64,
     /// Data position up to which write-behind of the active segment has been requested.
     write_behind_requested: u64,
     /// Whether a spare segment for the next roll has been asked of the pager since the last
@@ -581,11 +581,11 @@ impl Writer {
     }
 
     /// Publishes what an append wrote, then hands the pager its work: starting the write-out
-    /// of the pages behind every [`WRITE_BEHIND_BYTES`], and prefaulting ahead if the append
+    /// of the pages behind every [`WRITE_BEHIND_BYTES`], and filling pages ahead if the append
     /// wrote through the map (`through_map`; pages of large records are written with
     /// `pwritev` and need none). (Opening a log only publishes: the pager's threads start with
     /// the first append, so a log opened to be read or queried neither spawns them nor
-    /// populates pages it may never write.)
+    /// fills pages it may never write.)
     fn publish_appended(&mut self, through_map: bool) {
         self.publish();
         if !self.pager_tried {
@@ -597,31 +597,31 @@ impl Writer {
         };
         if self.write_behind && self.pos >= self.write_behind_requested + WRITE_BEHIND_BYTES {
             let from = self.write_behind_requested.max(self.synced_pos);
-            pager.write_behind(self.active.write_out_handle(), from, self.pos);
+            pager.write_behind(self.active.pager_handle(), from, self.pos);
             self.write_behind_requested = self.pos;
         }
         // Half way through a segment, the next one is made in the background, so the roll
-        // need not wait for a new file and its first page faults. Prefaulted only for a writer
-        // that would prefault the active segment (see below).
+        // need not wait for a new file and its first page faults. Its first pages are filled
+        // only for a writer that would fill the active segment's (see below).
         if !self.spare_requested && self.prepare_next_segment && self.pos >= self.capacity() / 2 {
-            let buffering = self.end() - self.synced_end >= PREFAULT_MIN_UNSYNCED;
-            let prefault_bytes = if buffering { PREFAULT_AHEAD_BYTES } else { 0 };
-            pager.request_spare(self.shared.dir.clone(), self.new_file(), prefault_bytes);
+            let buffering = self.end() - self.synced_end >= FILL_MIN_UNSYNCED;
+            let fill_bytes = if buffering { FILL_AHEAD_BYTES } else { 0 };
+            pager.request_spare(self.shared.dir.clone(), self.new_file(), fill_bytes);
             self.spare_requested = true;
         }
         if !through_map {
             return;
         }
-        // Only for a writer that appends a lot between syncs: with frequent syncs, pages
-        // prefaulted ahead made each sync slower the further the segment filled (durable
-        // batches of 16 KB went from 150 µs to 600 µs past the 30 MiB mark), and such a writer
-        // takes few faults anyway. One request per half window of data: a lock and a wake-up
+        // Only for a writer that appends a lot between syncs: with frequent syncs, pages made
+        // ready ahead (measured when the kernel prefaulted them) made each sync slower the
+        // further the segment filled (durable batches of 16 KB went from 150 µs to 600 µs past
+        // the 30 MiB mark), and such a writer takes few faults anyway. One request per half window of data: a lock and a wake-up
         // every 4 MiB, not per record.
-        if self.end() - self.synced_end >= PREFAULT_MIN_UNSYNCED
-            && self.pos + PREFAULT_AHEAD_BYTES / 2 > self.prefault_requested
+        if self.end() - self.synced_end >= FILL_MIN_UNSYNCED
+            && self.pos + FILL_AHEAD_BYTES / 2 > self.fill_requested
         {
-            self.prefault_requested = self.pos + PREFAULT_AHEAD_BYTES;
-            pager.prefault(self.active.segment(), self.prefault_requested);
+            self.fill_requested = self.pos + FILL_AHEAD_BYTES;
+            pager.fill_ahead(self.active.pager_handle(), self.fill_requested);
         }
     }
 
@@ -727,20 +727,20 @@ impl Writer {
         // file and its directory entry durable before any record in it is acknowledged.
         let spare = self.pager.as_ref().and_then(Pager::take_spare);
         // The spare was asked for with this writer's `new_file()`, which never changes.
-        let (active, prefaulted, zero_filled) = match spare {
+        let (active, filled, zero_filled) = match spare {
             Some(spare) => {
-                let prefaulted = spare.prefaulted();
+                let filled = spare.filled();
                 let zero_filled = spare.new_file().zero_fill;
                 let active = Segment::create_from_spare(&self.shared.dir, spare, header)?;
-                (active, prefaulted, zero_filled)
+                (active, filled, zero_filled)
             }
             None => {
                 let new = self.new_file();
                 (Segment::create(&self.shared.dir, new, header, false)?, 0, new.zero_fill)
             }
         };
-        if let (Some(pager), true) = (&self.pager, prefaulted > 0) {
-            pager.adopt(active.segment(), prefaulted);
+        if let (Some(pager), true) = (&self.pager, filled > 0) {
+            pager.adopt(active.pager_handle(), filled);
         }
         self.unsynced_created.push(Arc::clone(active.segment()));
         {
@@ -763,7 +763,7 @@ impl Writer {
         self.synced_pos = 0;
         // A zero-filled segment needs no zeroing ahead of its syncs.
         self.zeroed_pos = if zero_filled { self.capacity() } else { 0 };
-        self.prefault_requested = prefaulted;
+        self.fill_requested = filled;
         self.write_behind_requested = 0;
         self.spare_requested = false;
         Ok(())
@@ -1348,15 +1348,16 @@ mod zero_ahead_tests {
 mod pager_request_tests {
     use super::*;
 
-    /// A writer that syncs every few KiB asks for no prefaulting (it made such syncs slower the
-    /// further a segment filled); one that buffers a MiB or more does, ahead of its end.
+    /// A writer that syncs every few KiB asks for no filling ahead (pages made ready ahead made
+    /// such syncs slower the further a segment filled); one that buffers a MiB or more does,
+    /// ahead of its end.
     #[test]
-    fn only_a_buffering_writer_asks_for_prefaulting() {
+    fn only_a_buffering_writer_asks_for_filling_ahead() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path()).unwrap();
         let batch = vec![vec![7u8; 128]; 100];
         // Appends through the map, each followed by a sync (`append_sync` and
-        // `append_batch_sync` write through the file, which never prefaults).
+        // `append_batch_sync` write through the file, which never fills ahead).
         for _ in 0..400 {
             log.append_batch(&batch).unwrap();
             log.sync().unwrap();
@@ -1369,15 +1370,15 @@ mod pager_request_tests {
         }
         let writer = log.writer.as_ref().unwrap();
         assert!(writer.pos > 6 << 20, "the durable writes should cover several MiB");
-        assert_eq!(writer.prefault_requested, 0, "a durable writer asked for prefaulting");
+        assert_eq!(writer.fill_requested, 0, "a durable writer asked for filling ahead");
 
         for _ in 0..10_000 {
             log.append(&batch[0]).unwrap();
         }
         let writer = log.writer.as_ref().unwrap();
-        assert!(writer.end() - writer.synced_end >= PREFAULT_MIN_UNSYNCED);
+        assert!(writer.end() - writer.synced_end >= FILL_MIN_UNSYNCED);
         assert!(
-            writer.prefault_requested > writer.pos,
+            writer.fill_requested > writer.pos,
             "a buffering writer should have asked for pages ahead of its end"
         );
     }

@@ -352,7 +352,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 log_id,
                 pager: None,
                 pager_tried: false,
-                prefault_requested: 0,
+                fill_requested: 0,
                 write_behind_requested: 0,
                 spare_requested: false,
                 write_behind: options.write_behind,

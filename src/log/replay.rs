@@ -363,7 +363,7 @@ impl Cursor {
 
 /// Releases the pages ([`Segment::release_pages`]) of `segments[from..current]` that end at
 /// least `window` bytes before `segments[current]` starts, and returns the index of the first
-/// one kept. Each of them has a successor, so it is sealed and no writer is prefaulting it.
+/// one kept. Each of them has a successor, so it is sealed and no writer is filling it.
 fn release_behind(segments: &[Arc<Segment>], from: usize, current: usize, window: u64) -> usize {
     let Some(current_base) = segments.get(current).map(|s| s.base_offset()) else {
         return from;
