@@ -9,14 +9,17 @@
 //! For small records that costs more than the copying itself. The helper writes zeros over
 //! the pages [`FILL_AHEAD_BYTES`] ahead of the writer with `write`, which copies into new
 //! pages without zeroing them first ([`PagerHandle::fill_ahead`]); the writer's copies then
-//! find the pages in the cache and take one cheap fault per folio. 1M appends of 128 bytes
-//! took 71–95 ms with fresh memory this way, against 116–157 ms when the helper had the kernel
-//! fault the pages in (`MADV_POPULATE_WRITE`). With warm memory the two were level for 64 MiB
-//! segments, faster with a final sync (criterion medians 86 against 93 ms), and slower in one
-//! 1 GiB segment (66 against 58 ms), where the kernel's faulting in had left the writer no
-//! fault to take; populating the filled pages as well made the fresh-memory runs slower and
-//! no median faster. A fence keeps the zeros off every byte the writer writes. Only for a
-//! writer with at least [`FILL_MIN_UNSYNCED`] appended since its last sync.
+//! find the pages in the cache and take a cheap fault per 64 KiB or so. A fence keeps the
+//! zeros off every byte the writer writes. Only for a writer with at least
+//! [`FILL_MIN_UNSYNCED`] appended since its last sync.
+//!
+//! 1M appends of 128 bytes took 64–109 ms (median 69) with fresh memory this way, against
+//! 114–156 ms (median 145) when the helper had the kernel fault the pages in
+//! (`MADV_POPULATE_WRITE`). With warm memory the two were level for 64 MiB segments, faster
+//! with a final sync (criterion medians 86 against 93 ms), and slower in one 1 GiB segment
+//! (66 against 58 ms), where the kernel's faulting in had left the writer no fault to take.
+//! Populating the filled pages as well made the fresh-memory runs slower and no median
+//! faster.
 //!
 //! **Write-behind.** For every few MiB the writer has passed, the helper starts the
 //! write-out of those pages (`sync_file_range` without waiting), so the disk works while the
