@@ -115,9 +115,9 @@ fn zero_fill(file: &File, len: u64) -> std::io::Result<()> {
 }
 
 /// Bytes of zeros [`write_zeros`] writes per system call. Each call's new pages enter the
-/// page cache as large folios, so larger calls leave fewer, larger folios, and a writer
-/// through the map takes one fault per folio: 1M appends of 128 bytes over pages filled
-/// 1 MiB at a time took about 4,100 faults, against 6,700 at 256 KiB.
+/// page cache as large folios, and a writer through the map then takes fewer faults over
+/// larger calls' pages: 1M appends of 128 bytes over pages filled 1 MiB at a time took about
+/// 4,100 faults, against 6,700 at 256 KiB.
 const WRITE_ZEROS_STEP: usize = 1 << 20;
 
 /// Writes zeros over bytes `[start, end)` of `file` (into the page cache; nothing waits for
@@ -993,7 +993,9 @@ impl PagerHandle {
 
     /// Writes zeros over data bytes from `start` (or from the writer's reservation, if that
     /// is further, rounded up to a whole page) to `end` (rounded up to a whole page, clipped
-    /// to the data region), through the file, and returns the data position the zeros reach.
+    /// to the data region), through the file, and returns the data position up to which
+    /// nothing is left to fill: where the zeros reach, or, if the writer has reserved past
+    /// `end`, its reservation.
     ///
     /// The bytes there are zeros already (preallocated space, never written), so this changes
     /// nothing a reader or recovery can see. What it changes is who pays for the pages: a
@@ -1001,7 +1003,7 @@ impl PagerHandle {
     /// through the map (a page fault, read-ahead that zeroes several MiB of large folios, and
     /// on this machine's freshly returned memory, slowly), but `write` fills new pages by
     /// copying without zeroing them first. Done on a helper thread ahead of the writer, the
-    /// writer's copies then find pages in the cache and take one cheap fault per folio.
+    /// writer's copies then find pages in the cache and take a cheap fault per 64 KiB or so.
     /// The [`FillFence`] keeps these zeros off every byte the writer has written or is
     /// writing.
     ///

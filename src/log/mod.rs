@@ -615,8 +615,8 @@ impl Writer {
         // Only for a writer that appends a lot between syncs: with frequent syncs, pages made
         // ready ahead (measured when the kernel prefaulted them) made each sync slower the
         // further the segment filled (durable batches of 16 KB went from 150 µs to 600 µs past
-        // the 30 MiB mark), and such a writer takes few faults anyway. One request per half window of data: a lock and a wake-up
-        // every 4 MiB, not per record.
+        // the 30 MiB mark), and such a writer takes few faults anyway. One request per half
+        // window of data: a lock and a wake-up every 4 MiB, not per record.
         if self.end() - self.synced_end >= FILL_MIN_UNSYNCED
             && self.pos + FILL_AHEAD_BYTES / 2 > self.fill_requested
         {
