@@ -1012,8 +1012,9 @@ impl Log {
     ///
     /// # Errors
     /// [`StorageError::ReadOnly`], [`StorageError::Poisoned`], or [`StorageError::Io`] if the
-    /// sync fails, which poisons the writer. A failure to write the zeros is not an error: it
-    /// only turns that off.
+    /// sync fails, which poisons the writer. A failure to write or wait for the zeros is such
+    /// a failure too: waiting for them also reports any earlier write-back error of the
+    /// segment's file, which the kernel reports only once, so the sync could not be trusted.
     pub fn sync(&mut self) -> Result<()> {
         self.writer()?.sync()
     }
