@@ -1096,7 +1096,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 mod fill_fence_tests {
     use super::*;
     use crate::format::NO_PREVIOUS_FRAME;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicU32};
 
     const SEGMENT_BYTES: u64 = 8 << 20;
 
@@ -1115,8 +1115,14 @@ mod fill_fence_tests {
         Segment::create(dir, new, header, false).unwrap()
     }
 
-    /// Writes frames whose payloads are `payload_len` bytes of their own number, from data
-    /// position `pos`, publishing each, until `until`; returns their positions.
+    /// The byte a test frame at data position `pos` is filled with.
+    fn fill_byte(pos: u64) -> u8 {
+        (pos / FRAME_ALIGN as u64) as u8 | 1
+    }
+
+    /// Writes frames whose payloads are `payload_len` bytes of [`fill_byte`] of their
+    /// position, from data position `pos`, publishing each, until `until`; returns their
+    /// positions.
     fn write_frames(
         writer: &mut SegmentWriter,
         mut pos: u64,
@@ -1126,7 +1132,7 @@ mod fill_fence_tests {
         let mut positions = Vec::new();
         let stride = ((FRAME_HEADER_LEN + payload_len) as u64).next_multiple_of(FRAME_ALIGN as u64);
         while pos + stride <= until {
-            let payload = vec![positions.len() as u8 | 1; payload_len];
+            let payload = vec![fill_byte(pos); payload_len];
             writer.write_frame(pos, &[0; FRAME_HEADER_LEN], &payload).unwrap();
             positions.push(pos);
             pos += stride;
@@ -1137,12 +1143,12 @@ mod fill_fence_tests {
 
     fn assert_frames_intact(writer: &mut SegmentWriter, positions: &[u64], payload_len: usize) {
         let data = writer.data_region();
-        for (i, &pos) in positions.iter().enumerate() {
+        for &pos in positions {
             let start = to_index(pos) + FRAME_HEADER_LEN;
             let payload = &data[start..start + payload_len];
             assert!(
-                payload.iter().all(|&b| b == i as u8 | 1),
-                "frame {i} at data position {pos} was overwritten"
+                payload.iter().all(|&b| b == fill_byte(pos)),
+                "the frame at data position {pos} was overwritten"
             );
         }
     }
@@ -1174,7 +1180,8 @@ mod fill_fence_tests {
     /// writer's reservation, and the writer waits for a fill under way where it reserves.
     #[test]
     fn fills_racing_the_writer_never_touch_its_bytes() {
-        for _ in 0..4 {
+        // A race each time: without the writer's wait, about one repetition in eight failed.
+        for _ in 0..16 {
             race_fills_against_the_writer();
         }
     }
@@ -1185,23 +1192,31 @@ mod fill_fence_tests {
         let capacity = writer.segment().capacity();
         let handle = writer.pager_handle();
         let stop = Arc::new(AtomicBool::new(false));
+        let fills = Arc::new(AtomicU32::new(0));
         let filler = {
-            let stop = Arc::clone(&stop);
+            let (stop, fills) = (Arc::clone(&stop), Arc::clone(&fills));
             std::thread::spawn(move || {
-                let mut fills = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     handle.fill_ahead(0, capacity).unwrap();
-                    fills += 1;
+                    fills.fetch_add(1, Ordering::Relaxed);
                 }
-                fills
             })
         };
-        let small = write_frames(&mut writer, 0, capacity / 2, 200);
+        let mut small = write_frames(&mut writer, 0, capacity / 4, 200);
+        // However the threads are scheduled, some fills come while the writer is part-way:
+        // it waits here for two (more than one, so at least one started after it stopped).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let seen = fills.load(Ordering::Relaxed);
+        while fills.load(Ordering::Relaxed) < seen + 2 {
+            assert!(std::time::Instant::now() < deadline, "the helper made no fill in 10 s");
+            std::thread::yield_now();
+        }
+        let more_from = small.last().unwrap() + 256;
+        small.extend(write_frames(&mut writer, more_from, capacity / 2, 200));
         let large_from = small.last().unwrap() + 256;
         let large = write_frames(&mut writer, large_from, capacity, WRITE_THROUGH_FILE_MIN);
         stop.store(true, Ordering::Relaxed);
-        let fills = filler.join().unwrap();
-        assert!(fills > 1, "the helper filled only {fills} times");
+        filler.join().unwrap();
         assert_frames_intact(&mut writer, &small, 200);
         assert_frames_intact(&mut writer, &large, WRITE_THROUGH_FILE_MIN);
     }
