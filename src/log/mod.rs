@@ -726,18 +726,14 @@ impl Writer {
         // Not synced now: a buffered append never waits for the disk. The next sync makes the
         // file and its directory entry durable before any record in it is acknowledged.
         let spare = self.pager.as_ref().and_then(Pager::take_spare);
-        // The spare was asked for with this writer's `new_file()`, which never changes.
-        let (active, filled, zero_filled) = match spare {
+        // The spare was asked for with this writer's `new_file()`, which never changes: it is
+        // made as a segment made here would be.
+        let (active, filled) = match spare {
             Some(spare) => {
                 let filled = spare.filled();
-                let zero_filled = spare.new_file().zero_fill;
-                let active = Segment::create_from_spare(&self.shared.dir, spare, header)?;
-                (active, filled, zero_filled)
+                (Segment::create_from_spare(&self.shared.dir, spare, header)?, filled)
             }
-            None => {
-                let new = self.new_file();
-                (Segment::create(&self.shared.dir, new, header, false)?, 0, new.zero_fill)
-            }
+            None => (Segment::create(&self.shared.dir, self.new_file(), header, false)?, 0),
         };
         if let (Some(pager), true) = (&self.pager, filled > 0) {
             pager.adopt(active.pager_handle(), filled);
@@ -762,7 +758,7 @@ impl Writer {
         self.pos = 0;
         self.synced_pos = 0;
         // A zero-filled segment needs no zeroing ahead of its syncs.
-        self.zeroed_pos = if zero_filled { self.capacity() } else { 0 };
+        self.zeroed_pos = if self.zero_fill_segments { self.capacity() } else { 0 };
         self.fill_requested = filled;
         self.write_behind_requested = 0;
         self.spare_requested = false;
