@@ -72,11 +72,12 @@ pub struct Options {
     pub recovery: RecoveryMode,
     /// Start writing appended records to the disk in the background, a few MiB at a time, as
     /// soon as the writer has passed them, so a later sync waits only for the last few MiB.
-    /// Default `true`: here 1M appends of 128 bytes plus a sync took about 60 % of the time
-    /// without it (100 against 160 ms), and 10,000 appends of 64 KiB plus a sync about half.
-    /// It changes what reaches the disk before a sync, never what a sync promises: nothing is
-    /// acknowledged until a sync returns. Its price is CPU and disk work while appending: the
-    /// same 1M appends without the sync took about 20 % longer with it (67 against 55 ms).
+    /// Default `true`: here 1M appends of 128 bytes plus a sync took about 58 % of the time
+    /// without it (86–87 against 150–151 ms), and 10,000 appends of 64 KiB plus a sync about
+    /// half. It changes what reaches the disk before a sync, never what a sync promises:
+    /// nothing is acknowledged until a sync returns. Its price is CPU and disk work while
+    /// appending: the same 1M appends without the sync took about 5 % longer with it
+    /// (69–70 against 65–66 ms).
     /// Turn it off for logs that are rarely synced, or whose appends come in bursts that
     /// should not share the CPU with write-out.
     pub write_behind: bool,
