@@ -62,7 +62,6 @@ mod format;
 pub mod fuzzing;
 mod index;
 mod log;
-#[allow(unsafe_code)]
 mod segment;
 
 pub use error::{Result, StorageError};
