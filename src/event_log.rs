@@ -169,7 +169,9 @@ impl EventLog {
             checkpoint_error: None,
             pending: PendingCheckpoint::default(),
         };
-        let caught_up = event_log.index.covered_end() - event_log.saved_end;
+        // Catching up only extends the index, so this cannot underflow; saturating keeps it
+        // panic-free all the same.
+        let caught_up = event_log.index.covered_end().saturating_sub(event_log.saved_end);
         let threshold = event_log.index_options.checkpoint_bytes;
         let due = threshold != 0 && caught_up >= threshold;
         if due && !event_log.log.is_read_only() {
@@ -218,10 +220,12 @@ impl EventLog {
     /// typical append one comparison.
     #[inline]
     fn after_append(&mut self) {
-        // The inserts just set the covered end to the log's end.
+        // The inserts just set the covered end to the log's end, unless there were none (an
+        // empty batch). The index may then cover less than at its last save: after
+        // `rebuild_index_from` stopped at a damaged record. Nothing new is to be saved then.
         let end = self.index.covered_end();
         let threshold = self.index_options.checkpoint_bytes;
-        if threshold != 0 && end - self.saved_end >= threshold {
+        if threshold != 0 && end.saturating_sub(self.saved_end) >= threshold {
             self.auto_checkpoint();
         }
     }

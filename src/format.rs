@@ -475,12 +475,19 @@ pub struct Frame<'a> {
 }
 
 /// Bytes a frame with `payload_len` bytes of payload occupies, padding included.
+///
+/// Exact for any payload a slice can hold (at most `isize::MAX` bytes); a frame's own payload
+/// is shorter than 4 GiB.
 #[must_use]
 pub const fn frame_stride(payload_len: usize) -> u64 {
     align_up((FRAME_HEADER_LEN + payload_len) as u64)
 }
 
 /// Rounds `n` up to the frame alignment.
+///
+/// `n` must be at most `u64::MAX - 7`, the largest aligned value: above it there is nothing to
+/// round up to (a debug build panics, a release build returns 0). Offsets and lengths stay
+/// below [`OFFSET_LIMIT`], so no caller in this crate comes near it.
 #[must_use]
 pub const fn align_up(n: u64) -> u64 {
     let mask = FRAME_ALIGN as u64 - 1;

@@ -4,6 +4,7 @@
 //! the queries must still return exactly what a full scan returns.
 
 use std::fs;
+use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
@@ -307,4 +308,36 @@ fn fuzz_body_holds_on_seeds_and_their_mutations() {
             chronicle::fuzzing::index_file(&bad[..i]);
         }
     }
+}
+
+#[test]
+fn an_empty_batch_after_a_failed_rebuild_does_not_underflow_the_checkpoint_count() {
+    // The automatic checkpoint counted new bytes as `covered_end - saved_end`, assuming the
+    // index never covers less than at its last save. A rebuild that stops at a damaged record
+    // leaves it covering less; an empty batch then changes nothing, and the subtraction
+    // panicked a debug build (a release build wrapped and saved the partial index).
+    let dir = tempfile::tempdir().unwrap();
+    let options = IndexOptions { checkpoint_bytes: 1 << 20 };
+    let mut log = EventLog::open_with_index_options(dir.path(), small(), options).unwrap();
+    append_range(&mut log, 0, 10, 100);
+    log.checkpoint().unwrap();
+    let damaged = scan(&log)[2].offset;
+    assert!(damaged + 64 < 4096, "the record must be in the first segment");
+    // Flip a payload byte of record 2 in the first segment file (base offset 0).
+    let segment = dir.path().join(format!("{:020}.seg", 0));
+    let file = fs::OpenOptions::new().read(true).write(true).open(&segment).unwrap();
+    let at = 64 + damaged + 32;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0xff], at).unwrap();
+    let err = log.rebuild_index_from(0).unwrap_err();
+    assert!(matches!(err, StorageError::Corruption { .. }), "{err}");
+    assert_eq!(log.index().covered_end(), damaged);
+    let end = log.end_offset();
+    assert_eq!(log.append_batch(&[]).unwrap(), Vec::<u64>::new());
+    assert_eq!(log.checkpoint_error(), None);
+    // No checkpoint was due: the saved index still covers the whole log (dropping the log
+    // waits for an automatic save, had one started).
+    drop(log);
+    assert_eq!(load_index(dir.path().join(INDEX_FILE_NAME)).unwrap().covered_end(), end);
 }

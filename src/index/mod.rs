@@ -125,7 +125,8 @@ impl NameKey {
     }
 }
 
-/// The bytes of a name shorter than 8 bytes, packed into a word in order.
+/// The bytes of a name shorter than 8 bytes, packed into a word in order (little-endian, the
+/// bytes past the name zero): the word `u64::from_le_bytes` gives for the name padded to 8.
 #[cold]
 fn short_name_word(b: &[u8]) -> u64 {
     let len = b.len();
@@ -139,8 +140,13 @@ fn short_name_word(b: &[u8]) -> u64 {
         1..=3 => {
             byte_at(0) | byte_at(len / 2) << (8 * (len / 2)) | byte_at(len - 1) << (8 * (len - 1))
         }
-        // Bytes 0..4, then bytes 4..len from the (overlapping) last four.
-        _ => u64::from(u32_at(0)) | u64::from(u32_at(len - 4) >> (8 * (8 - len))) << 32,
+        // Bytes 0..4, then bytes 4..len from the (overlapping) last four, shifted past the
+        // `8 - len` bytes they share with the first four. The shift is done in `u64`: for a
+        // 4-byte name every byte is shared and the shift is 32, the whole width of a `u32`
+        // (issue 18: a debug build panicked, a release build packed the name twice).
+        4..=7 => u64::from(u32_at(0)) | (u64::from(u32_at(len - 4)) >> (8 * (8 - len))) << 32,
+        // Not called for longer names (their key reads the first eight bytes directly).
+        _ => b.first_chunk::<8>().map_or(0, |c| u64::from_le_bytes(*c)),
     }
 }
 

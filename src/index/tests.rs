@@ -253,3 +253,27 @@ fn a_loaded_index_outlives_the_file_being_replaced() {
     std::fs::write(&path, b"").unwrap();
     assert!(matches!(load_index(&path), Err(crate::StorageError::Corruption { .. })));
 }
+
+#[test]
+fn a_name_key_packs_every_short_length_exactly() {
+    // Issue 18: a 4-byte name shifted a `u32` by 32. The key of a name of up to 16 bytes is
+    // its bytes in order, zero-padded, whatever the length.
+    let name = "abcdefghijklmnopq";
+    for len in 0..=name.len() {
+        let name = &name[..len];
+        let mut padded = [0u8; 16];
+        for (to, from) in padded.iter_mut().zip(name.as_bytes()) {
+            *to = *from;
+        }
+        let head = u64::from_le_bytes(padded[..8].try_into().unwrap());
+        let tail = u64::from_le_bytes(padded[8..].try_into().unwrap());
+        if len < 8 {
+            assert_eq!(short_name_word(name.as_bytes()), head, "length {len}");
+        }
+        let key = NameKey::of(name);
+        assert_eq!(key.len, len);
+        if len <= NAME_KEY_EXACT_MAX {
+            assert_eq!((key.head, key.tail), (head, tail), "length {len}");
+        }
+    }
+}
