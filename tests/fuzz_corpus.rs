@@ -2,17 +2,19 @@
 //! (`fuzz/corpus/<target>/`), then a few hundred deterministic mutations of it.
 //!
 //! The fuzzers themselves need nightly and run for minutes; this keeps the same invariants
-//! checked on every `cargo test`, and fails if a corpus directory goes missing or empty.
+//! checked on every CI run, and fails if a corpus directory goes missing or empty. The bodies
+//! are built only with the `internals` feature, so run it with
+//! `cargo test --release --features internals --test fuzz_corpus`.
 //!
 //! To rebuild the hand-made seeds after a format change:
-//! `CHRONICLE_WRITE_CORPUS=1 cargo test --test fuzz_corpus write_seed_corpus -- --ignored`.
+//! `CHRONICLE_WRITE_CORPUS=1 cargo test --features internals --test fuzz_corpus write_seed_corpus -- --ignored`.
 
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use chronicle::fuzzing::{self, DirectoryOutcome};
-use chronicle::{Log, Options, StorageError};
+use chronicle::{load_index, Log, Options, StorageError};
 
 type Target = fn(&[u8]);
 
@@ -470,6 +472,26 @@ fn durable_point_inside_a_frame_is_not_a_scan_start() {
     );
     let second = Log::open_with(dir.path(), small_options()).unwrap();
     assert_eq!(second.end_offset(), end, "the second open moved the end");
+}
+
+#[test]
+fn fuzz_body_holds_on_seeds_and_their_mutations() {
+    let seeds = chronicle::fuzzing::seed_index_files();
+    assert_eq!(seeds.len(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in &seeds {
+        chronicle::fuzzing::index_file(bytes);
+        let path = dir.path().join(name);
+        fs::write(&path, bytes).unwrap();
+        let index = load_index(&path).unwrap();
+        assert!(index.records() <= 40, "{name}");
+        for i in (0..bytes.len()).step_by(3) {
+            let mut bad = bytes.clone();
+            bad[i] = bad[i].wrapping_add((i as u8).wrapping_add(1));
+            chronicle::fuzzing::index_file(&bad);
+            chronicle::fuzzing::index_file(&bad[..i]);
+        }
+    }
 }
 
 fn small_options() -> Options {
