@@ -154,7 +154,7 @@ fn roll(c: &mut Criterion) {
     {
         let options = Options {
             segment_bytes: SEGMENT_BYTES,
-            record_bytes_max: 1 << 20,
+            record_bytes_max: Some(1 << 20),
             prepare_next_segment: prepare,
             ..Options::default()
         };

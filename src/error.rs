@@ -50,8 +50,36 @@ pub enum StorageError {
     InvalidOffset {
         /// The offset the caller gave.
         offset: u64,
-        /// Why it was refused.
-        reason: &'static str,
+        /// Why it was refused; for an offset inside the log, the nearest record boundaries
+        /// before and after it.
+        reason: String,
+    },
+
+    /// Replay reached a gap: bytes a repair found damaged and took out, so the records that
+    /// were in `[start, end)` are lost. The records before and after it are intact; a replay
+    /// yields this once and goes on after the gap.
+    #[error(
+        "records lost to damage at offsets [{start}, {end}) of `{}`: a repair replaced them \
+         with a gap",
+        segment.display()
+    )]
+    Gap {
+        /// The segment that holds the gap.
+        segment: PathBuf,
+        /// The gap's first offset.
+        start: u64,
+        /// The offset of the first record (or the end of the log) after it.
+        end: u64,
+    },
+
+    /// A directory that should hold a log holds none: no segment file, or other files a
+    /// writer will not create a log among.
+    #[error("`{}` is not a Chronicle log: {found}", path.display())]
+    NotALogDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What was found there instead.
+        found: String,
     },
 
     /// The file does not start with Chronicle's magic bytes.

@@ -442,7 +442,8 @@ impl EventLog {
         if offset > self.index.covered_end() || offset < start {
             return Err(StorageError::InvalidOffset {
                 offset,
-                reason: "outside the range the index covers; records would be left unindexed",
+                reason: "outside the range the index covers; records would be left unindexed"
+                    .to_string(),
             });
         }
         if offset < self.log.end_offset() {
@@ -463,11 +464,17 @@ impl EventLog {
     /// Streams the events of aggregate `id`, in log order, reading each as it is reached.
     #[must_use]
     pub fn aggregate_events(&self, id: u64) -> IndexedEvents<'_> {
-        IndexedEvents {
-            log: self,
-            offsets: OffsetsIter::Owned(self.index.aggregate(id).into_iter()),
-            failed: false,
-        }
+        self.aggregate_events_from(id, 0)
+    }
+
+    /// Streams the events of aggregate `id` at offsets `from` and after, in log order: the
+    /// events after a snapshot taken at `from`, without reading the earlier ones. `from` need
+    /// not be a record boundary.
+    #[must_use]
+    pub fn aggregate_events_from(&self, id: u64, from: u64) -> IndexedEvents<'_> {
+        let mut offsets = self.index.aggregate(id);
+        offsets.retain(|&o| o >= from);
+        IndexedEvents { log: self, offsets: OffsetsIter::Owned(offsets.into_iter()), failed: false }
     }
 
     /// Streams the events whose `event_type` is `event_type` at offsets `from` and after, in
@@ -611,6 +618,14 @@ pub struct EventReplay {
     inner: Replay,
     /// Set after a record failed to decode: replay ends at the first error.
     failed: bool,
+}
+
+impl EventReplay {
+    /// The offset of the next record this replay would read: where to resume later.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.inner.position()
+    }
 }
 
 impl Iterator for EventReplay {

@@ -13,8 +13,15 @@ use std::sync::OnceLock;
 /// The first four bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"CHRN";
 
-/// The segment format version this build writes, and the newest it reads.
+/// The segment format version this build writes into new segments.
 pub const FORMAT_VERSION: u16 = 1;
+
+/// The version of a segment that holds a gap frame ([`FLAG_GAP`]): a repair sets it before it
+/// writes the gap, so that builds that know only version 1 refuse the segment as a whole.
+pub const FORMAT_VERSION_GAPS: u16 = 2;
+
+/// The newest segment format version this build reads.
+pub const FORMAT_VERSION_MAX: u16 = FORMAT_VERSION_GAPS;
 
 /// Size of the segment header; the data region starts right after it.
 pub const SEGMENT_HEADER_LEN: usize = 64;
@@ -32,8 +39,12 @@ pub const NO_PREVIOUS_FRAME: u64 = u64::MAX;
 /// frame carries this flag ends in an incomplete batch, which recovery drops whole.
 pub const FLAG_BATCH_CONTINUES: u32 = 1;
 
-/// All frame flags version 1 defines; any other bit set is corruption.
-pub const FRAME_FLAGS_KNOWN: u32 = FLAG_BATCH_CONTINUES;
+/// Frame flag: this frame is a gap, not a record. It stands in for bytes a repair found damaged
+/// and took out, so that every later offset is unchanged; its payload is zeros.
+pub const FLAG_GAP: u32 = 2;
+
+/// All frame flags the format defines; any other bit set, or both, is corruption.
+pub const FRAME_FLAGS_KNOWN: u32 = FLAG_BATCH_CONTINUES | FLAG_GAP;
 
 /// Offsets (and segment base offsets) stay below this, so that no offset arithmetic can
 /// overflow: a log of 8 EiB is out of reach, while a damaged base offset near `u64::MAX` is
@@ -280,7 +291,7 @@ impl fmt::Display for FormatError {
             }
             FormatError::BadMagic { found } => write!(f, "bad magic bytes {found:02x?}"),
             FormatError::UnsupportedVersion { found } => {
-                write!(f, "format version {found} is newer than supported {FORMAT_VERSION}")
+                write!(f, "format version {found} is not supported (this build reads 1 to {FORMAT_VERSION_MAX})")
             }
             FormatError::UnknownHeaderFlags { flags } => {
                 write!(f, "unknown segment header flags {flags:#06x}")
@@ -392,7 +403,7 @@ impl SegmentHeader {
             return Err(FormatError::BadMagic { found: magic });
         }
         let version = u16::from_le_bytes(read_array(h, SH_VERSION));
-        if version > FORMAT_VERSION {
+        if version > FORMAT_VERSION_MAX {
             return Err(FormatError::UnsupportedVersion { found: version });
         }
         let stored = u32::from_le_bytes(read_array(h, SH_CRC));
@@ -452,6 +463,12 @@ impl FrameHeader {
     #[must_use]
     pub fn stride(&self) -> u64 {
         frame_stride(self.payload_len())
+    }
+
+    /// Whether this frame is a gap ([`FLAG_GAP`]) rather than a record.
+    #[must_use]
+    pub fn is_gap(&self) -> bool {
+        self.flags & FLAG_GAP != 0
     }
 
     /// The offset up to which the log was durable when this frame was written: exact, or 0
@@ -659,7 +676,7 @@ pub fn decode_frame(bytes: &[u8], expected_offset: u64) -> Result<FrameRead<'_>,
             found: header.offset,
         });
     }
-    if header.flags & !FRAME_FLAGS_KNOWN != 0 {
+    if header.flags & !FRAME_FLAGS_KNOWN != 0 || header.flags == FRAME_FLAGS_KNOWN {
         return Err(FormatError::UnknownFrameFlags { flags: header.flags });
     }
     if u64::from(header.unsynced_before) * FRAME_ALIGN as u64 > header.offset {

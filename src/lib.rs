@@ -8,8 +8,8 @@
 //! ```
 //! use chronicle::{Event, EventLog};
 //!
-//! # fn main() -> Result<(), chronicle::StorageError> {
-//! # let dir = tempfile::tempdir().map_err(|e| chronicle::StorageError::InvalidOptions { reason: e.to_string() })?;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
 //! let mut log = EventLog::open(dir.path())?;
 //! let placed = Event::builder("order.placed").aggregate_id(42).payload(b"{\"qty\":1}".to_vec()).build();
 //! let offset = log.append(&placed)?;          // in the page cache: survives a process crash
@@ -42,8 +42,15 @@
 //! Opening a log scans only what was written since the last known durable point. A torn tail
 //! (what a crash left of writes no sync acknowledged) is cut and reported in
 //! [`OpenReport::torn_tail`]; damage to data that was durable is refused with
-//! [`StorageError::Corruption`] naming the segment and offset, unless the caller asks for
-//! [`RecoveryMode::Repair`]. See `FORMAT.md` for the exact rule.
+//! [`StorageError::Corruption`] naming the segment and offset, unless the caller asks for a
+//! repair: [`RecoveryMode::Salvage`] keeps every intact record at its offset and replaces each
+//! damaged span with a gap ([`StorageError::Gap`] in replay), [`RecoveryMode::Truncate`] cuts
+//! the log at the first damage; both keep the bytes they take out beside the log, and
+//! [`Log::plan_repair`] shows what they would do. See `FORMAT.md` for the exact rules.
+//!
+//! A writer creates a new log only in a directory that does not exist yet (its parent must)
+//! or is empty; read-only opens never create anything, and a directory without segment files
+//! is [`StorageError::NotALogDirectory`].
 //!
 //! # Errors
 //!
@@ -78,7 +85,7 @@ pub use index::{
     INDEX_FILE_NAME, INDEX_MAGIC, INDEX_VERSION,
 };
 pub use log::{
-    Log, LogReader, OpenReport, Options, Payload, Record, RecordRef, RecoveryMode, RepairReport,
-    Replay, TornTail, VerifyReport, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT,
+    DamagedSpan, Log, LogReader, OpenReport, Options, Payload, Record, RecordRef, RecoveryMode,
+    RepairReport, Replay, TornTail, VerifyReport, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT,
     SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN,
 };

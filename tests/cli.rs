@@ -27,7 +27,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn small() -> Options {
-    Options { segment_bytes: 4096, record_bytes_max: 1000, ..Options::default() }
+    Options { segment_bytes: 4096, record_bytes_max: Some(1000), ..Options::default() }
 }
 
 /// Writes 100 raw records over several 4 KiB segments; returns their offsets and payloads.
@@ -203,17 +203,79 @@ fn verify_fails_on_a_damaged_sealed_segment_and_repair_truncates() {
     assert!(stderr.contains(&format!("at log offset {damaged}")), "{stderr}");
     assert!(out.stdout.is_empty());
 
-    let out = chronicle(&["repair", path]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Without --yes and without a terminal to ask on, nothing is changed.
+    let out = chronicle(&["repair", "--truncate", path]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("--yes"), "{}", text(&out.stderr));
+    let out = chronicle(&["repair", "--truncate", "--yes", path]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(
-        stdout.starts_with(&format!("repaired: log truncated at offset {damaged} ")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("damaged: offsets [{damaged}, ")), "{stdout}");
+    assert!(stdout.contains(&format!("log ends at:     {damaged} ")), "{stdout}");
+    assert!(stdout.contains("records kept:    5\n"), "{stdout}");
 
     let out = chronicle(&["verify", path]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("records:       5\n"));
+}
+
+/// What a user saw: one byte flipped in the middle of a cleanly closed log of one segment;
+/// `verify` reported the checksum mismatch, and `repair` then zeroed every record after it,
+/// printed "no damage found", exited 0 and kept no copy. Now the default repair keeps every
+/// intact record, shows what it would do first, and says damage was found.
+#[test]
+fn repair_of_a_flipped_byte_in_a_closed_log_keeps_every_intact_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let mut log = Log::open(dir.path()).unwrap();
+    let records: Vec<(u64, Vec<u8>)> = (0..2000u32)
+        .map(|i| {
+            let payload = format!("event {i:05} of a single-segment log").into_bytes();
+            (log.append(&payload).unwrap(), payload)
+        })
+        .collect();
+    log.close().unwrap();
+    let damaged = records[1000].0;
+    flip_payload_byte(dir.path(), 0, damaged);
+    let before = std::fs::read(dir.path().join("00000000000000000000.seg")).unwrap();
+
+    let out = chronicle(&["repair", "--dry-run", path]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let next = records[1001].0;
+    assert!(stdout.contains(&format!("damaged: offsets [{damaged}, {next})")), "{stdout}");
+    assert!(stdout.contains("records kept:    1999\n"), "{stdout}");
+    assert!(stdout.contains("dry run: nothing was changed"), "{stdout}");
+    let after = std::fs::read(dir.path().join("00000000000000000000.seg")).unwrap();
+    assert!(before == after, "a dry run changed the segment");
+
+    let out = chronicle(&["repair", "--yes", path]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("damage found in "), "{stdout}");
+    assert!(stdout.contains("records kept:    1999\n"), "{stdout}");
+    assert!(stdout.contains(".damaged-"), "the damaged bytes are kept: {stdout}");
+
+    let out = chronicle(&["verify", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("records:       1999\n"), "{stdout}");
+    assert!(stdout.contains(&format!("gap: offsets [{damaged}, {next})")), "{stdout}");
+
+    let log = Log::open_read_only(dir.path()).unwrap();
+    let mut kept = Vec::new();
+    for item in log.replay(0) {
+        match item {
+            Ok(record) => kept.push((record.offset, record.payload.to_vec())),
+            Err(chronicle::StorageError::Gap { start, end, .. }) => {
+                assert_eq!((start, end), (damaged, next));
+            }
+            Err(other) => panic!("replay after salvage: {other}"),
+        }
+    }
+    let mut expected = records.clone();
+    expected.remove(1000);
+    assert_eq!(kept, expected);
 }
 
 #[test]

@@ -535,7 +535,7 @@ fn summary(result: &Result<Vec<SpecRecord>, SpecError>) -> String {
 // ---------------------------------------------------------------------------------------------
 
 fn small() -> Options {
-    Options { segment_bytes: 4096, record_bytes_max: 1000, ..Options::default() }
+    Options { segment_bytes: 4096, record_bytes_max: Some(1000), ..Options::default() }
 }
 
 fn payload(i: u32) -> Vec<u8> {

@@ -129,7 +129,8 @@ fn a_clean_end_with_frames_after_it_is_not_trusted() {
 #[test]
 fn bytes_after_a_clean_end_are_cleared_before_the_first_write() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { segment_bytes: 1 << 20, record_bytes_max: MAX, ..Options::default() };
+    let options =
+        Options { segment_bytes: 1 << 20, record_bytes_max: Some(MAX), ..Options::default() };
     let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
     let mut recs = append_all(&mut log, 0, &varied_lens(20, MAX as usize));
     let end = log.end_offset();

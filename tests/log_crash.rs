@@ -56,7 +56,7 @@ const CYCLES_PER_LOG: u64 = 250;
 
 fn options() -> Options {
     // Small segments, so children roll often; room for the occasional large record.
-    Options { segment_bytes: 256 << 10, record_bytes_max: 48 << 10, ..Options::default() }
+    Options { segment_bytes: 256 << 10, record_bytes_max: Some(48 << 10), ..Options::default() }
 }
 
 fn stride(len: usize) -> u64 {

@@ -35,7 +35,7 @@ const RECORDS_BEFORE: u64 = 20;
 const EFBIG: i32 = 27;
 
 fn options() -> Options {
-    Options { segment_bytes: SEGMENT_BYTES, record_bytes_max: 8 << 10, ..Options::default() }
+    Options { segment_bytes: SEGMENT_BYTES, record_bytes_max: Some(8 << 10), ..Options::default() }
 }
 
 fn payload(seq: u64) -> Vec<u8> {

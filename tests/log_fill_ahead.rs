@@ -45,7 +45,7 @@ fn append_mix(log: &mut Log, count: usize, sync_every: Option<usize>) -> Vec<(u6
 fn buffered_records_survive_the_zeros_written_ahead_of_them() {
     let dir = tempfile::tempdir().unwrap();
     let options =
-        Options { segment_bytes: 4 << 20, record_bytes_max: 64 << 10, ..Options::default() };
+        Options { segment_bytes: 4 << 20, record_bytes_max: Some(64 << 10), ..Options::default() };
     let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
     let written = append_mix(&mut log, 60_000, None);
     assert!(log.end_offset() > 5 * (4 << 20), "the records should span at least six segments");
@@ -61,7 +61,7 @@ fn buffered_records_survive_the_zeros_written_ahead_of_them() {
 fn records_survive_filling_that_starts_and_stops_with_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let options =
-        Options { segment_bytes: 4 << 20, record_bytes_max: 64 << 10, ..Options::default() };
+        Options { segment_bytes: 4 << 20, record_bytes_max: Some(64 << 10), ..Options::default() };
     let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
     let written = append_mix(&mut log, 60_000, Some(5_000));
     assert_replays(&log, &written, "before close");

@@ -20,7 +20,7 @@ fn payload(i: usize) -> Vec<u8> {
 fn options(write_behind: bool) -> Options {
     Options {
         segment_bytes: 1 << 20,
-        record_bytes_max: 256 << 10,
+        record_bytes_max: Some(256 << 10),
         write_behind,
         ..Options::default()
     }

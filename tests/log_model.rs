@@ -30,7 +30,7 @@ const OPS_MAX: usize = 40;
 fn options() -> Options {
     Options {
         segment_bytes: SEGMENT_BYTES,
-        record_bytes_max: RECORD_BYTES_MAX as u64,
+        record_bytes_max: Some(RECORD_BYTES_MAX as u64),
         ..Options::default()
     }
 }

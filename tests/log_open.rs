@@ -109,7 +109,7 @@ fn read_only_opens_see_everything_write_nothing_and_take_no_lock() {
     drop(ro);
     assert_eq!(dir_bytes(dir.path()), before, "a read-only open changed the directory");
     // A writer then cuts the torn tail; with repair allowed it is still just a torn tail.
-    let repair = Options { recovery: RecoveryMode::Repair, ..small(MAX) };
+    let repair = Options { recovery: RecoveryMode::Salvage, ..small(MAX) };
     assert!(matches!(
         Log::open_with(dir.path(), repair).map(|l| l.end_offset()),
         Ok(end) if end == last.offset
@@ -154,7 +154,18 @@ fn missing_directories() {
         other => panic!("expected Io, got {other:?}"),
     }
     assert!(!missing.exists(), "a read-only open created the directory");
-    // A writer creates it, nested, with an empty log.
+    // A writer does not create missing parents: a mistyped path fails, creating nothing.
+    match Log::open_with(&missing, small(MAX)) {
+        Err(StorageError::Io { path, source, op }) => {
+            assert_eq!(path, missing);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            assert!(op.contains("parent directory does not exist"), "{op}");
+        }
+        other => panic!("expected Io, got {other:?}"),
+    }
+    assert!(!missing.parent().unwrap().exists(), "a writer created the missing parent");
+    // With the parent there, a writer creates the directory with an empty log.
+    std::fs::create_dir(missing.parent().unwrap()).unwrap();
     let mut log = Log::open_with(&missing, small(MAX)).unwrap();
     assert!(log.open_report().created);
     assert_eq!(log.append(b"first").unwrap(), 0);
@@ -179,7 +190,11 @@ fn invalid_options_are_refused_before_touching_the_disk() {
         (4096, u64::MAX),
     ];
     for (segment_bytes, record_bytes_max) in bad {
-        let options = Options { segment_bytes, record_bytes_max, ..Options::default() };
+        let options = Options {
+            segment_bytes,
+            record_bytes_max: Some(record_bytes_max),
+            ..Options::default()
+        };
         assert!(options.validate().is_err());
         match Log::open_with(&target, options.clone()) {
             Err(StorageError::InvalidOptions { reason }) => assert!(!reason.is_empty()),
@@ -195,7 +210,11 @@ fn invalid_options_are_refused_before_touching_the_disk() {
     }
     // The extremes that are valid.
     for (segment_bytes, record_bytes_max) in [(4096, 1), (4096, 4000), (4104, 4008)] {
-        let options = Options { segment_bytes, record_bytes_max, ..Options::default() };
+        let options = Options {
+            segment_bytes,
+            record_bytes_max: Some(record_bytes_max),
+            ..Options::default()
+        };
         options.validate().unwrap();
         let d = tempfile::tempdir().unwrap();
         let mut log = Log::open_with(d.path(), options).unwrap();

@@ -286,11 +286,12 @@ fn empty_log_bounds() {
         }
         assert_invalid_offset(&src.read_at(0).unwrap_err(), 0);
     };
-    // A read-only open of an existing directory that holds no segment yet.
-    let ro = Log::open_read_only(dir.path()).unwrap();
-    assert_eq!(ro.open_report().segments, 0);
-    check(&ro);
-    drop(ro);
+    // A read-only open of an existing directory that holds no segment yet is refused: it is
+    // not a log.
+    assert!(matches!(
+        Log::open_read_only(dir.path()),
+        Err(chronicle::StorageError::NotALogDirectory { .. })
+    ));
     let log = Log::open_with(dir.path(), small(100)).unwrap();
     check(&log);
     check(&log.reader());

@@ -1,7 +1,7 @@
 use chronicle::{Log, Options, StorageError};
 
 fn small() -> Options {
-    Options { segment_bytes: 4096, record_bytes_max: 1000, ..Options::default() }
+    Options { segment_bytes: 4096, record_bytes_max: Some(1000), ..Options::default() }
 }
 
 #[test]

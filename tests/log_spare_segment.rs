@@ -18,7 +18,7 @@ const SPARE: &str = "next.seg.tmp";
 
 /// 1 MiB segments: a spare is asked for after 512 KiB of each.
 fn options() -> Options {
-    Options { segment_bytes: 1 << 20, record_bytes_max: 64 << 10, ..Options::default() }
+    Options { segment_bytes: 1 << 20, record_bytes_max: Some(64 << 10), ..Options::default() }
 }
 
 fn payload(i: usize) -> Vec<u8> {

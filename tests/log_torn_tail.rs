@@ -357,7 +357,7 @@ fn segment_created_without_sync_and_lost_is_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let options = chronicle::Options {
             segment_bytes: 4096,
-            record_bytes_max: 1000,
+            record_bytes_max: Some(1000),
             ..chronicle::Options::default()
         };
         let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
@@ -420,7 +420,7 @@ fn segment_header_lost_after_a_sync_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let options = chronicle::Options {
         segment_bytes: 4096,
-        record_bytes_max: 1000,
+        record_bytes_max: Some(1000),
         ..chronicle::Options::default()
     };
     let mut log = Log::open_with(dir.path(), options.clone()).unwrap();

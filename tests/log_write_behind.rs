@@ -22,7 +22,7 @@ fn payload(i: usize) -> Vec<u8> {
 /// 16 MiB segments: write-behind (every 4 MiB appended in a segment) happens three times in
 /// each, and the log rolls segments while it runs.
 fn options() -> Options {
-    Options { segment_bytes: 16 << 20, record_bytes_max: 1 << 20, ..Options::default() }
+    Options { segment_bytes: 16 << 20, record_bytes_max: Some(1 << 20), ..Options::default() }
 }
 
 /// The same without write-behind: every page is still mapped when `sync` runs.

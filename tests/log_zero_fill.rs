@@ -21,7 +21,7 @@ const SPARE: &str = "next.seg.tmp";
 fn options() -> Options {
     Options {
         segment_bytes: SEGMENT_BYTES,
-        record_bytes_max: 4096,
+        record_bytes_max: Some(4096),
         zero_fill_segments: true,
         ..Options::default()
     }

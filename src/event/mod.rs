@@ -115,6 +115,21 @@ pub struct EventEnvelope {
 }
 
 impl EventEnvelope {
+    /// Decodes a raw [`Record`](crate::Record) of the log (as [`Log::replay`](crate::Log::replay)
+    /// yields it) as an event.
+    ///
+    /// # Errors
+    /// [`StorageError::Decode`](crate::StorageError::Decode) naming the record's offset if its
+    /// payload is not an event record (`FORMAT.md` section 7).
+    pub fn from_record(record: &crate::Record) -> crate::Result<EventEnvelope> {
+        let event = codec::decode_event(&record.payload, record.offset)?;
+        Ok(EventEnvelope {
+            offset: record.offset,
+            write_timestamp_ms: record.write_timestamp_ms,
+            event,
+        })
+    }
+
     /// Decodes the event's payload as a `MessagePack` value of type `T`, like
     /// [`Event::decode_payload`], but reports this envelope's offset in errors.
     ///

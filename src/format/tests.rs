@@ -174,7 +174,7 @@ fn header_bad_magic() {
 
 #[test]
 fn header_newer_version_is_unsupported_before_checksum() {
-    for version in [2u16, 3, 0x100, u16::MAX] {
+    for version in [FORMAT_VERSION_MAX + 1, 0x100, u16::MAX] {
         // Without resealing: a newer version may place its checksum elsewhere, so the version
         // verdict must come before the checksum is looked at.
         let mut bytes = sample_header().encode();
@@ -334,7 +334,7 @@ fn frame_round_trips() {
         for (offset, ts, unsynced, flags) in [
             (0u64, 0u64, 0u32, 0u32),
             (4096, 1_700_000_000_000, 96, FLAG_BATCH_CONTINUES),
-            (u64::MAX - 7, u64::MAX, u32::MAX, FRAME_FLAGS_KNOWN),
+            (u64::MAX - 7, u64::MAX, u32::MAX, FLAG_GAP),
         ] {
             let bytes = encoded_frame(offset, ts, unsynced, flags, &payload);
             assert_eq!(bytes.len() as u64, frame_stride(len));
@@ -484,7 +484,8 @@ fn frame_at_the_wrong_offset_is_a_mismatch() {
 
 #[test]
 fn frame_unknown_flags_with_valid_checksum() {
-    for flags in [2u32, 4, 0x8000_0000, u32::MAX, FLAG_BATCH_CONTINUES | 0x10] {
+    // A gap is never a member of a batch: both known flags at once are refused too.
+    for flags in [3u32, 4, 0x8000_0000, u32::MAX, FLAG_BATCH_CONTINUES | 0x10, FRAME_FLAGS_KNOWN] {
         let bytes = hand_frame(64, 9, 0, flags, b"payload");
         assert_eq!(decode_frame(&bytes, 64), Err(FormatError::UnknownFrameFlags { flags }));
         assert_eq!(probe_frame(&bytes, 64), None);

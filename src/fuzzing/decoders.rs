@@ -5,7 +5,7 @@ use crate::error::StorageError;
 use crate::event::{decode_event, encode_event_into, Event};
 use crate::format::{
     decode_frame, encode_frame_header, frame_crc, probe_frame, FrameRead, SegmentHeader,
-    FLAG_BATCH_CONTINUES, FORMAT_VERSION, FRAME_ALIGN, FRAME_FLAGS_KNOWN, FRAME_HEADER_LEN,
+    FLAG_BATCH_CONTINUES, FORMAT_VERSION_MAX, FRAME_ALIGN, FRAME_FLAGS_KNOWN, FRAME_HEADER_LEN,
     NO_PREVIOUS_FRAME, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 
@@ -124,7 +124,7 @@ pub fn segment_header_decoder(data: &[u8]) {
     }
     match SegmentHeader::decode(&bytes) {
         Ok(header) => {
-            assert!((1..=FORMAT_VERSION).contains(&header.version));
+            assert!((1..=FORMAT_VERSION_MAX).contains(&header.version));
             assert_eq!(header.flags, 0);
             let encoded = header.encode();
             // Everything before the reserved bytes is reproduced exactly; the reserved bytes
@@ -142,7 +142,7 @@ pub fn segment_header_decoder(data: &[u8]) {
             assert_eq!(bytes.get(..4), Some(&found[..]));
         }
         Err(crate::format::FormatError::UnsupportedVersion { found }) => {
-            assert!(found == 0 || found > FORMAT_VERSION);
+            assert!(found == 0 || found > FORMAT_VERSION_MAX);
         }
         Err(_) => {}
     }

@@ -12,6 +12,7 @@ use super::directory_input::{
     OP_MISPLACED, OP_SYNC_OR_TORN, OP_UNKNOWN_FLAG, OP_UNSYNCED_SHIFT,
 };
 use super::{RECORD_BYTES_MAX, SEGMENT_BYTES};
+use crate::error::StorageError;
 use crate::format::{FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_FILE_SUFFIX};
 use crate::log::{Log, Options, RecoveryMode};
 
@@ -46,6 +47,8 @@ impl Drop for ScratchDir {
 #[derive(Debug, PartialEq, Eq)]
 struct Replayed {
     records: Vec<(u64, u64, Vec<u8>)>,
+    /// Gaps a repair left, as `[start, end)`.
+    gaps: Vec<(u64, u64)>,
     error: Option<String>,
     end: u64,
 }
@@ -55,7 +58,7 @@ fn replay_all(log: &Log, what: &str) -> Replayed {
     let start = log.start_offset();
     let end = log.end_offset();
     assert!(start <= end, "{what}: start {start} after end {end}");
-    let mut out = Replayed { records: Vec::new(), error: None, end };
+    let mut out = Replayed { records: Vec::new(), gaps: Vec::new(), error: None, end };
     let mut replay = log.replay(start);
     let mut previous: Option<u64> = None;
     // A frame takes at least 32 bytes, so a replay has a bounded number of items.
@@ -84,6 +87,14 @@ fn replay_all(log: &Log, what: &str) -> Replayed {
                     record.write_timestamp_ms,
                     record.payload.to_vec(),
                 ));
+            }
+            Err(StorageError::Gap { start: from, end: to, .. }) => {
+                assert!(
+                    previous.is_none_or(|p| from > p) && from < to && to <= end,
+                    "{what}: gap [{from}, {to}) out of order or outside the log"
+                );
+                previous = Some(from);
+                out.gaps.push((from, to));
             }
             Err(err) => {
                 out.error = Some(err.to_string());
@@ -122,7 +133,7 @@ fn check_log(log: &Log, what: &str) -> Replayed {
 fn small_options(recovery: RecoveryMode) -> Options {
     Options {
         segment_bytes: SEGMENT_BYTES,
-        record_bytes_max: RECORD_BYTES_MAX,
+        record_bytes_max: Some(RECORD_BYTES_MAX),
         recovery,
         ..Options::default()
     }
@@ -203,22 +214,20 @@ pub fn open_directory_outcome(data: &[u8]) -> DirectoryOutcome {
         append_and_reopen(second, &dir, &strict, &again);
     }
 
-    // Repair works on a pristine copy of the same files.
-    let repaired = Log::open_with(&copy, small_options(RecoveryMode::Repair)).map(|log| {
-        let replayed = check_log(&log, "repair open");
-        assert_eq!(replayed.error, None, "records fail to replay after a repair");
-        drop(log);
-        match Log::open_with(&copy, strict) {
-            Ok(log) => {
-                assert_eq!(log.open_report().torn_tail, None, "repair left a torn tail");
-                assert_eq!(log.open_report().repair, None, "repair left damage");
-                let again = check_log(&log, "open after repair");
-                assert_eq!(again, replayed, "strict open after repair disagrees");
+    // A salvage works on a pristine copy of the same files; where it refuses (what no gap can
+    // mend), a truncation works on another.
+    let salvaged = repair_copy(&copy, RecoveryMode::Salvage, &strict);
+    let repaired = match salvaged {
+        Ok(records) => Ok(records),
+        Err(refused) => {
+            let again = scratch.path.join("copy-truncated");
+            if let Err(err) = fs::create_dir(&again) {
+                panic!("cannot create {}: {err}", again.display());
             }
-            Err(err) => panic!("strict open after a successful repair failed: {err}"),
+            write_files(&again, &image);
+            repair_copy(&again, RecoveryMode::Truncate, &strict).map_err(|_| refused)
         }
-        replayed.records.len()
-    });
+    };
 
     DirectoryOutcome {
         read_only: read_only.map(|r| r.records.len()).map_err(|e| e.to_string()),
@@ -227,6 +236,40 @@ pub fn open_directory_outcome(data: &[u8]) -> DirectoryOutcome {
         writer: first.map(|(r, _)| r.records.len()).map_err(|e| e.to_string()),
         repaired: repaired.map_err(|e| e.to_string()),
     }
+}
+
+/// Repairs the log in `dir` with `mode` and checks the result: every damaged span reported is
+/// a gap, `verify` agrees, and a strict open afterwards finds nothing to do and the same
+/// records. Returns the number of records kept.
+fn repair_copy(dir: &Path, mode: RecoveryMode, strict: &Options) -> Result<usize, String> {
+    let log = Log::open_with(dir, small_options(mode)).map_err(|e| e.to_string())?;
+    let replayed = check_log(&log, "repair open");
+    assert_eq!(replayed.error, None, "records fail to replay after a repair");
+    let spans: Vec<(u64, u64)> = log
+        .open_report()
+        .repair
+        .iter()
+        .flat_map(|r| r.damaged.iter().map(|d| (d.start, d.end)))
+        .collect();
+    if mode == RecoveryMode::Salvage {
+        // Every damaged span became a gap (the log may have held gaps before).
+        for span in &spans {
+            assert!(replayed.gaps.contains(span), "damaged span {span:?} is not a gap");
+        }
+    }
+    let verified = log.verify().map(|v| v.gaps).ok();
+    assert_eq!(verified.as_ref(), Some(&replayed.gaps), "verify disagrees on the gaps");
+    drop(log);
+    match Log::open_with(dir, strict.clone()) {
+        Ok(log) => {
+            assert_eq!(log.open_report().torn_tail, None, "repair left a torn tail");
+            assert_eq!(log.open_report().repair, None, "repair left damage");
+            let again = check_log(&log, "open after repair");
+            assert_eq!(again, replayed, "strict open after repair disagrees");
+        }
+        Err(err) => panic!("strict open after a successful repair failed: {err}"),
+    }
+    Ok(replayed.records.len())
 }
 
 /// Appends one record to a recovered log and checks that it lands at the end and survives a

@@ -7,8 +7,10 @@ mod options;
 mod pager;
 mod reader;
 mod recovery;
+mod repair;
 mod replay;
 mod report;
+mod salvage;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -24,7 +26,7 @@ pub use options::{
 pub use reader::LogReader;
 use reader::Shared;
 pub use replay::{Payload, Record, RecordRef, Replay};
-pub use report::{OpenReport, RepairReport, TornTail, VerifyReport};
+pub use report::{DamagedSpan, OpenReport, RepairReport, TornTail, VerifyReport};
 use writer::Writer;
 
 use crate::error::{Result, StorageError};
@@ -43,8 +45,8 @@ pub struct Log {
 }
 
 impl Log {
-    /// Opens the log in `dir` for writing with default [`Options`], creating the directory
-    /// and an empty log if needed. See [`Log::open_with`].
+    /// Opens the log in `dir` for writing with default [`Options`], creating a new log if
+    /// `dir` does not exist yet (its parent must) or is empty. See [`Log::open_with`].
     ///
     /// # Errors
     /// As [`Log::open_with`].
@@ -52,7 +54,9 @@ impl Log {
         Self::open_with(dir, Options::default())
     }
 
-    /// Opens the log in `dir` for writing, creating the directory and an empty log if needed.
+    /// Opens the log in `dir` for writing. A new log is created only if `dir` does not exist
+    /// (its parent must) or is empty; a directory that holds other files but no segment is
+    /// refused unless [`Options::create_among_other_files`].
     ///
     /// Takes the directory's exclusive lock, removes leftovers of an interrupted segment
     /// creation, checks every segment header and the chain between segments, and walks the
@@ -68,8 +72,9 @@ impl Log {
     /// [`StorageError::Locked`] if another writer holds the directory;
     /// [`StorageError::NotALog`] or [`StorageError::UnsupportedVersion`] for a foreign or
     /// newer file; [`StorageError::Corruption`] or [`StorageError::BrokenChain`] for damage a
-    /// crash cannot explain (unless [`RecoveryMode::Repair`]); [`StorageError::InvalidOptions`];
-    /// [`StorageError::Io`].
+    /// crash cannot explain (unless a repair mode is chosen); [`StorageError::NotALogDirectory`];
+    /// [`StorageError::InvalidOptions`]; [`StorageError::Io`] (a missing parent directory, a
+    /// failed system call).
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
         open::open_log(dir.as_ref(), options, false)
     }
@@ -78,7 +83,8 @@ impl Log {
     /// torn tail is skipped, not zeroed. Sees the records that were complete when it opened.
     ///
     /// # Errors
-    /// As [`Log::open_with`] (except `Locked`); [`StorageError::Io`] if `dir` does not exist.
+    /// As [`Log::open_with`] (except `Locked`); [`StorageError::Io`] if `dir` does not exist
+    /// or is not a directory; [`StorageError::NotALogDirectory`] if it holds no segment file.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Log> {
         open::open_log(dir.as_ref(), Options::default(), true)
     }
@@ -275,6 +281,7 @@ impl Log {
     }
 
     /// Reads every record of every segment and checks its checksum, its offset and the chain.
+    /// Gaps a repair left are listed in [`VerifyReport::gaps`], not treated as errors.
     ///
     /// # Errors
     /// The first [`StorageError::Corruption`] found, naming the segment and offset.
@@ -284,11 +291,29 @@ impl Log {
             VerifyReport { segments: snapshot.segments.len(), ..VerifyReport::default() };
         let mut replay = Replay::new(snapshot.clone(), snapshot.start(), snapshot.end);
         while let Some(record) = replay.next_ref() {
-            let record = record?;
-            report.records += 1;
-            report.payload_bytes += record.payload.len() as u64;
+            match record {
+                Ok(record) => {
+                    report.records += 1;
+                    report.payload_bytes += record.payload.len() as u64;
+                }
+                Err(StorageError::Gap { start, end, .. }) => report.gaps.push((start, end)),
+                Err(err) => return Err(err),
+            }
         }
         Ok(report)
+    }
+
+    /// Plans a repair of the log in `dir` without changing anything: checks every frame of
+    /// every segment and reports what opening it with `mode` ([`RecoveryMode::Salvage`] or
+    /// [`RecoveryMode::Truncate`]) would do, with [`RepairReport::applied`] `false`.
+    ///
+    /// # Errors
+    /// [`StorageError::NotALogDirectory`] or an I/O error for a path that holds no log;
+    /// [`StorageError::BrokenChain`] or [`StorageError::Corruption`] for damage no repair can
+    /// mend (segments that do not form one chain, a damaged header); [`StorageError::InvalidOptions`]
+    /// for [`RecoveryMode::Strict`].
+    pub fn plan_repair(dir: impl AsRef<Path>, mode: RecoveryMode) -> Result<RepairReport> {
+        open::plan_repair(dir.as_ref(), mode)
     }
 
     /// Makes everything durable, records that in the durable record (`DURABLE`, with a clean

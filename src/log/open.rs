@@ -8,9 +8,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use super::clock::{now_ms, RecordClock};
-use super::recovery::{
-    check_sealed, examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView,
-};
+use super::recovery::{examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView};
+use super::repair::{self, set_aside, CUT_SUFFIX, DAMAGED_SUFFIX};
 use super::{
     Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTail, Writer, DROPPED_SUFFIX,
 };
@@ -27,6 +26,20 @@ use crate::segment::{sync_dir, NewFile, Segment, SegmentWriter};
 struct Listing {
     bases: Vec<u64>,
     temps: Vec<PathBuf>,
+    /// Names that no part of Chronicle writes, up to a few (for an error message), and how
+    /// many there were.
+    foreign: (Vec<String>, usize),
+}
+
+/// Names Chronicle itself may leave in a log directory besides segment files.
+fn is_chronicle_name(name: &str) -> bool {
+    const FIXED: [&str; 5] =
+        [LOCK_FILE_NAME, DURABLE_FILE_NAME, "DURABLE.tmp", "index.chx", "index.chx.tmp"];
+    FIXED.contains(&name)
+        || name.ends_with(TEMP_FILE_SUFFIX)
+        || name.ends_with(DROPPED_SUFFIX)
+        || name.contains(&format!("{SEGMENT_FILE_SUFFIX}{DAMAGED_SUFFIX}"))
+        || name.contains(&format!("{SEGMENT_FILE_SUFFIX}{CUT_SUFFIX}"))
 }
 
 /// Lists `dir` with `getdents64` on a descriptor of its own (rustix's `Dir`): `fs::read_dir`
@@ -35,44 +48,92 @@ struct Listing {
 fn list_dir(dir: &Path) -> Result<Listing> {
     use rustix::fs::{Dir, Mode, OFlags};
     let failed = |e: rustix::io::Errno| StorageError::io("list log directory", dir, e.into());
-    let mut listing = Listing { bases: Vec::new(), temps: Vec::new() };
+    let mut listing = Listing { bases: Vec::new(), temps: Vec::new(), foreign: (Vec::new(), 0) };
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(failed)?;
     let entries = Dir::new(fd).map_err(failed)?;
     let temp_suffix = format!("{SEGMENT_FILE_SUFFIX}{TEMP_FILE_SUFFIX}");
     for entry in entries {
         let entry = entry.map_err(failed)?;
-        let Ok(name) = entry.file_name().to_str() else { continue };
+        let Ok(name) = entry.file_name().to_str() else {
+            listing.foreign.1 += 1;
+            continue;
+        };
         if let Some(base) = parse_segment_file_name(name) {
             listing.bases.push(base);
         } else if name.ends_with(&temp_suffix) {
             listing.temps.push(dir.join(name));
+        } else if name != "." && name != ".." && !is_chronicle_name(name) {
+            if listing.foreign.0.len() < 3 {
+                listing.foreign.0.push(name.to_string());
+            }
+            listing.foreign.1 += 1;
         }
     }
     listing.bases.sort_unstable();
     Ok(listing)
 }
 
-/// Locks `dir` for the one writer, creating the directory first if it does not exist. (Most
-/// opens find it, so the lock file is tried first: one system call fewer than creating the
-/// directory every time.)
-fn lock_or_create_dir(dir: &Path) -> Result<File> {
-    match lock_dir(dir) {
-        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir)
-                .map_err(|e| StorageError::io("create log directory", dir, e))?;
-            lock_dir(dir)
-        }
-        locked => locked,
+/// Locks `dir` for the one writer. A log's directory holds its lock file, so most opens find
+/// it at once. Without one, the directory is made a log only if it does not exist yet (its
+/// parent must) or holds nothing but Chronicle's own files, unless `among_other_files`.
+fn lock_or_create_dir(dir: &Path, among_other_files: bool) -> Result<File> {
+    match lock_dir(dir, false) {
+        Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        locked => return locked,
     }
+    match fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Not `create_dir_all`: a mistyped path should fail, not grow a tree of folders.
+            fs::create_dir(dir).map_err(|e| {
+                let op = if e.kind() == std::io::ErrorKind::NotFound {
+                    "create log directory (its parent directory does not exist)"
+                } else {
+                    "create log directory"
+                };
+                StorageError::io(op, dir, e)
+            })?;
+        }
+        Err(e) => return Err(StorageError::io("open log directory", dir, e)),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(StorageError::NotALogDirectory {
+                path: dir.to_path_buf(),
+                found: "a file, not a directory".to_string(),
+            })
+        }
+        Ok(_) => {
+            let listing = list_dir(dir)?;
+            if listing.bases.is_empty() && listing.foreign.1 > 0 && !among_other_files {
+                return Err(not_a_log(dir, &listing));
+            }
+        }
+    }
+    lock_dir(dir, true)
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
+/// The error for a directory with no segment file, saying what it holds instead.
+fn not_a_log(dir: &Path, listing: &Listing) -> StorageError {
+    let (names, count) = &listing.foreign;
+    let found = if *count == 0 {
+        "no segment files (an empty directory)".to_string()
+    } else {
+        let more = count.saturating_sub(names.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        format!(
+            "no segment files, but {count} other entries ({}{more}); a new log is created only \
+             in a directory that does not exist or is empty (see Options::create_among_other_files)",
+            names.join(", ")
+        )
+    };
+    StorageError::NotALogDirectory { path: dir.to_path_buf(), found }
+}
+
+fn lock_dir(dir: &Path, create: bool) -> Result<File> {
     let path = dir.join(LOCK_FILE_NAME);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(create)
         .truncate(false)
         .open(&path)
         .map_err(|e| StorageError::io("open lock file", &path, e))?;
@@ -88,15 +149,24 @@ fn lock_dir(dir: &Path) -> Result<File> {
 /// Opens the log in `dir`; see [`Log::open_with`] and [`Log::open_read_only`].
 pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
     options.validate()?;
-    let repair = options.recovery == RecoveryMode::Repair;
+    let repair = options.recovery.repairs();
     if read_only && repair {
         return Err(StorageError::InvalidOptions {
-            reason: "repair needs a writer, not a read-only open".to_string(),
+            reason: "repair needs a writer, not a read-only open (Log::plan_repair shows what \
+                     a repair would do without changing anything)"
+                .to_string(),
         });
     }
-    let lock = if read_only { None } else { Some(lock_or_create_dir(dir)?) };
+    let lock = if read_only {
+        None
+    } else {
+        Some(lock_or_create_dir(dir, options.create_among_other_files)?)
+    };
     let mut report = OpenReport::default();
     let listing = list_dir(dir)?;
+    if read_only && listing.bases.is_empty() {
+        return Err(not_a_log(dir, &listing));
+    }
     if !read_only && !listing.temps.is_empty() {
         for temp in &listing.temps {
             fs::remove_file(temp)
@@ -139,18 +209,12 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         }
     }
     let log_id = segments.first().map_or_else(new_log_id, |s| s.header().log_id);
-    // Repair verifies every frame itself and must not trust a record of what it may cut; the
-    // record goes, and the next close writes a true one.
-    let mut recorded = if repair {
-        remove_durable_record(dir)?;
-        None
-    } else {
-        read_durable_record(dir, log_id)
-    };
+    let mut recorded = read_durable_record(dir, log_id);
     // What `DURABLE` holds, whatever recovery below makes of it: a writer must clear a clean
-    // end in it before it writes anything.
-    let durable_on_disk = recorded;
-    if let (Some(record), Some((path, file)), Some(last)) = (&recorded, &last_file, segments.last())
+    // end in it before it writes anything. (A repair deletes it.)
+    let mut durable_on_disk = recorded;
+    if let (Some(record), Some((path, file)), Some(last), false) =
+        (&recorded, &last_file, segments.last(), repair)
     {
         if path.as_path() == last.path() {
             if let Some(bytes) = read_recorded_frame(last, file, record) {
@@ -175,100 +239,37 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         drop_torn_creation(dir, &path, base, later, recorded.as_ref(), read_only, &mut report)?;
     }
 
-    let recovered = loop {
-        if segments.is_empty() {
-            break None;
-        }
-        if repair {
-            if let Some((index, pos, kind)) = first_bad_sealed(&mut segments) {
-                cut(dir, &mut segments, index, pos, &kind.to_string(), &mut report)?;
-                recorded = None;
-                continue;
-            }
-        }
-        // Only the last segment's tail is examined on every open, so only it is asked for its
-        // data extents and scanned without readahead. A sealed segment's tail is examined only
-        // after a crash that tore it; it is then read whole, which costs time, not correctness.
-        let last_index = segments.len() - 1;
-        // With a clean end recorded, the tail is not scanned (unless the record proves wrong,
-        // when readahead merely brings in more zero pages): no advice needed.
-        let clean = recorded.is_some_and(|r| r.clean_end);
-        if let (Some(last), false) = (segments.last(), clean) {
-            last.advise_scan(true);
-        }
-        let plan = {
-            let views: Vec<SegmentView<'_>> = segments
-                .iter_mut()
-                .enumerate()
-                .map(|(i, s)| {
-                    // A clean end recorded for the log spares the examination of the last
-                    // segment's tail, and so the listing of its extents; should the record
-                    // prove wrong, the whole region is examined.
-                    let extents = if i == last_index && !clean {
-                        s.data_extents()
-                    } else {
-                        vec![(0, s.capacity())]
-                    };
-                    let read_at_open = read_at_open
-                        .get(&s.header().base_offset)
-                        .map(|(pos, bytes)| (*pos, bytes.as_slice()));
-                    SegmentView {
-                        header: *s.header(),
-                        data: s.data_exclusive(),
-                        extents,
-                        read_at_open,
-                    }
-                })
-                .collect();
-            plan(&views, recorded.as_ref())
-        };
-        if let (Some(last), false) = (segments.get(last_index), clean) {
-            last.advise_scan(false);
-        }
-        match plan.outcome.clone() {
-            Outcome::End { index, end, dirty_end } => {
-                break Some(apply_end(
-                    dir,
-                    &mut segments,
-                    &plan,
-                    index,
-                    end,
-                    dirty_end,
-                    read_only,
-                    &mut report,
-                )?);
-            }
-            Outcome::Damaged { index, pos, offset, kind } => {
-                if !repair {
-                    return Err(StorageError::Corruption {
-                        segment: segments[index].path().to_path_buf(),
-                        offset,
-                        kind,
-                    });
-                }
-                cut(dir, &mut segments, index, pos, &kind.to_string(), &mut report)?;
-                recorded = None;
-            }
-            Outcome::Broken { index, reason } => {
-                if !repair {
-                    return Err(StorageError::BrokenChain {
-                        segment: segments[index].path().to_path_buf(),
-                        reason,
-                    });
-                }
-                let prev = index - 1;
-                let data_end = segments[index].base_offset() - segments[prev].base_offset();
-                let pos = data_end.min(segments[prev].capacity());
-                cut(dir, &mut segments, prev, pos, &reason, &mut report)?;
-                recorded = None;
-            }
-        }
+    if repair && !segments.is_empty() {
+        // A repair checks every frame, with the durable record as evidence of what was
+        // durable; then the record goes (it may name bytes the repair changed), and the
+        // recovery below finds an intact chain and cuts any torn tail as every open does.
+        let mut cut = repair::empty_report(options.recovery);
+        let planned =
+            repair::plan(dir, &mut segments, recorded.as_ref(), options.recovery, &mut cut)?;
+        let done = repair::apply(dir, &mut segments, &planned, options.recovery, cut)?;
+        remove_durable_record(dir)?;
+        recorded = None;
+        durable_on_disk = None;
+        report.repair = Some(done);
+    }
+
+    let recovered = if segments.is_empty() {
+        None
+    } else {
+        Some(recover(dir, &mut segments, recorded.as_ref(), &read_at_open, read_only, &mut report)?)
     };
 
     let (end, last_frame, known_durable) = match &recovered {
         Some(r) => (r.end, r.last_frame, r.known_durable),
         None => (0, None, 0),
     };
+    // A truncation's log ends where recovery found its end after the cut (a cut at a broken
+    // link leaves the previous segment's chain to find it).
+    if let Some(repair) = report.repair.as_mut().filter(|r| r.truncated_at.is_some()) {
+        if repair.mode == RecoveryMode::Truncate {
+            repair.truncated_at = Some(end);
+        }
+    }
     let last_segment = segments.pop();
     let mut all: Vec<Arc<Segment>> = segments.into_iter().map(Arc::new).collect();
     let active = match last_segment {
@@ -281,7 +282,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             // Recovery set the segment that file belongs to aside.
             _ => SegmentWriter::reopen(last)?,
         }),
-        // A read-only open of a directory with no segments sees an empty log.
+        // Refused above; kept so that a read-only open never creates anything.
         None if read_only => None,
         None => {
             let header = SegmentHeader {
@@ -348,7 +349,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 poisoned: None,
                 shared: Arc::clone(&shared),
                 segment_bytes: options.segment_bytes,
-                record_bytes_max: options.record_bytes_max,
+                record_bytes_max: options.effective_record_bytes_max(),
                 log_id,
                 pager: None,
                 pager_tried: false,
@@ -382,6 +383,101 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         _ => None,
     };
     Ok(Log { shared, writer, options, report })
+}
+
+/// Plans recovery of `segments` (at least one) and carries out its end, or fails with the
+/// damage or broken chain it found.
+fn recover(
+    dir: &Path,
+    segments: &mut Vec<Segment>,
+    recorded: Option<&DurableRecord>,
+    read_at_open: &HashMap<u64, (u64, Vec<u8>)>,
+    read_only: bool,
+    report: &mut OpenReport,
+) -> Result<Recovered> {
+    // Only the last segment's tail is examined on every open, so only it is asked for its
+    // data extents and scanned without readahead. A sealed segment's tail is examined only
+    // after a crash that tore it; it is then read whole, which costs time, not correctness.
+    let last_index = segments.len() - 1;
+    // With a clean end recorded, the tail is not scanned (unless the record proves wrong,
+    // when readahead merely brings in more zero pages): no advice needed.
+    let clean = recorded.is_some_and(|r| r.clean_end);
+    if let (Some(last), false) = (segments.last(), clean) {
+        last.advise_scan(true);
+    }
+    let plan = {
+        let views: Vec<SegmentView<'_>> = segments
+            .iter_mut()
+            .enumerate()
+            .map(|(i, s)| {
+                // A clean end recorded for the log spares the examination of the last
+                // segment's tail, and so the listing of its extents; should the record
+                // prove wrong, the whole region is examined.
+                let extents = if i == last_index && !clean {
+                    s.data_extents()
+                } else {
+                    vec![(0, s.capacity())]
+                };
+                let read_at_open = read_at_open
+                    .get(&s.header().base_offset)
+                    .map(|(pos, bytes)| (*pos, bytes.as_slice()));
+                SegmentView { header: *s.header(), data: s.data_exclusive(), extents, read_at_open }
+            })
+            .collect();
+        plan(&views, recorded)
+    };
+    if let (Some(last), false) = (segments.get(last_index), clean) {
+        last.advise_scan(false);
+    }
+    match plan.outcome.clone() {
+        Outcome::End { index, end, dirty_end } => {
+            apply_end(dir, segments, &plan, index, end, dirty_end, read_only, report)
+        }
+        Outcome::Damaged { index, offset, kind, .. } => Err(StorageError::Corruption {
+            segment: segments[index].path().to_path_buf(),
+            offset,
+            kind,
+        }),
+        Outcome::Broken { index, reason } => {
+            Err(StorageError::BrokenChain { segment: segments[index].path().to_path_buf(), reason })
+        }
+    }
+}
+
+/// Plans a repair of the log in `dir` without changing anything; see
+/// [`Log::plan_repair`](super::Log::plan_repair).
+pub(super) fn plan_repair(dir: &Path, mode: RecoveryMode) -> Result<RepairReport> {
+    if !mode.repairs() {
+        return Err(StorageError::InvalidOptions {
+            reason: "plan_repair needs RecoveryMode::Salvage or RecoveryMode::Truncate".to_string(),
+        });
+    }
+    let listing = list_dir(dir)?;
+    if listing.bases.is_empty() {
+        return Err(not_a_log(dir, &listing));
+    }
+    let mut segments = Vec::with_capacity(listing.bases.len());
+    let mut torn_created = Vec::new();
+    for &base in &listing.bases {
+        let path = dir.join(segment_file_name(base));
+        if !torn_created.is_empty() {
+            torn_created.push(path);
+            continue;
+        }
+        match Segment::open(path.clone(), base, false) {
+            Ok((segment, _file)) => segments.push(segment),
+            // What a power cut leaves of a new segment: it and every later one are set aside
+            // by the open that follows (or refused, if something shows they were durable).
+            Err(_) if is_torn_creation(&path) && !segments.is_empty() => torn_created.push(path),
+            Err(err) => return Err(err),
+        }
+    }
+    let log_id = segments.first().map_or(0, |s| s.header().log_id);
+    let recorded = read_durable_record(dir, log_id);
+    let planned = repair::plan_read_only(&mut segments, recorded.as_ref(), mode)?;
+    let mut report = planned;
+    report.segments_dropped.extend(torn_created);
+    Ok(report)
 }
 
 /// Where a recovered log ends.
@@ -426,7 +522,7 @@ fn apply_end(
     let Some(last) = segments.get_mut(index) else {
         return Err(StorageError::InvalidOffset {
             offset: end,
-            reason: "recovery lost its segment",
+            reason: "recovery lost its segment".to_string(),
         });
     };
     let base = last.base_offset();
@@ -485,20 +581,6 @@ fn last_frame_before(segments: &mut [Segment], index: usize, end: u64) -> Option
         Ok(FrameRead::Frame(frame)) => Some(frame.header),
         _ => None,
     }
-}
-
-/// Repair: verifies every frame of every sealed segment; returns the first bad one.
-fn first_bad_sealed(segments: &mut [Segment]) -> Option<(usize, u64, FormatError)> {
-    for index in 1..segments.len() {
-        let next_base = segments[index].base_offset();
-        let segment = &mut segments[index - 1];
-        let base = segment.base_offset();
-        let data_end = next_base.checked_sub(base)?.min(segment.capacity());
-        if let Err((pos, kind)) = check_sealed(segment.data_exclusive(), base, 0, data_end) {
-            return Some((index - 1, pos, kind));
-        }
-    }
-    None
 }
 
 /// The checks read a frame from the file at open only up to this size (a frame of a few
@@ -660,51 +742,4 @@ fn remove_durable_record(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StorageError::io("remove durable record", record, e)),
     }
-}
-
-/// Repair: keeps segments up to `index`, zeroes segment `index` from data position `pos`, and
-/// sets every later segment aside; records what was dropped.
-fn cut(
-    dir: &Path,
-    segments: &mut Vec<Segment>,
-    index: usize,
-    pos: u64,
-    reason: &str,
-    report: &mut OpenReport,
-) -> Result<()> {
-    let offset = segments.get(index).map_or(0, |s| s.base_offset() + pos);
-    let entry = report.repair.get_or_insert_with(|| RepairReport {
-        offset,
-        reason: reason.to_string(),
-        bytes_dropped: 0,
-        segments_dropped: Vec::new(),
-    });
-    if offset < entry.offset {
-        entry.offset = offset;
-        entry.reason = reason.to_string();
-    }
-    for segment in segments.drain(index + 1..) {
-        entry.bytes_dropped += segment.capacity();
-        let path = segment.path().to_path_buf();
-        drop(segment);
-        entry.segments_dropped.push(set_aside(&path)?);
-    }
-    if let Some(segment) = segments.get_mut(index) {
-        let base = segment.base_offset();
-        let extents = segment.data_extents();
-        let dirty_end =
-            examine_after_chain(segment.data_exclusive(), base, pos, &extents).dirty_end;
-        entry.bytes_dropped += dirty_end.saturating_sub(pos);
-        segment.zero_exclusive(pos, dirty_end)?;
-    }
-    sync_dir(dir)
-}
-
-/// Renames a segment file with [`DROPPED_SUFFIX`], so `open` ignores it but it is kept.
-fn set_aside(path: &Path) -> Result<PathBuf> {
-    let mut to = path.as_os_str().to_owned();
-    to.push(DROPPED_SUFFIX);
-    let to = PathBuf::from(to);
-    fs::rename(path, &to).map_err(|e| StorageError::io("set aside segment", path, e))?;
-    Ok(to)
 }

@@ -22,12 +22,24 @@ pub enum RecoveryMode {
     /// Refuse to open, with an error naming the segment and offset. Nothing is changed.
     #[default]
     Strict,
-    /// Truncate the log at the first bad frame: zero the rest of that segment, set later
-    /// segments aside (renamed with [`DROPPED_SUFFIX`]), and report what was dropped in
-    /// [`OpenReport::repair`](super::OpenReport::repair). Verifies every frame of every
-    /// segment, so it reads the whole log, and deletes the durable record first (it trusts
-    /// none). Only for writers.
-    Repair,
+    /// Keep every intact record: each damaged span becomes a gap of the same length (replay
+    /// yields [`StorageError::Gap`](crate::StorageError::Gap) for it), so every record after it
+    /// keeps its offset. The damaged bytes are copied beside the log first (`*.damaged-*`).
+    /// Checks every frame of every segment, so it reads the whole log. Writers only; see
+    /// [`OpenReport::repair`](super::OpenReport::repair) and `FORMAT.md` 6.5.
+    Salvage,
+    /// Cut the log at the first damage: every record after it is dropped (the bytes are kept
+    /// beside the log, `*.cut-*`, and later segments renamed with [`DROPPED_SUFFIX`]). Only
+    /// when losing those records is what you want. Writers only.
+    Truncate,
+}
+
+impl RecoveryMode {
+    /// Whether this mode repairs (salvages or truncates) rather than refuses.
+    #[must_use]
+    pub fn repairs(self) -> bool {
+        self != RecoveryMode::Strict
+    }
 }
 
 /// How a log is opened. Every field has a default (see [`Options::default`]).
@@ -37,10 +49,11 @@ pub struct Options {
     /// ([`SEGMENT_BYTES_DEFAULT`]); at least 4 KiB ([`SEGMENT_BYTES_MIN`]), at most 4 GiB,
     /// a multiple of 8. Existing segments keep the size they were created with.
     pub segment_bytes: u64,
-    /// Largest payload one record may have. Default 16 MiB ([`RECORD_BYTES_MAX_DEFAULT`]);
-    /// at least 1, and a record of this size must fit in an empty segment
-    /// (`segment_bytes - 64 - 32` or less).
-    pub record_bytes_max: u64,
+    /// Largest payload one record may have. Default `None`: 16 MiB
+    /// ([`RECORD_BYTES_MAX_DEFAULT`]) or what fits in an empty segment, whichever is smaller
+    /// ([`Options::effective_record_bytes_max`]). A value set explicitly must be at least 1 and
+    /// fit in an empty segment (`segment_bytes - 64 - 32` or less).
+    pub record_bytes_max: Option<u64>,
     /// What to do about damage found on open. Default [`RecoveryMode::Strict`].
     pub recovery: RecoveryMode,
     /// Start writing appended records to the disk in the background, a few MiB at a time, as
@@ -90,17 +103,24 @@ pub struct Options {
     /// 64 MiB here), where without it only space that was written or is cached counts. It
     /// changes no byte of the log.
     pub zero_fill_segments: bool,
+    /// Let a writer create a new log in a directory that already holds files other than
+    /// Chronicle's own. Default `false`: such a directory is refused with
+    /// [`StorageError::NotALogDirectory`], so that a mistyped path never scatters a log among
+    /// unrelated files. (A new log is always created in a directory that does not exist yet,
+    /// whose parent must, or that is empty.)
+    pub create_among_other_files: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
-            record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+            record_bytes_max: None,
             recovery: RecoveryMode::Strict,
             write_behind: true,
             prepare_next_segment: true,
             zero_fill_segments: false,
+            create_among_other_files: false,
         }
     }
 }
@@ -124,14 +144,28 @@ impl Options {
                 self.segment_bytes
             ));
         }
-        let fits = self.segment_bytes - (SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64;
-        if self.record_bytes_max == 0 || self.record_bytes_max > fits {
-            return invalid(format!(
-                "record_bytes_max {} must be between 1 and {fits} (what fits in an empty \
+        let fits = self.record_bytes_fit();
+        match self.record_bytes_max {
+            Some(max) if max == 0 || max > fits => invalid(format!(
+                "record_bytes_max {max} must be between 1 and {fits} (what fits in an empty \
                  segment of {} bytes)",
-                self.record_bytes_max, self.segment_bytes
-            ));
+                self.segment_bytes
+            )),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The largest payload a record may have with these options: [`Options::record_bytes_max`]
+    /// if set, else the smaller of [`RECORD_BYTES_MAX_DEFAULT`] and what fits in an empty
+    /// segment.
+    #[must_use]
+    pub fn effective_record_bytes_max(&self) -> u64 {
+        self.record_bytes_max
+            .unwrap_or_else(|| RECORD_BYTES_MAX_DEFAULT.min(self.record_bytes_fit()))
+    }
+
+    /// The payload of a record that fills an empty segment.
+    fn record_bytes_fit(&self) -> u64 {
+        self.segment_bytes.saturating_sub((SEGMENT_HEADER_LEN + FRAME_HEADER_LEN) as u64)
     }
 }

@@ -53,10 +53,14 @@ impl LogReader {
     ///
     /// # Errors
     /// [`StorageError::InvalidOffset`](crate::StorageError::InvalidOffset) if no intact record
-    /// starts there.
+    /// starts there; [`StorageError::Gap`](crate::StorageError::Gap) if a repair replaced the
+    /// records there with a gap.
     pub fn read_at(&self, offset: u64) -> Result<Record> {
         let snapshot = self.shared.snapshot();
         let (index, frame) = snapshot.frame_at(offset)?;
+        if frame.header.is_gap() {
+            return Err(snapshot.gap_error(index, &frame.header));
+        }
         Ok(snapshot.record(index, &frame.header))
     }
 

@@ -170,30 +170,6 @@ fn examine_chunk(
     pos
 }
 
-/// Checks a sealed segment's data region `data[..data_end]` from data position `start`: every
-/// frame valid, the last one completing its batch, the chain ending exactly at `data_end`.
-///
-/// Returns the walk on success; on failure the data position of the first bad frame and why.
-pub(crate) fn check_sealed(
-    data: &[u8],
-    base: u64,
-    start: u64,
-    data_end: u64,
-) -> Result<ChainWalk, (u64, FormatError)> {
-    let bounded = data.get(..index_of(data_end)).unwrap_or(data);
-    let walk = walk_chain(bounded, base, start);
-    if let Some(kind) = walk.stop.clone() {
-        return Err((walk.chain_end, kind));
-    }
-    if walk.chain_end != data_end {
-        return Err((walk.chain_end, FormatError::UnexpectedEnd { expected_end: base + data_end }));
-    }
-    if walk.complete_end != data_end {
-        return Err((walk.complete_end, FormatError::IncompleteBatch));
-    }
-    Ok(walk)
-}
-
 /// One segment as recovery sees it: its header, its whole data region, and the runs of that
 /// region that may hold non-zero bytes.
 pub(crate) struct SegmentView<'a> {

@@ -88,7 +88,7 @@ impl Snapshot {
     /// boundary, before the start, at or past the end); [`StorageError::Corruption`] for a
     /// damaged frame at a segment's first position, which is always a boundary.
     pub(crate) fn frame_at(&self, offset: u64) -> Result<(usize, Frame<'_>)> {
-        let invalid = |reason| StorageError::InvalidOffset { offset, reason };
+        let invalid = |reason: &str| StorageError::InvalidOffset { offset, reason: reason.into() };
         if offset >= self.end {
             return Err(invalid("at or past the end of the log"));
         }
@@ -105,8 +105,41 @@ impl Snapshot {
             Err(err @ StorageError::Corruption { .. }) if self.is_damaged_record(index, offset) => {
                 Err(err)
             }
-            Ok(None) | Err(_) => Err(invalid("no intact record starts at this offset")),
+            Ok(None) | Err(_) => Err(StorageError::InvalidOffset {
+                offset,
+                reason: self.nearest_boundaries(index, offset),
+            }),
         }
+    }
+
+    /// Says which record boundaries of segment `index` lie nearest `offset`, which is not one:
+    /// the segment's frames are walked from its start (this is the error path only).
+    #[cold]
+    fn nearest_boundaries(&self, index: usize, offset: u64) -> String {
+        let Some(segment) = self.segments.get(index) else {
+            return "no segment holds this offset".to_string();
+        };
+        let (base, end) = (segment.base_offset(), self.data_end(index));
+        let mut before = base;
+        let mut at = base;
+        while at <= offset && at < end {
+            match decode_frame(segment.data(at - base, end - base), at) {
+                Ok(FrameRead::Frame(frame)) => {
+                    before = at;
+                    at += frame.header.stride();
+                }
+                _ => {
+                    return format!(
+                        "not a record boundary; the nearest boundary before it is {before}, and \
+                         the frames after it are damaged (offset {at})"
+                    )
+                }
+            }
+        }
+        format!(
+            "not a record boundary: it lies inside the record at {before}; the nearest \
+             boundaries are {before} and {at}"
+        )
     }
 
     fn is_damaged_record(&self, index: usize, offset: u64) -> bool {
@@ -115,6 +148,17 @@ impl Snapshot {
         base == offset
             || stored_offset(segment.data(offset - base, self.data_end(index) - base))
                 == Some(offset)
+    }
+
+    /// The error that reports the gap frame `header` of segment `index`.
+    #[cold]
+    pub(crate) fn gap_error(&self, index: usize, header: &FrameHeader) -> StorageError {
+        let segment = self.segments.get(index).map(|s| s.path().to_path_buf());
+        StorageError::Gap {
+            segment: segment.unwrap_or_default(),
+            start: header.offset,
+            end: header.offset + header.stride(),
+        }
     }
 
     /// An owned handle on a decoded frame's payload.
@@ -327,6 +371,9 @@ impl Cursor {
         match decode_frame(bytes, self.next) {
             Ok(FrameRead::Frame(frame)) => {
                 self.next += frame.header.stride();
+                if frame.header.is_gap() {
+                    return Some(Err(self.gap(snapshot, &frame.header)));
+                }
                 Some(Ok(frame))
             }
             Ok(FrameRead::End) => {
@@ -341,14 +388,21 @@ impl Cursor {
         }
     }
 
+    /// The error for a gap frame the cursor has just stepped over.
+    #[cold]
+    fn gap(&self, snapshot: &Snapshot, header: &FrameHeader) -> StorageError {
+        snapshot.gap_error(self.index, header)
+    }
+
     /// The error for the frame at the cursor's position, which failed with `kind`.
     #[cold]
     fn damaged(&self, snapshot: &Snapshot, kind: FormatError) -> StorageError {
         match snapshot.segments.get(self.index) {
             Some(segment) => corruption(segment, self.next, kind),
-            None => {
-                StorageError::InvalidOffset { offset: self.next, reason: "past the last segment" }
-            }
+            None => StorageError::InvalidOffset {
+                offset: self.next,
+                reason: "past the last segment".to_string(),
+            },
         }
     }
 
@@ -386,7 +440,8 @@ fn release_behind(segments: &[Arc<Segment>], from: usize, current: usize, window
 ///
 /// It yields `Ok(record)` for each intact record in `[from, until)`. At a damaged frame it
 /// yields one `Err` naming the segment and offset and then ends: it never skips a record and
-/// never yields bytes that failed their checksum. It sees the records that were published when
+/// never yields bytes that failed their checksum. At a gap (records a repair found damaged and
+/// took out) it yields one [`StorageError::Gap`] naming the lost range and goes on after it. It sees the records that were published when
 /// it was created.
 #[derive(Debug)]
 pub struct Replay {

@@ -137,6 +137,52 @@ impl Segment {
     pub(crate) fn set_published_exclusive(&mut self, len: u64) {
         self.publish(len);
     }
+
+    /// Writes `bytes` at data position `pos` through the file and makes them durable
+    /// (`fdatasync`): a repair's gap frame. The map shares the page cache, so it sees them.
+    /// Exclusive access means no view or writer can observe the change.
+    ///
+    /// # Errors
+    /// [`StorageError::ReadOnly`] for a read-only segment, [`StorageError::InvalidOffset`] for a
+    /// range outside the data region, [`StorageError::Io`] if the write or sync fails.
+    pub(crate) fn write_exclusive(&mut self, pos: u64, bytes: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(StorageError::ReadOnly);
+        }
+        if pos.checked_add(bytes.len() as u64).is_none_or(|end| end > self.capacity) {
+            return Err(StorageError::InvalidOffset {
+                offset: self.base_offset().saturating_add(pos),
+                reason: "a repair write would run past the segment's data region".to_string(),
+            });
+        }
+        self.write_and_sync(SEGMENT_HEADER_LEN as u64 + pos, bytes, "write repaired frame")
+    }
+
+    /// Replaces the segment's header on disk, durably, and in memory: a repair that writes a
+    /// gap raises the version, and one whose gap ends the previous segment renames its last
+    /// frame.
+    ///
+    /// # Errors
+    /// As for [`Segment::write_exclusive`].
+    pub(crate) fn rewrite_header_exclusive(&mut self, header: SegmentHeader) -> Result<()> {
+        if !self.writable {
+            return Err(StorageError::ReadOnly);
+        }
+        self.write_and_sync(0, &header.encode(), "rewrite segment header")?;
+        self.header = header;
+        Ok(())
+    }
+
+    fn write_and_sync(&self, at: u64, bytes: &[u8], op: &'static str) -> Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| StorageError::io(op, &self.path, e))?;
+        file.write_all_at(bytes, at)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| StorageError::io(op, &self.path, e))
+    }
 }
 
 /// Syncs a directory, making file creations, renames and removals in it durable.

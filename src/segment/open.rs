@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::{to_index, Segment};
 use crate::error::{Result, StorageError};
 use crate::format::{
-    FormatError, SegmentHeader, FORMAT_VERSION, FRAME_ALIGN, OFFSET_LIMIT, SEGMENT_BYTES_MAX,
+    FormatError, SegmentHeader, FORMAT_VERSION_MAX, FRAME_ALIGN, OFFSET_LIMIT, SEGMENT_BYTES_MAX,
     SEGMENT_HEADER_LEN,
 };
 
@@ -48,7 +48,7 @@ impl Segment {
                 return Err(StorageError::UnsupportedVersion {
                     path,
                     found,
-                    supported: FORMAT_VERSION,
+                    supported: FORMAT_VERSION_MAX,
                 });
             }
             Err(kind) => return Err(corrupt(kind)),

@@ -175,7 +175,7 @@ impl SegmentWriter {
         if pos < seg.published_len() || pos.saturating_add(len) > seg.capacity {
             return Err(StorageError::InvalidOffset {
                 offset: seg.base_offset() + pos,
-                reason: "write outside the unpublished data region",
+                reason: "write outside the unpublished data region".to_string(),
             });
         }
         Ok(())

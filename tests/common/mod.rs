@@ -27,7 +27,11 @@ pub const CAPACITY: u64 = SEGMENT_BYTES - HEADER_LEN;
 
 /// Options with 4 KiB segments and the given record limit.
 pub fn small(record_bytes_max: u64) -> Options {
-    Options { segment_bytes: SEGMENT_BYTES, record_bytes_max, ..Options::default() }
+    Options {
+        segment_bytes: SEGMENT_BYTES,
+        record_bytes_max: Some(record_bytes_max),
+        ..Options::default()
+    }
 }
 
 /// Bytes a frame with `payload_len` payload bytes occupies, padding included.

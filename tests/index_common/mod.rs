@@ -15,7 +15,7 @@ pub const TYPES: [&str; 3] = ["order.placed", "order.paid", "user.renamed"];
 pub const NAMESPACES: [&str; 2] = ["shop", "crm"];
 
 pub fn small() -> Options {
-    Options { segment_bytes: 4096, record_bytes_max: 1024, ..Options::default() }
+    Options { segment_bytes: 4096, record_bytes_max: Some(1024), ..Options::default() }
 }
 
 pub fn event(i: u64) -> Event {

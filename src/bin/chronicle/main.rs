@@ -36,21 +36,23 @@ enum Command {
     Verify(verify::Args),
     /// Print a log's segments, record counts and what a read-only open found.
     Stats(stats::Args),
-    /// Open a log in repair mode: truncate it at the first damaged record.
+    /// Repair a damaged log: keep every intact record and replace each damaged span with a
+    /// marked gap (or, with --truncate, cut the log at the first damage).
     Repair(repair::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let success = |result: output::CliResult| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Demo(args) => demo::run(&args),
-        Command::Dump(args) => dump::run(&args),
-        Command::Verify(args) => verify::run(&args),
-        Command::Stats(args) => stats::run(&args),
+        Command::Demo(args) => success(demo::run(&args)),
+        Command::Dump(args) => success(dump::run(&args)),
+        Command::Verify(args) => success(verify::run(&args)),
+        Command::Stats(args) => success(stats::run(&args)),
         Command::Repair(args) => repair::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE

@@ -153,18 +153,17 @@ pub fn write_open_report(out: &mut impl Write, report: &OpenReport) -> io::Resul
         None => writeln!(out, "  torn tail:           none")?,
     }
     match &report.repair {
-        Some(repair) => {
-            writeln!(
-                out,
-                "  repair:              truncated at offset {}: {}",
-                repair.offset, repair.reason
-            )?;
-            writeln!(out, "  bytes dropped:       {}", repair.bytes_dropped)?;
-            for path in &repair.segments_dropped {
-                writeln!(out, "  segment set aside:   {}", path.display())?;
+        Some(repair) if repair.damage_found() => {
+            writeln!(out, "  repair:              {} damaged spans", repair.damaged.len())?;
+            for span in &repair.damaged {
+                writeln!(
+                    out,
+                    "  damaged:             [{}, {}): {}",
+                    span.start, span.end, span.reason
+                )?;
             }
         }
-        None => writeln!(out, "  repair:              none")?,
+        _ => writeln!(out, "  repair:              none")?,
     }
     Ok(())
 }

@@ -23,6 +23,9 @@ pub fn run(args: &Args) -> CliResult {
     println!("  records:       {}", report.records);
     println!("  payload bytes: {} ({})", report.payload_bytes, bytes(report.payload_bytes));
     println!("  end offset:    {}", log.end_offset());
+    for (start, end) in &report.gaps {
+        println!("  gap: offsets [{start}, {end}): records a repair found damaged and took out");
+    }
     if let Some(torn) = &log.open_report().torn_tail {
         println!(
             "  note: a torn tail of {} bytes at offset {} is skipped (a writer's open cuts it)",

@@ -263,15 +263,6 @@ fn stale_or_missing_segments_are_broken_chains() {
     assert!(matches!(plan(&views, None).outcome, Outcome::Broken { index: 1, .. }));
 }
 
-#[test]
-fn sealed_check_requires_exact_end() {
-    let (data, offsets) = region(0, 4096, &[f(b"x", 0), f(b"y", 0)]);
-    let end = offsets[1] + frame_stride(1);
-    assert_eq!(check_sealed(&data, 0, 0, end).map(|w| w.frames), Ok(2));
-    let short = check_sealed(&data, 0, 0, end + 8);
-    assert!(matches!(short, Err((pos, FormatError::UnexpectedEnd { .. })) if pos == end));
-}
-
 /// A clean end is trusted only as far as the chain agrees with it: with the chain ending at
 /// the record's end, the tail is not examined (bytes there, which a clean close cannot have
 /// left, are not looked at); with frames after the record's end, it is examined as usual.

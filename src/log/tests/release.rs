@@ -6,7 +6,7 @@ use crate::log::{Log, Options};
 
 /// Options for records of a few KiB in small segments.
 fn small_records() -> Options {
-    Options { record_bytes_max: 4096, ..Options::default() }
+    Options { record_bytes_max: Some(4096), ..Options::default() }
 }
 
 /// A log of `segments` full segments of 64 KiB (and a last one partly filled), closed.

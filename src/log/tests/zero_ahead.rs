@@ -13,7 +13,8 @@ fn zero_ahead_keeps_every_record_and_zeroes_only_past_the_end() {
     // Segments of 2 MiB, so the 1 MiB zeroed region is extended several times per
     // segment and clipped at its end; bursts of buffered appends of about 1 MiB between
     // syncs, so the end often passes the zeroed region before the next sync.
-    let options = Options { segment_bytes: 2 << 20, record_bytes_max: 4096, ..Options::default() };
+    let options =
+        Options { segment_bytes: 2 << 20, record_bytes_max: Some(4096), ..Options::default() };
     let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
     let mut expected = Vec::new();
     for i in 0..4000u32 {
@@ -68,7 +69,7 @@ fn zero_filled_segments_are_never_zeroed_ahead() {
         let dir = tempfile::tempdir().unwrap();
         let options = Options {
             segment_bytes: 256 << 10,
-            record_bytes_max: 4096,
+            record_bytes_max: Some(4096),
             prepare_next_segment,
             zero_fill_segments: true,
             ..Options::default()
