@@ -57,51 +57,23 @@ pub struct Options {
     /// What to do about damage found on open. Default [`RecoveryMode::Strict`].
     pub recovery: RecoveryMode,
     /// Start writing appended records to the disk in the background, a few MiB at a time, as
-    /// soon as the writer has passed them, so a later sync waits only for the last few MiB.
-    /// Default `true`: here 1M appends of 128 bytes plus a sync took about 58 % of the time
-    /// without it (86–87 against 150–151 ms), and 10,000 appends of 64 KiB plus a sync about
-    /// half. It changes what reaches the disk before a sync, never what a sync promises:
-    /// nothing is acknowledged until a sync returns. Its price is CPU and disk work while
-    /// appending: the same 1M appends without the sync took about 5 % longer with it
-    /// (69–70 against 65–66 ms).
-    /// Turn it off for logs that are rarely synced, or whose appends come in bursts that
-    /// should not share the CPU with write-out.
+    /// soon as the writer has passed them, so that a later sync waits only for the last few
+    /// MiB. Default `true`. It changes what reaches the disk before a sync, never what a sync
+    /// promises: nothing is acknowledged until a sync returns. Its price is CPU and disk work
+    /// while appending; turn it off for logs that are rarely synced. Figures:
+    /// `BENCHMARKS.md`, "Choosing settings".
     pub write_behind: bool,
     /// Make the next segment file in the background once the active segment is half full, so
-    /// that the append which fills a segment does not wait for a new file to be created,
-    /// preallocated, mapped and its first pages faulted in (a roll took 0.15 ms instead of
-    /// 3 ms here; 1M appends of 128 bytes, 68 instead of 87 ms). Default `true`.
-    /// It changes no byte of the log and no durability promise; its price is disk space: while
-    /// the active segment is past half, one more segment's worth is preallocated, as the file
-    /// `next.seg.tmp` (see `FORMAT.md`).
+    /// that the append which fills a segment does not wait for a new file to be created and
+    /// preallocated. Default `true`. It changes no byte of the log and no durability promise;
+    /// its price is disk space: one more segment's worth, as `next.seg.tmp` (`FORMAT.md`).
     pub prepare_next_segment: bool,
     /// Write zeros over each new segment file when it is made, and make them durable, so
-    /// that syncs into it write into space the filesystem already counts as written.
-    /// Default `false`; meant for writers that sync every few records (`append_sync`, small
-    /// `append_batch_sync`).
-    ///
-    /// A sync into preallocated space that was never written must also record that the
-    /// space now holds data (durable batches of 100 × 128 bytes were about 30 % slower for it
-    /// here). Without this setting the writer avoids most of that by writing zeros 1 MiB past
-    /// the end in the sync that comes near the zeroed region's end: about 1 ms, once per MiB
-    /// of log. With it, no sync writes zeros. A segment made by an open (a new log) or by a
-    /// roll that found no spare is zero-filled by that call, which waits for it (about 55 ms
-    /// for 64 MiB here); the others by a helper thread with the spare
-    /// ([`Options::prepare_next_segment`]) while the previous segment fills, a MiB at a time
-    /// so that a sync meanwhile waits for at most a MiB of zeros. A segment that a reopened
-    /// writer continues is zeroed ahead of its syncs as without the setting.
-    ///
-    /// The same zeros reach the disk either way, so under steady durable load throughput is
-    /// the same (about 160 µs per durable batch both ways); what changes is when they are
-    /// written. A new log's first segment is ready before its first append (2,000 durable
-    /// batches into a new log: about 650 k against 570–600 k records/s here), and a writer
-    /// whose load comes in bursts has its zeroing done between them. The price: the wait in
-    /// the open of a new log; much slower bursts of buffered appends, whose rolls then wait
-    /// for zeroing that competes with their write-out (1M appends of 128 bytes took
-    /// 150–410 ms against 60–155 ms here, or 190 against 110 ms with a final sync); and after
-    /// a crash the next open scans the zeros past the end of the last segment (about 9 ms for
-    /// 64 MiB here), where without it only space that was written or is cached counts. It
-    /// changes no byte of the log.
+    /// that syncs into it write into space the filesystem already counts as written. Default
+    /// `false`; meant for writers that sync every few records (`append_sync`, small
+    /// `append_batch_sync`). The open of a new log, and a roll that finds no segment prepared
+    /// ahead, wait for the zeros; bursts of buffered appends get slower. It changes no byte of
+    /// the log and no durability promise. Figures: `BENCHMARKS.md`, "Choosing settings".
     pub zero_fill_segments: bool,
     /// Let a writer create a new log in a directory that already holds files other than
     /// Chronicle's own. Default `false`: such a directory is refused with
