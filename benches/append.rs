@@ -282,7 +282,7 @@ fn append_batch_sync(c: &mut Criterion) {
 /// records: reading the wall clock (`SystemTime::now()` to milliseconds: what the log paid per
 /// record before it read the clock only when a new millisecond may have begun, see
 /// `log::clock`), crc32fast over a frame's checked bytes in two parts (the log's own checksum
-/// of small frames, a parallel fold since the sixth session, is internal and measured as part
+/// of small frames, a parallel fold, is internal and measured as part
 /// of `Log::append`), the baseline's CRC of the payload alone, and copying 160 bytes into
 /// memory that is already mapped.
 fn per_record_costs(c: &mut Criterion) {

@@ -286,7 +286,7 @@ fn timestamps_never_decrease_across_a_reopen_onto_an_empty_last_segment() {
     let dir = tempfile::tempdir().unwrap();
     let mut recs = Vec::new();
     {
-        // One session that ends in a crash right after a roll.
+        // One writer whose run ends in a crash right after a roll.
         let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
         recs.extend(append_all(&mut log, 0, &varied_lens(50, MAX as usize)));
         let n = segments(dir.path()).len();
