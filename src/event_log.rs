@@ -393,7 +393,7 @@ impl EventLog {
         }
         catch_up_times(&mut self.index, &self.log)?;
         if let (Some(offset), None) = (self.index.last_record_offset(), self.index.last_crc()) {
-            let crc = self.log.read_at(offset)?.crc;
+            let crc = self.log.frame_header_at(offset)?.crc;
             self.index.set_last_crc(crc);
         }
         save_index(&self.index_path, &self.index)?;
@@ -447,7 +447,7 @@ impl EventLog {
             });
         }
         if offset < self.log.end_offset() {
-            self.log.read_at(offset)?;
+            self.log.frame_header_at(offset)?;
         }
         self.index.truncate(offset);
         Ok(catch_up(&mut self.index, &self.log)?.0)

@@ -73,19 +73,20 @@ fn check_against(log: &Log, index: &AggregateIndex) -> Result<(), String> {
     if index.time_entries().first().is_some_and(|&(_, o)| o < start) {
         return Err(format!("stored index starts before the log's first record at {start}"));
     }
-    let record = log.read_at(last).map_err(|err| {
+    // The last frame covered may be a gap a repair left: it is read like a record here.
+    let frame = log.frame_header_at(last).map_err(|err| {
         format!("the last record the stored index names (offset {last}) is not in the log: {err}")
     })?;
     let stored_crc = index.last_crc();
-    if stored_crc != Some(record.crc) {
+    if stored_crc != Some(frame.crc) {
         return Err(format!(
             "the record at offset {last} has frame checksum {:#010x}, the stored index expects \
              {:#010x} (the log was rewritten there, or the index belongs to another log)",
-            record.crc,
+            frame.crc,
             stored_crc.unwrap_or(0)
         ));
     }
-    let record_end = last + frame_stride(record.payload.len());
+    let record_end = last + frame.stride();
     if record_end != covered {
         return Err(format!(
             "the stored index's last record ends at offset {record_end}, not at its covered end \
@@ -108,7 +109,16 @@ pub(crate) fn catch_up(index: &mut AggregateIndex, log: &Log) -> Result<(u64, u6
     let mut replay = log.replay(from);
     let (mut records, mut not_events) = (0u64, 0u64);
     while let Some(record) = replay.next_ref() {
-        let record = record?;
+        let record = match record {
+            Ok(record) => record,
+            // Records a repair took out: covered, like a record that is not an event.
+            Err(StorageError::Gap { start, end, .. }) => {
+                let gap = log.frame_header_at(start)?;
+                index.pass_over(start, end, gap.write_timestamp_ms, gap.crc);
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
         let next = record.offset + frame_stride(record.payload.len());
         match decode_event(record.payload, record.offset) {
             Ok(event) => {
@@ -143,9 +153,16 @@ pub(crate) fn catch_up_times(index: &mut AggregateIndex, log: &Log) -> Result<()
     }
     let mut replay = log.replay_until(from, until);
     while let Some(record) = replay.next_ref() {
-        let record = record?;
-        let next = record.offset + frame_stride(record.payload.len());
-        index.push_time(record.offset, next, record.write_timestamp_ms);
+        match record {
+            Ok(record) => {
+                let next = record.offset + frame_stride(record.payload.len());
+                index.push_time(record.offset, next, record.write_timestamp_ms);
+            }
+            Err(StorageError::Gap { start, end, .. }) => {
+                index.push_time(start, end, log.frame_header_at(start)?.write_timestamp_ms);
+            }
+            Err(err) => return Err(err),
+        }
     }
     Ok(())
 }

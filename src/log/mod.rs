@@ -215,9 +215,15 @@ impl Log {
     /// Reads the one record at `offset`.
     ///
     /// # Errors
-    /// [`StorageError::InvalidOffset`] if no intact record starts at `offset`.
+    /// [`StorageError::InvalidOffset`] if no intact record starts at `offset`;
+    /// [`StorageError::Gap`] if a repair replaced the records there with a gap.
     pub fn read_at(&self, offset: u64) -> Result<Record> {
         self.reader().read_at(offset)
+    }
+
+    /// The header of the frame at `offset`, a record's or a gap's.
+    pub(crate) fn frame_header_at(&self, offset: u64) -> Result<crate::format::FrameHeader> {
+        self.reader().frame_header_at(offset)
     }
 
     /// The offset the next append gets.

@@ -64,6 +64,13 @@ impl LogReader {
         Ok(snapshot.record(index, &frame.header))
     }
 
+    /// The header of the frame that starts at `offset`, a record's or a gap's: what the index
+    /// needs to know of a frame it covers, whether or not it is a record.
+    pub(crate) fn frame_header_at(&self, offset: u64) -> Result<crate::format::FrameHeader> {
+        let snapshot = self.shared.snapshot();
+        Ok(snapshot.frame_at(offset)?.1.header)
+    }
+
     /// The offset the next append will get: the end of the published records.
     #[must_use]
     pub fn end_offset(&self) -> u64 {

@@ -33,8 +33,10 @@ fn index_of(n: u64) -> usize {
 /// What a walk over consecutive frames found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChainWalk {
-    /// Valid frames walked, including any of an incomplete trailing batch.
+    /// Valid frames walked, including any of an incomplete trailing batch, and gaps.
     pub frames: u64,
+    /// Gap frames among them (records a repair took out).
+    pub gaps: u64,
     /// Data position just after the last frame that completes a record or batch.
     pub complete_end: u64,
     /// Frames after `complete_end`: members of a batch whose last frame is missing.
@@ -54,6 +56,7 @@ impl ChainWalk {
     fn ended_at(start: u64) -> ChainWalk {
         ChainWalk {
             frames: 0,
+            gaps: 0,
             complete_end: start,
             incomplete_frames: 0,
             chain_end: start,
@@ -73,6 +76,7 @@ pub(crate) fn walk_chain(data: &[u8], base: u64, start: u64) -> ChainWalk {
             Ok(FrameRead::End) => break,
             Ok(FrameRead::Frame(frame)) => {
                 walk.frames += 1;
+                walk.gaps += u64::from(frame.header.is_gap());
                 walk.chain_end += frame.header.stride();
                 walk.max_durable_end = walk.max_durable_end.max(frame.header.durable_end());
                 if frame.header.flags & FLAG_BATCH_CONTINUES == 0 {

@@ -218,6 +218,9 @@ pub(super) fn apply(
 ) -> Result<RepairReport> {
     let mut report = report(segments, plan, mode);
     report.applied = true;
+    for &index in &plan.relinks {
+        relink(segments, index)?;
+    }
     report.saved.extend(cut_before.saved);
     report.segments_dropped.extend(cut_before.segments_dropped);
     report.bytes_cut += cut_before.bytes_cut;
@@ -294,15 +297,49 @@ fn write_gap(
         segment.rewrite_header_exclusive(raised)?;
     }
     segment.write_exclusive(brk.start, &frame)?;
-    let crc = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    // A crash between the gap and this rewrite leaves a header naming a frame inside the gap,
+    // which the next repair recognises and finishes ([`RepairPlan::relinks`]).
     if next_base == Some(segment.base_offset() + end) {
-        let next = &mut segments[brk.index + 1];
-        let mut relinked = *next.header();
-        relinked.prev_last_frame_offset = offset;
-        relinked.prev_last_frame_crc = crc;
-        next.rewrite_header_exclusive(relinked)?;
+        let crc = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        name_last_frame(segments, brk.index + 1, offset, crc)?;
     }
     Ok(())
+}
+
+/// Rewrites the header of the segment after `index` to name `index`'s last frame, a gap.
+fn relink(segments: &mut [Segment], index: usize) -> Result<()> {
+    let named = segments.get(index + 1).map(|s| s.header().prev_last_frame_offset);
+    let Some(segment) = segments.get_mut(index) else { return Ok(()) };
+    let base = segment.base_offset();
+    let data = segment.data_exclusive();
+    // The gap over the named frame: walk to it.
+    let mut at = 0u64;
+    let mut gap = None;
+    while let Some(rest) = data.get(usize::try_from(at).unwrap_or(usize::MAX)..) {
+        match decode_frame(rest, base + at) {
+            Ok(FrameRead::Frame(frame)) => {
+                let end = base + at + frame.header.stride();
+                if frame.header.is_gap() && named.is_some_and(|n| (base + at..end).contains(&n)) {
+                    gap = Some((frame.header.offset, frame.header.crc));
+                }
+                at += frame.header.stride();
+            }
+            _ => break,
+        }
+    }
+    match gap {
+        Some((offset, crc)) => name_last_frame(segments, index + 1, offset, crc),
+        None => Ok(()),
+    }
+}
+
+/// Rewrites segment `index`'s header to name the previous segment's last frame.
+fn name_last_frame(segments: &mut [Segment], index: usize, offset: u64, crc: u32) -> Result<()> {
+    let Some(next) = segments.get_mut(index) else { return Ok(()) };
+    let mut relinked = *next.header();
+    relinked.prev_last_frame_offset = offset;
+    relinked.prev_last_frame_crc = crc;
+    next.rewrite_header_exclusive(relinked)
 }
 
 /// The write time of the last frame before data position `pos` of segment `index`: the

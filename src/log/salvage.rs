@@ -54,12 +54,16 @@ pub(crate) struct RepairPlan {
     /// Every break, in offset order: first those that are damage (`proven`), then at most
     /// one that is not, where the log ends.
     pub breaks: Vec<Break>,
-    /// Intact records before the first unproven break (the records a salvage keeps).
+    /// Intact records before the first unproven break (the records a salvage keeps; gaps
+    /// are not records).
     pub records_kept: u64,
     /// Intact frames after the first unproven break (dropped with the torn tail).
     pub frames_after_tail: u64,
     /// Intact records before the first break of any kind (the records a truncation keeps).
     pub records_before_first_break: u64,
+    /// Sealed segments whose last frame is a gap that the next header does not name yet: a
+    /// repair stopped between writing the gap and rewriting that header. The repair finishes it.
+    pub relinks: Vec<usize>,
 }
 
 impl RepairPlan {
@@ -100,6 +104,7 @@ pub(crate) fn plan_repair(
     let recorded_end = recorded.map_or(0, |r| r.durable_end);
     let mut breaks = Vec::new();
     let mut runs: Vec<(usize, Run)> = Vec::new(); // (number of breaks before the run, run)
+    let mut relinks = Vec::new();
     for (index, view) in views.iter().enumerate() {
         let base = view.header.base_offset;
         let sealed_end = views.get(index + 1).map(|next| next.header.base_offset - base);
@@ -111,7 +116,7 @@ pub(crate) fn plan_repair(
             let last_complete = walk.last_complete;
             runs.push((
                 breaks.len(),
-                Run { frames: walk.frames, max_durable_end: walk.max_durable_end },
+                Run { frames: walk.frames - walk.gaps, max_durable_end: walk.max_durable_end },
             ));
             let at = walk.chain_end;
             // Any intact frame after the break is evidence, and ends the damaged span.
@@ -130,12 +135,17 @@ pub(crate) fn plan_repair(
             let is_break = stopped.is_some() || end.is_some();
             if !is_break {
                 if let Some(next) = views.get(index + 1) {
-                    check_link(index, walk.complete_end, data_end, last_complete, next)?;
+                    if check_link(index, walk.complete_end, data_end, last_complete, next)? {
+                        relinks.push(index);
+                    }
                 }
                 break;
             }
-            let kind = stopped.unwrap_or(FormatError::UnexpectedEnd {
-                expected_end: base + end.unwrap_or(data_end),
+            // Zeros where frames should be: say what shows they should.
+            let kind = stopped.unwrap_or(match (next_intact, sealed_end) {
+                (Some(next), _) => FormatError::DamagedBeforeValidData { next_valid: base + next },
+                (None, Some(end)) => FormatError::UnexpectedEnd { expected_end: base + end },
+                (None, None) => FormatError::LostDurableData { durable_end: recorded_end },
             });
             if let Some(end) = end {
                 if end - at < FRAME_HEADER_LEN as u64 {
@@ -205,14 +215,15 @@ pub(crate) fn plan_repair(
         runs.iter().filter(|(before, _)| *before == 0).map(|(_, r)| r.frames).sum();
     let records_before_first_break =
         before_first.saturating_sub(breaks.first().map_or(0, |b| unfinished_batch(views, b)));
-    Ok(RepairPlan { breaks, records_kept, frames_after_tail, records_before_first_break })
+    Ok(RepairPlan { breaks, records_kept, frames_after_tail, records_before_first_break, relinks })
 }
 
 /// Frames of an unfinished batch just before `brk`: dropped if the log is cut there.
 fn unfinished_batch(views: &[SegmentView<'_>], brk: &Break) -> u64 {
     let Some(view) = views.get(brk.index) else { return 0 };
     let data = view.data.get(..index_of(brk.start)).unwrap_or(view.data);
-    walk_chain(data, view.header.base_offset, brk.complete_before).frames
+    let walk = walk_chain(data, view.header.base_offset, brk.complete_before);
+    walk.frames - walk.gaps
 }
 
 /// The headers' chain: the same log, and each base inside the previous segment.
@@ -266,14 +277,15 @@ pub(crate) fn next_intact_frame(data: &[u8], base: u64, from: u64) -> Option<u64
 
 /// Checks that sealed segment `index`, whose chain of intact frames reached `complete_end`
 /// with `last` its last complete frame, ends where the next segment begins and is the
-/// segment that `next`'s header names.
+/// segment that `next`'s header names. Returns `true` if `last` is a gap over the frame the
+/// header names: the header still has to be rewritten to name the gap.
 fn check_link(
     index: usize,
     complete_end: u64,
     data_end: u64,
     last: Option<FrameHeader>,
     next: &SegmentView<'_>,
-) -> Result<(), Refusal> {
+) -> Result<bool, Refusal> {
     if complete_end != data_end {
         return Err(Refusal::Unmendable {
             index,
@@ -284,8 +296,11 @@ fn check_link(
     let h = &next.header;
     let named = (h.prev_last_frame_offset, h.prev_last_frame_crc);
     let found = last.map(|f| (f.offset, f.crc));
-    // A run that starts at a gap's end has no last frame of its own only if it is empty, and
-    // then the gap is the last frame: the link is rewritten with it.
+    if let Some(gap) = last.filter(|f| f.is_gap() && found != Some(named)) {
+        if (gap.offset..gap.offset + gap.stride()).contains(&named.0) {
+            return Ok(true);
+        }
+    }
     if found.is_some_and(|found| found != named) {
         return Err(Refusal::Broken {
             index: index + 1,
@@ -297,5 +312,5 @@ fn check_link(
             ),
         });
     }
-    Ok(())
+    Ok(false)
 }
