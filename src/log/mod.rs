@@ -101,17 +101,11 @@ impl Log {
 
     /// Appends one record and returns its offset.
     ///
-    /// **Durability:** on return the record is in the operating system's page cache (it was
-    /// copied into the segment's shared memory map, or, from 16 KiB, written into the file
-    /// with one `pwritev`): it survives this process crashing, but not the machine losing
-    /// power until a later [`Log::sync`] or `append_sync`. A record under 16 KiB costs no
-    /// system call, except when a segment fills up: then the next one is taken over (made in
-    /// the background, see [`Options::prepare_next_segment`], or created now; either way
-    /// without waiting for the disk: the next sync makes it durable). See
-    /// [`Options::write_behind`] for when records start on their way to the disk. The first
-    /// write after opening a log that was closed cleanly first checks that the bytes after the
-    /// end are zero, as the clean end says (zeroing any that are not, durably), and rewrites
-    /// the durable record without the clean end (`DURABLE`, synced): about 2 ms here, once.
+    /// **Durability:** on return the record is in the operating system's page cache: it
+    /// survives this process crashing, not the machine losing power, until a later
+    /// [`Log::sync`] (or `append_sync`, `close`) returns. A record under 16 KiB costs no system
+    /// call, except when a segment fills up. The first write after opening a cleanly closed log
+    /// also rewrites the durable record once (`FORMAT.md` 6.2).
     ///
     /// # Errors
     /// [`StorageError::RecordTooLarge`] (nothing written), [`StorageError::ReadOnly`],
@@ -119,23 +113,26 @@ impl Log {
     /// or creating a new segment (the record was not written; the log stays usable), or from
     /// zeroing bytes after a clean end (the writer is then poisoned, as after a failed sync).
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        // Records under 16 KiB are copied into the segment's shared map; larger ones are
+        // written with one `pwritev` (see `segment::WRITE_THROUGH_FILE_MIN`). A full segment is
+        // replaced by the spare made in the background (`Options::prepare_next_segment`) or by
+        // one created now, without waiting for the disk: the next sync makes it durable.
         self.writer()?.append(payload, false)
     }
 
     /// Appends one record and makes it durable before returning its offset.
     ///
     /// **Durability:** on return this record and every record appended before it are on
-    /// stable storage (`msync(MS_SYNC)` of the written range, an `fdatasync` of it on Linux;
-    /// new segment files and their directory entries were synced when created). The record
-    /// is written with one `pwritev` rather than through the map whatever its size: a page
-    /// the writer has mapped costs a write-protect and a TLB flush when it is synced, which is
-    /// dearer than the system call.
+    /// stable storage, with any segment files created since the last sync and their directory
+    /// entries.
     ///
     /// # Errors
     /// As [`Log::append`]; if the sync fails the record may or may not be durable, the error
     /// is returned, and the writer is poisoned: every later write returns
     /// [`StorageError::Poisoned`] until the log is reopened.
     pub fn append_sync(&mut self, payload: &[u8]) -> Result<u64> {
+        // Written with `pwritev` whatever its size: a page in the writer's page tables costs a
+        // write-protect and a TLB flush when `msync` writes it, dearer than the system call.
         let offset = self.append_for_sync(payload)?;
         self.sync()?;
         Ok(offset)
@@ -166,8 +163,7 @@ impl Log {
     }
 
     /// Appends a batch (see [`Log::append_batch`]) and makes it, and everything before it,
-    /// durable before returning, with one sync for the whole batch. The frames are written
-    /// with `pwritev` (a call per 1024 buffers), as in [`Log::append_sync`].
+    /// durable before returning, with one sync for the whole batch.
     ///
     /// # Errors
     /// As [`Log::append_batch`] and [`Log::append_sync`].
@@ -177,14 +173,9 @@ impl Log {
         Ok(offsets)
     }
 
-    /// Makes every record appended so far durable: on return they are on stable storage.
-    ///
-    /// Writes the ranges appended since the last sync with `msync(MS_SYNC)` (which waits for
-    /// any write-out already started, see [`Options::write_behind`]), and first syncs segment
-    /// files created since then, with their directory. When the zeroed space past the end runs
-    /// low it also writes the next MiB there with zeros and waits for them, once per MiB of
-    /// log, so that later syncs overwrite blocks instead of converting preallocated extents;
-    /// those zeros acknowledge nothing. A sync with nothing new to write makes no system call.
+    /// Makes every record appended so far durable: on return they are on stable storage,
+    /// with every segment file created since the last sync and its directory entry. A sync
+    /// with nothing new to write makes no system call.
     ///
     /// # Errors
     /// [`StorageError::ReadOnly`], [`StorageError::Poisoned`], or [`StorageError::Io`] if the
@@ -192,6 +183,10 @@ impl Log {
     /// a failure too: waiting for them also reports any earlier write-back error of the
     /// segment's file, which the kernel reports only once, so the sync could not be trusted.
     pub fn sync(&mut self) -> Result<()> {
+        // `msync(MS_SYNC)` of the ranges appended since the last sync (it waits for write-out
+        // already started by `Options::write_behind`), after syncing new segment files and the
+        // directory. Once per MiB of log it also writes the next MiB past the end with zeros,
+        // so that later syncs overwrite blocks instead of converting preallocated extents.
         self.writer()?.sync()
     }
 
@@ -199,7 +194,8 @@ impl Log {
     ///
     /// `from` must be the offset of a record (as returned by an append or a replay), or the
     /// end offset (which yields nothing). Otherwise the first item is
-    /// [`StorageError::InvalidOffset`]. Memory use is flat; payloads stay in the map.
+    /// [`StorageError::InvalidOffset`]. Memory use is flat; payloads stay in the map. A gap a
+    /// repair left is yielded as one [`StorageError::Gap`], and the replay goes on after it.
     #[must_use]
     pub fn replay(&self, from: u64) -> Replay {
         self.reader().replay(from)
