@@ -152,6 +152,7 @@ impl Snapshot {
 
     /// The error that reports the gap frame `header` of segment `index`.
     #[cold]
+    #[inline(never)]
     pub(crate) fn gap_error(&self, index: usize, header: &FrameHeader) -> StorageError {
         let segment = self.segments.get(index).map(|s| s.path().to_path_buf());
         StorageError::Gap {
@@ -340,6 +341,9 @@ struct Cursor {
 
 impl Cursor {
     /// Moves to the next frame: returns it, or `None` at the end, or one error and then ends.
+    /// A gap frame is returned like any frame; the callers turn it into
+    /// [`StorageError::Gap`]. (Checking for it here, where the frame's fields are still being
+    /// taken apart, made an iterator replay of 1M × 128 B records a third slower.)
     ///
     /// Always inlined (with [`Replay::next_ref`] inlinable into the caller's loop), so that a
     /// frame goes to the caller in registers rather than through two calls' return slots: 1M ×
@@ -371,9 +375,6 @@ impl Cursor {
         match decode_frame(bytes, self.next) {
             Ok(FrameRead::Frame(frame)) => {
                 self.next += frame.header.stride();
-                if frame.header.is_gap() {
-                    return Some(Err(self.gap(snapshot, &frame.header)));
-                }
                 Some(Ok(frame))
             }
             Ok(FrameRead::End) => {
@@ -386,12 +387,6 @@ impl Cursor {
                 Some(Err(self.damaged(snapshot, kind)))
             }
         }
-    }
-
-    /// The error for a gap frame the cursor has just stepped over.
-    #[cold]
-    fn gap(&self, snapshot: &Snapshot, header: &FrameHeader) -> StorageError {
-        snapshot.gap_error(self.index, header)
     }
 
     /// The error for the frame at the cursor's position, which failed with `kind`.
@@ -512,8 +507,14 @@ impl Replay {
         }
         // SAFETY: the cursor was made for `self.snapshot`, which a replay never replaces.
         #[allow(unsafe_code)]
-        let step = unsafe { self.cursor.step(&self.snapshot) };
-        Some(step?.map(|frame| RecordRef {
+        let frame = match unsafe { self.cursor.step(&self.snapshot) }? {
+            Ok(frame) => frame,
+            Err(err) => return Some(Err(err)),
+        };
+        if frame.header.is_gap() {
+            return Some(Err(self.snapshot.gap_error(self.cursor.index, &frame.header)));
+        }
+        Some(Ok(RecordRef {
             offset: frame.header.offset,
             write_timestamp_ms: frame.header.write_timestamp_ms,
             crc: frame.header.crc,
@@ -533,6 +534,14 @@ impl Iterator for Replay {
         // SAFETY: as in `next_ref`.
         #[allow(unsafe_code)]
         let step = unsafe { self.cursor.step(&self.snapshot) }?;
-        Some(step.map(|frame| self.snapshot.record(self.cursor.index.max(index), &frame.header)))
+        let index = self.cursor.index.max(index);
+        let frame = match step {
+            Ok(frame) => frame,
+            Err(err) => return Some(Err(err)),
+        };
+        if frame.header.is_gap() {
+            return Some(Err(self.snapshot.gap_error(index, &frame.header)));
+        }
+        Some(Ok(self.snapshot.record(index, &frame.header)))
     }
 }
