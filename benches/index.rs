@@ -4,7 +4,7 @@
 //! - `open_1M`: opening with an up-to-date index file vs. with it deleted (a full rebuild),
 //!   measured in the same run, plus `Log::open` alone for reference (the part of the open that
 //!   the index cannot save);
-//! - `append_200k`: buffered typed appends through `EventLog` (which keeps the three indexes
+//! - `append_200k`: buffered typed appends through `EventLog` (which keeps the four indexes
 //!   up to date) vs. the same records encoded the same way and appended to a bare `Log`;
 //! - `query_1M`: `load_aggregate` of an aggregate with 100 events, and a 1 ms time range;
 //! - `checkpoint_1M`: saving the index of 1M events.

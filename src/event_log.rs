@@ -377,7 +377,7 @@ impl EventLog {
     ///
     /// The log itself is not synced: an index that covers records a crash then loses is
     /// detected on open (it is ahead of the log, or its last record's checksum differs) and
-    /// rebuilt. Cost: one write of the whole index file (about 24 bytes per event plus the
+    /// rebuilt. Cost: one write of the whole index file (about 12 bytes per event plus the
     /// names) and two fsyncs.
     ///
     /// # Errors

@@ -1,4 +1,4 @@
-//! Byte layouts and constants: the segment header and the record frame.
+//! Byte layouts and constants: the segment header, the record frame and the durable record.
 //!
 //! This module is the code form of `FORMAT.md`; the two change together. It does no I/O,
 //! decodes from any byte slice without allocating, and never panics on any input: every way

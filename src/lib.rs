@@ -68,10 +68,6 @@ mod format;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
-// Without `internals`, the index file's decoder (`index::decode_index`, and its re-export
-// with `encode_index`) has no caller outside the index's own tests: the fuzz bodies were the
-// only one. src/index/ is to gate those items on the feature; until then, allowed here.
-#[cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 mod index;
 mod log;
 mod segment;

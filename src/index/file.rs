@@ -496,6 +496,7 @@ fn decode(file: FileBytes) -> Result<AggregateIndex, Refusal> {
 ///
 /// # Errors
 /// As [`load_index`].
+#[cfg(any(test, feature = "internals"))]
 pub(crate) fn decode_index(bytes: &[u8], path: &Path) -> Result<AggregateIndex> {
     decode_file(FileBytes::Owned(bytes.to_vec()), path)
 }

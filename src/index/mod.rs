@@ -20,7 +20,11 @@ mod tests;
 use std::borrow::Borrow;
 use std::sync::{Arc, OnceLock};
 
-pub(crate) use file::{decode_index, encode_index};
+// The fuzz bodies (`internals`) decode and encode index files from bytes.
+#[cfg(feature = "internals")]
+pub(crate) use file::decode_index;
+#[cfg(any(test, feature = "internals"))]
+pub(crate) use file::encode_index;
 pub use file::{load_index, save_index, INDEX_FILE_NAME, INDEX_MAGIC, INDEX_VERSION};
 pub(crate) use open::{catch_up, catch_up_times, open_index};
 

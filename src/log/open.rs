@@ -33,8 +33,9 @@ struct Listing {
 
 /// Names Chronicle itself may leave in a log directory besides segment files.
 fn is_chronicle_name(name: &str) -> bool {
-    const FIXED: [&str; 5] =
-        [LOCK_FILE_NAME, DURABLE_FILE_NAME, "DURABLE.tmp", "index.chx", "index.chx.tmp"];
+    // The log layer knows only its own files: a directory that holds an event log's index but
+    // no segment is not a log either.
+    const FIXED: [&str; 3] = [LOCK_FILE_NAME, DURABLE_FILE_NAME, "DURABLE.tmp"];
     FIXED.contains(&name)
         || name.ends_with(TEMP_FILE_SUFFIX)
         || name.ends_with(DROPPED_SUFFIX)
