@@ -34,6 +34,16 @@ fn a_directory_that_is_not_a_log_is_refused_not_treated_as_an_empty_log() {
     let mut log = Log::open_with(&photos, options).unwrap();
     assert_eq!(log.append(b"x").unwrap(), 0);
     log.close().unwrap();
+    // A directory that holds only what an interrupted first open leaves (the lock file and a
+    // temporary segment) becomes a log.
+    let interrupted = dir.path().join("interrupted");
+    std::fs::create_dir(&interrupted).unwrap();
+    std::fs::write(interrupted.join("LOCK"), b"").unwrap();
+    std::fs::write(interrupted.join("00000000000000000000.seg.tmp"), [0u8; 64]).unwrap();
+    let mut log = Log::open(&interrupted).unwrap();
+    assert!(log.open_report().created);
+    assert_eq!(log.append(b"first").unwrap(), 0);
+    drop(log);
     // A regular file is not a directory.
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();

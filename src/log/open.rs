@@ -39,8 +39,9 @@ fn is_chronicle_name(name: &str) -> bool {
     FIXED.contains(&name)
         || name.ends_with(TEMP_FILE_SUFFIX)
         || name.ends_with(DROPPED_SUFFIX)
-        || name.contains(&format!("{SEGMENT_FILE_SUFFIX}{DAMAGED_SUFFIX}"))
-        || name.contains(&format!("{SEGMENT_FILE_SUFFIX}{CUT_SUFFIX}"))
+        || name.split_once(SEGMENT_FILE_SUFFIX).is_some_and(|(_, rest)| {
+            rest.starts_with(DAMAGED_SUFFIX) || rest.starts_with(CUT_SUFFIX)
+        })
 }
 
 /// Lists `dir` with `getdents64` on a descriptor of its own (rustix's `Dir`): `fs::read_dir`
