@@ -17,8 +17,8 @@ use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, parse_segment_file_name, segment_file_name, DurableRecord, FormatError,
     FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION,
-    FRAME_HEADER_LEN, LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN,
-    TEMP_FILE_SUFFIX,
+    FRAME_ALIGN, FRAME_HEADER_LEN, LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX,
+    SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
 };
 use crate::segment::{sync_dir, NewFile, Segment, SegmentWriter};
 
@@ -176,7 +176,8 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         report.temp_files_removed = listing.temps.len();
     }
     let mut segments = Vec::with_capacity(listing.bases.len());
-    let mut torn_created: Option<PathBuf> = None;
+    // Torn creations (6.3 step 1), by base offset: the first, and any among the later segments.
+    let mut torn_created: Vec<(u64, PathBuf)> = Vec::new();
     // The file of the last segment opened: the writer's, if recovery keeps that segment last.
     // Every other file is closed once mapped, so the number of segments is not limited by the
     // number of files a process may have open.
@@ -187,9 +188,14 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     let mut read_at_open: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
     for &base in &listing.bases {
         let path = dir.join(segment_file_name(base));
-        if torn_created.is_some() {
-            // Everything after a torn creation was created after it, and goes with it.
-            segments.push(Segment::open(path, base, !read_only)?.0);
+        if !torn_created.is_empty() {
+            // Everything after a torn creation was created after it, and goes with it; so may
+            // be another torn creation, whose frames are examined like the first one's.
+            match Segment::open(path.clone(), base, !read_only) {
+                Ok((segment, _)) => segments.push(segment),
+                Err(_) if is_torn_creation(&path) => torn_created.push((base, path)),
+                Err(err) => return Err(err),
+            }
             continue;
         }
         match Segment::open(path.clone(), base, !read_only) {
@@ -204,7 +210,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 last_file = Some((path, file));
                 segments.push(segment);
             }
-            Err(_) if is_torn_creation(&path) => torn_created = Some(path),
+            Err(_) if is_torn_creation(&path) => torn_created.push((base, path)),
             Err(err) => return Err(err),
         }
     }
@@ -222,21 +228,18 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             }
         }
     }
-    if let Some(path) = torn_created {
-        let first_torn = segments.iter().position(|s| s.path() > path.as_path());
+    if let Some((base, path)) = torn_created.first() {
+        let first_torn = segments.iter().position(|s| s.base_offset() > *base);
         let later = first_torn.map_or_else(Vec::new, |i| segments.split_off(i));
-        let base =
-            parse_segment_file_name(path.file_name().and_then(|n| n.to_str()).unwrap_or_default())
-                .unwrap_or(0);
         if segments.is_empty() {
             // The first segment of a log is created synced, so it cannot be a torn creation;
             // without any intact segment before it, offsets cannot be recovered.
             return Err(StorageError::BrokenChain {
-                segment: path,
+                segment: path.clone(),
                 reason: "the log's first segment has no header".to_string(),
             });
         }
-        drop_torn_creation(dir, &path, base, later, recorded.as_ref(), read_only, &mut report)?;
+        drop_torn_creation(dir, &torn_created, later, recorded.as_ref(), read_only, &mut report)?;
     }
 
     if repair && !segments.is_empty() {
@@ -672,28 +675,34 @@ fn is_torn_creation(path: &Path) -> bool {
     }
 }
 
-/// Sets aside a torn creation at `path` (base offset `base`) and every segment after it
-/// (`later`), which were all created after the last sync, unless something records a durable
-/// point at or past `base`: then the segment's header was durable and is damaged, which is
-/// corruption. A read-only open just leaves them out.
+/// Sets aside the torn creations `torn` (base offset and path, in order; the first one is the
+/// first torn creation of the log) and every other segment after the first (`later`), which
+/// were all created after the last sync, unless something records a durable point past the
+/// first one's base: then its header was durable and is damaged, which is corruption. A
+/// read-only open just leaves them out.
 fn drop_torn_creation(
     dir: &Path,
-    path: &Path,
-    base: u64,
+    torn: &[(u64, PathBuf)],
     mut later: Vec<Segment>,
     recorded: Option<&DurableRecord>,
     read_only: bool,
     report: &mut OpenReport,
 ) -> Result<()> {
+    let Some((base, path)) = torn.first() else { return Ok(()) };
+    let base = *base;
     let mut evidence = recorded.map_or(0, |r| r.durable_end);
     let mut frames = 0;
-    // The torn segment's own frames (read, not mapped: it has no valid header) can show that
-    // a sync followed its creation, which would have made its header durable.
-    if let Ok(bytes) = fs::read(path) {
+    // The torn files' own frames (read, not mapped: they have no valid header), checked
+    // against the base offsets their names give, can show that a sync followed their
+    // creation, which would have made the first one's header durable.
+    for (torn_base, torn_path) in torn {
+        let Ok(bytes) = fs::read(torn_path) else { continue };
         let data = bytes.get(SEGMENT_HEADER_LEN..).unwrap_or_default();
+        // The data region, as for any segment: whole frame alignment units.
+        let data = data.get(..data.len() / FRAME_ALIGN * FRAME_ALIGN).unwrap_or_default();
         let whole = [(0, data.len() as u64)];
-        let walk = walk_chain(data, base, 0);
-        let after = examine_after_chain(data, base, walk.chain_end, &whole);
+        let walk = walk_chain(data, *torn_base, 0);
+        let after = examine_after_chain(data, *torn_base, walk.chain_end, &whole);
         evidence = evidence.max(walk.max_durable_end);
         evidence = evidence.max(after.max_durable.map_or(0, |(durable, _)| durable));
         frames += walk.frames + after.stray_frames;
@@ -710,16 +719,17 @@ fn drop_torn_creation(
     }
     if evidence > base {
         return Err(StorageError::Corruption {
-            segment: path.to_path_buf(),
+            segment: path.clone(),
             offset: base,
             kind: FormatError::LostDurableData { durable_end: evidence },
         });
     }
-    let mut paths = vec![path.to_path_buf()];
-    paths.extend(later.iter().map(|s| s.path().to_path_buf()));
+    let mut paths = torn.to_vec();
+    paths.extend(later.iter().map(|s| (s.base_offset(), s.path().to_path_buf())));
+    paths.sort_unstable();
     drop(later);
     let mut dropped = Vec::new();
-    for path in paths {
+    for (_, path) in paths {
         dropped.push(if read_only { path } else { set_aside(&path)? });
     }
     if !read_only {
