@@ -18,6 +18,10 @@ use std::path::Path;
 
 use chronicle::{Event, EventLog, Log, Options, RecoveryMode, StorageError};
 
+/// The checked-in logs of `tests/fixtures/`, which every build must keep reading.
+#[path = "format_spec_reader/old_logs.rs"]
+mod old_logs;
+
 // ---------------------------------------------------------------------------------------------
 // The reader. Every constant and rule below is quoted from FORMAT.md.
 // ---------------------------------------------------------------------------------------------
