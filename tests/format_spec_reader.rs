@@ -212,10 +212,15 @@ fn check_segment_file(dir: &Path, name: &str, base: u64) -> Result<Option<SpecSe
     let file_len = file.metadata().unwrap().len();
     let mut bytes = vec![0u8; file_len.min(HEADER_LEN as u64) as usize];
     file.read_exact_at(&mut bytes, 0).unwrap();
-    if bytes.len() < HEADER_LEN || bytes.iter().all(|&b| b == 0) {
-        return Ok(None);
-    }
     let corrupt = || SpecError::Corruption { segment: name.to_string(), offset: base };
+    if bytes.len() < HEADER_LEN || bytes.iter().all(|&b| b == 0) {
+        if base < OFFSET_LIMIT && base.is_multiple_of(ALIGN) {
+            return Ok(None);
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(corrupt());
+        }
+    }
     if &bytes[0..4] != b"CHRN" {
         return Err(SpecError::NotALog(name.to_string()));
     }
@@ -1074,7 +1079,11 @@ fn header_and_link_checks_agree() {
             }
         }
         // A damaged header (its CRC fails) is corruption at the base its name gives.
-        flip(dir.path(), b1, b1 - HEADER_LEN as u64 + 20);
+        let file = OpenOptions::new().read(true).write(true).open(dir.path().join(&n1));
+        let file = file.unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, 20).unwrap();
+        file.write_all_at(&[byte[0] ^ 1], 20).unwrap();
         assert_eq!(agree_records(dir.path()), corrupt(&n1, b1), "synced {synced}");
     }
 }
@@ -1185,6 +1194,26 @@ fn torn_creations_agree() {
         agree_records(dir.path()),
         Err(SpecError::Corruption { segment: segment_name(newest), offset: newest })
     );
+    // Only a name a segment can have makes a torn creation: otherwise a short file is
+    // corruption, and a header of zeros is not a Chronicle header.
+    let dir = tempfile::tempdir().unwrap();
+    crashed_after_rolling(dir.path());
+    let mut garbage = vec![0u8; 4096];
+    garbage[64..].fill(0x5a);
+    let high = (1u64 << 63) + 4096;
+    for (base, bytes, expected) in [
+        (u64::MAX - 7, garbage.clone(), SpecError::NotALog(segment_name(u64::MAX - 7))),
+        (
+            high,
+            garbage[..40].to_vec(),
+            SpecError::Corruption { segment: segment_name(high), offset: high },
+        ),
+        (4, garbage.clone(), SpecError::NotALog(segment_name(4))),
+    ] {
+        fs::write(dir.path().join(segment_name(base)), bytes).unwrap();
+        assert_eq!(agree_records(dir.path()), Err(expected));
+        fs::remove_file(dir.path().join(segment_name(base))).unwrap();
+    }
     // The first segment is created synced: without it, the chain is broken.
     zero_header(dir.path(), 0);
     assert_eq!(agree_records(dir.path()), Err(SpecError::Broken { segment: segment_name(0) }));

@@ -516,3 +516,28 @@ fn several_segments_created_without_sync_and_lost_are_one_torn_tail() {
         assert_eq!(log.end_offset(), end, "{damage}");
     }
 }
+
+/// A file with a header of zeros (or none) is a torn creation only at a base a segment can
+/// have: one named with a base near `u64::MAX` would have its bytes checked against offsets
+/// that overflow. It is refused as any file with a header that is not Chronicle's.
+#[test]
+fn a_headerless_file_with_an_impossible_base_is_no_torn_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    build_log(dir.path(), MAX, &varied_lens(20, MAX as usize));
+    let mut bytes = vec![0x5a_u8; 4096];
+    bytes[..64].fill(0);
+    let name = format!("{:020}.seg", u64::MAX - 7);
+    fs::write(dir.path().join(&name), &bytes).unwrap();
+    for err in [
+        Log::open_read_only(dir.path()).unwrap_err(),
+        Log::open_with(dir.path(), small(MAX)).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, chronicle::StorageError::NotALog { path, .. } if path.ends_with(&name)),
+            "{err:?}"
+        );
+    }
+    fs::write(dir.path().join(&name), &bytes[..40]).unwrap();
+    let (segment, _, _) = common::corruption(&Log::open_read_only(dir.path()).unwrap_err());
+    assert!(segment.ends_with(&name));
+}

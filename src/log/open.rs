@@ -17,8 +17,8 @@ use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, parse_segment_file_name, segment_file_name, DurableRecord, FormatError,
     FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION,
-    FRAME_ALIGN, FRAME_HEADER_LEN, LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX,
-    SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
+    FRAME_ALIGN, FRAME_HEADER_LEN, LOCK_FILE_NAME, NO_PREVIOUS_FRAME, OFFSET_LIMIT,
+    SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
 };
 use crate::segment::{sync_dir, NewFile, Segment, SegmentWriter};
 
@@ -193,7 +193,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             // be another torn creation, whose frames are examined like the first one's.
             match Segment::open(path.clone(), base, !read_only) {
                 Ok((segment, _)) => segments.push(segment),
-                Err(_) if is_torn_creation(&path) => torn_created.push((base, path)),
+                Err(_) if is_torn_creation(&path, base) => torn_created.push((base, path)),
                 Err(err) => return Err(err),
             }
             continue;
@@ -210,7 +210,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 last_file = Some((path, file));
                 segments.push(segment);
             }
-            Err(_) if is_torn_creation(&path) => torn_created.push((base, path)),
+            Err(_) if is_torn_creation(&path, base) => torn_created.push((base, path)),
             Err(err) => return Err(err),
         }
     }
@@ -471,7 +471,9 @@ pub(super) fn plan_repair(dir: &Path, mode: RecoveryMode) -> Result<RepairReport
             Ok((segment, _file)) => segments.push(segment),
             // What a power cut leaves of a new segment: it and every later one are set aside
             // by the open that follows (or refused, if something shows they were durable).
-            Err(_) if is_torn_creation(&path) && !segments.is_empty() => torn_created.push(path),
+            Err(_) if is_torn_creation(&path, base) && !segments.is_empty() => {
+                torn_created.push(path)
+            }
             Err(err) => return Err(err),
         }
     }
@@ -661,11 +663,16 @@ fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
     DurableRecord::decode(buffer.get(..len)?).ok().filter(|record| record.log_id == log_id)
 }
 
-/// Whether the segment file at `path`, whose header failed to decode, is what a power loss
-/// leaves of a segment created without syncing: a file shorter than its header, or a header
-/// of zeros (its page never reached the disk).
-fn is_torn_creation(path: &Path) -> bool {
+/// Whether the segment file at `path`, whose name gives base offset `base` and whose header
+/// failed to decode, is what a power loss leaves of a segment created without syncing: a file
+/// shorter than its header, or a header of zeros (its page never reached the disk). Only at a
+/// base a segment can have: below [`OFFSET_LIMIT`] and aligned, so that the offsets its frames
+/// are checked against do not overflow.
+fn is_torn_creation(path: &Path, base: u64) -> bool {
     use std::io::Read as _;
+    if base >= OFFSET_LIMIT || !base.is_multiple_of(FRAME_ALIGN as u64) {
+        return false;
+    }
     let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
     // Only the header is read: the file may be gigabytes long.
     match File::open(path).and_then(|f| f.take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header))
