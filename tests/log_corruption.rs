@@ -257,6 +257,15 @@ fn foreign_and_future_segment_headers() {
             assert!(matches!(kind, FormatError::UnknownHeaderFlags { flags: 1 }));
         });
         restore();
+        // A durable offset past the base with a valid checksum: a segment is created at the
+        // end of the log, so no writer records that.
+        rewrite_header(path, |h| h[40..48].copy_from_slice(&(base + 8).to_le_bytes()));
+        open_both(&|err| {
+            let (p, offset, kind) = corruption(&err);
+            assert_eq!((&p, offset), (path, *base));
+            assert!(matches!(kind, FormatError::Other(ref m) if m.contains("durable offset")));
+        });
+        restore();
         // A file that is not a log at all.
         write_at(path, 0, b"PK\x03\x04");
         open_both(&|err| {
@@ -465,4 +474,31 @@ fn repair_of_a_missing_middle_segment_reports_where_the_log_ends() {
     // end of segment 1's data region: the broken-link branch of repair cuts at the capacity
     // and nothing corrects the report after the tail scan finds the real end.
     assert_eq!(repair.truncated_at, Some(segs[2].0), "where the log now ends");
+}
+
+/// A durable sealed segment is only link-checked on open. If its data starts with zeros (a
+/// zero length where its first frame should be), a replay or `read_at` that starts right there
+/// reports that the data ends early, as a replay reaching it from an earlier segment does,
+/// not that the offset is no record boundary: a segment's first offset always is one.
+#[test]
+fn a_sealed_segment_that_starts_with_zeros_is_corruption_at_its_base() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let segs = segments(dir.path());
+    for (base, path) in [segs[1].clone(), segs[0].clone()] {
+        write_at(&path, file_pos(base, base), &[0u8; 8]);
+        let log = Log::open_read_only(dir.path()).unwrap();
+        for err in [drain(log.replay(base)).1.unwrap(), log.read_at(base).unwrap_err()] {
+            let (segment, offset, kind) = corruption(&err);
+            assert_eq!((segment, offset), (path.clone(), base));
+            assert!(matches!(kind, FormatError::UnexpectedEnd { .. }), "{kind:?}");
+        }
+        // From the log's start, the records before it come first.
+        let (before, err) = drain(log.replay(0));
+        assert_eq!(
+            before.last().map(|r| r.offset < base),
+            if base == 0 { None } else { Some(true) }
+        );
+        assert_eq!(corruption(&err.unwrap()).1, base);
+    }
 }

@@ -446,3 +446,98 @@ fn segment_header_lost_after_a_sync_is_corruption() {
         "{text}"
     );
 }
+
+/// Buffered appends may roll through several segments before a power loss, and each segment
+/// created since the last sync may come back with a zero header or empty: they are one torn
+/// tail, set aside together. A later header that is damaged rather than missing is not what a
+/// crash leaves, and is refused as in any segment.
+#[test]
+fn several_segments_created_without_sync_and_lost_are_one_torn_tail() {
+    for damage in ["zero headers", "zero header, then an empty file", "zero, then damaged"] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = chronicle::Options {
+            segment_bytes: 4096,
+            record_bytes_max: Some(1000),
+            ..chronicle::Options::default()
+        };
+        let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
+        for i in 0..20u8 {
+            log.append_sync(&[i; 300]).unwrap();
+        }
+        let synced_end = log.end_offset();
+        let segments_before = segment_names(dir.path()).len();
+        while segment_names(dir.path()).len() < segments_before + 3 {
+            log.append(&[0xee; 900]).unwrap();
+        }
+        drop(log); // a crash: no close
+        let names = segment_names(dir.path());
+        let torn = &names[names.len() - 2..];
+        for (k, name) in torn.iter().enumerate() {
+            let path = dir.path().join(name);
+            let mut bytes = fs::read(&path).unwrap();
+            match (damage, k) {
+                ("zero header, then an empty file", 1) => bytes.clear(),
+                ("zero, then damaged", 1) => bytes[20] ^= 1,
+                _ => bytes[..64].fill(0),
+            }
+            fs::write(&path, bytes).unwrap();
+        }
+        let first_torn: u64 = torn[0][..20].parse().unwrap();
+        assert!(first_torn > synced_end);
+
+        if damage == "zero, then damaged" {
+            for err in [
+                Log::open_read_only(dir.path()).unwrap_err(),
+                Log::open_with(dir.path(), options.clone()).unwrap_err(),
+            ] {
+                let (segment, offset, _) = common::corruption(&err);
+                assert_eq!(segment, dir.path().join(&torn[1]), "{damage}");
+                assert_eq!(offset, torn[1][..20].parse::<u64>().unwrap(), "{damage}");
+            }
+            continue;
+        }
+        let read_only = Log::open_read_only(dir.path()).unwrap();
+        let end = read_only.end_offset();
+        assert!(end >= synced_end && end <= first_torn, "{damage}: end {end}");
+        drop(read_only);
+        let log = Log::open_with(dir.path(), options.clone()).unwrap();
+        let report = log.open_report().torn_tail.clone().expect("a torn tail is reported");
+        assert_eq!(log.end_offset(), end, "{damage}");
+        for name in torn {
+            assert!(
+                report.segments_dropped.iter().any(|p| p.to_string_lossy().contains(&name[..20])),
+                "{damage}: {report:?}"
+            );
+        }
+        assert_eq!(segment_names(dir.path()), names[..names.len() - 2], "{damage}");
+        drop(log);
+        let log = Log::open_with(dir.path(), options).unwrap();
+        assert_eq!(log.open_report().torn_tail, None, "{damage}");
+        assert_eq!(log.end_offset(), end, "{damage}");
+    }
+}
+
+/// A file with a header of zeros (or none) is a torn creation only at a base a segment can
+/// have: one named with a base near `u64::MAX` would have its bytes checked against offsets
+/// that overflow. It is refused as any file with a header that is not Chronicle's.
+#[test]
+fn a_headerless_file_with_an_impossible_base_is_no_torn_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    build_log(dir.path(), MAX, &varied_lens(20, MAX as usize));
+    let mut bytes = vec![0x5a_u8; 4096];
+    bytes[..64].fill(0);
+    let name = format!("{:020}.seg", u64::MAX - 7);
+    fs::write(dir.path().join(&name), &bytes).unwrap();
+    for err in [
+        Log::open_read_only(dir.path()).unwrap_err(),
+        Log::open_with(dir.path(), small(MAX)).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, chronicle::StorageError::NotALog { path, .. } if path.ends_with(&name)),
+            "{err:?}"
+        );
+    }
+    fs::write(dir.path().join(&name), &bytes[..40]).unwrap();
+    let (segment, _, _) = common::corruption(&Log::open_read_only(dir.path()).unwrap_err());
+    assert!(segment.ends_with(&name));
+}

@@ -17,8 +17,8 @@ use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, parse_segment_file_name, segment_file_name, DurableRecord, FormatError,
     FrameHeader, FrameRead, SegmentHeader, DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION,
-    FRAME_HEADER_LEN, LOCK_FILE_NAME, NO_PREVIOUS_FRAME, SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN,
-    TEMP_FILE_SUFFIX,
+    FRAME_ALIGN, FRAME_HEADER_LEN, LOCK_FILE_NAME, NO_PREVIOUS_FRAME, OFFSET_LIMIT,
+    SEGMENT_FILE_SUFFIX, SEGMENT_HEADER_LEN, TEMP_FILE_SUFFIX,
 };
 use crate::segment::{sync_dir, NewFile, Segment, SegmentWriter};
 
@@ -178,7 +178,8 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         report.temp_files_removed = listing.temps.len();
     }
     let mut segments = Vec::with_capacity(listing.bases.len());
-    let mut torn_created: Option<PathBuf> = None;
+    // Torn creations (6.3 step 1), by base offset: the first, and any among the later segments.
+    let mut torn_created: Vec<(u64, PathBuf)> = Vec::new();
     // The file of the last segment opened: the writer's, if recovery keeps that segment last.
     // Every other file is closed once mapped, so the number of segments is not limited by the
     // number of files a process may have open.
@@ -189,9 +190,14 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     let mut read_at_open: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
     for &base in &listing.bases {
         let path = dir.join(segment_file_name(base));
-        if torn_created.is_some() {
-            // Everything after a torn creation was created after it, and goes with it.
-            segments.push(Segment::open(path, base, !read_only)?.0);
+        if !torn_created.is_empty() {
+            // Everything after a torn creation was created after it, and goes with it; so may
+            // be another torn creation, whose frames are examined like the first one's.
+            match Segment::open(path.clone(), base, !read_only) {
+                Ok((segment, _)) => segments.push(segment),
+                Err(_) if is_torn_creation(&path, base) => torn_created.push((base, path)),
+                Err(err) => return Err(err),
+            }
             continue;
         }
         match Segment::open(path.clone(), base, !read_only) {
@@ -206,7 +212,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 last_file = Some((path, file));
                 segments.push(segment);
             }
-            Err(_) if is_torn_creation(&path) => torn_created = Some(path),
+            Err(_) if is_torn_creation(&path, base) => torn_created.push((base, path)),
             Err(err) => return Err(err),
         }
     }
@@ -224,21 +230,18 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             }
         }
     }
-    if let Some(path) = torn_created {
-        let first_torn = segments.iter().position(|s| s.path() > path.as_path());
+    if let Some((base, path)) = torn_created.first() {
+        let first_torn = segments.iter().position(|s| s.base_offset() > *base);
         let later = first_torn.map_or_else(Vec::new, |i| segments.split_off(i));
-        let base =
-            parse_segment_file_name(path.file_name().and_then(|n| n.to_str()).unwrap_or_default())
-                .unwrap_or(0);
         if segments.is_empty() {
             // The first segment of a log is created synced, so it cannot be a torn creation;
             // without any intact segment before it, offsets cannot be recovered.
             return Err(StorageError::BrokenChain {
-                segment: path,
+                segment: path.clone(),
                 reason: "the log's first segment has no header".to_string(),
             });
         }
-        drop_torn_creation(dir, &path, base, later, recorded.as_ref(), read_only, &mut report)?;
+        drop_torn_creation(dir, &torn_created, later, recorded.as_ref(), read_only, &mut report)?;
     }
 
     if repair && !segments.is_empty() {
@@ -470,7 +473,9 @@ pub(super) fn plan_repair(dir: &Path, mode: RecoveryMode) -> Result<RepairReport
             Ok((segment, _file)) => segments.push(segment),
             // What a power cut leaves of a new segment: it and every later one are set aside
             // by the open that follows (or refused, if something shows they were durable).
-            Err(_) if is_torn_creation(&path) && !segments.is_empty() => torn_created.push(path),
+            Err(_) if is_torn_creation(&path, base) && !segments.is_empty() => {
+                torn_created.push(path)
+            }
             Err(err) => return Err(err),
         }
     }
@@ -660,11 +665,16 @@ fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
     DurableRecord::decode(buffer.get(..len)?).ok().filter(|record| record.log_id == log_id)
 }
 
-/// Whether the segment file at `path`, whose header failed to decode, is what a power loss
-/// leaves of a segment created without syncing: a file shorter than its header, or a header
-/// of zeros (its page never reached the disk).
-fn is_torn_creation(path: &Path) -> bool {
+/// Whether the segment file at `path`, whose name gives base offset `base` and whose header
+/// failed to decode, is what a power loss leaves of a segment created without syncing: a file
+/// shorter than its header, or a header of zeros (its page never reached the disk). Only at a
+/// base a segment can have: below [`OFFSET_LIMIT`] and aligned, so that the offsets its frames
+/// are checked against do not overflow.
+fn is_torn_creation(path: &Path, base: u64) -> bool {
     use std::io::Read as _;
+    if base >= OFFSET_LIMIT || !base.is_multiple_of(FRAME_ALIGN as u64) {
+        return false;
+    }
     let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
     // Only the header is read: the file may be gigabytes long.
     match File::open(path).and_then(|f| f.take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header))
@@ -674,28 +684,34 @@ fn is_torn_creation(path: &Path) -> bool {
     }
 }
 
-/// Sets aside a torn creation at `path` (base offset `base`) and every segment after it
-/// (`later`), which were all created after the last sync, unless something records a durable
-/// point at or past `base`: then the segment's header was durable and is damaged, which is
-/// corruption. A read-only open just leaves them out.
+/// Sets aside the torn creations `torn` (base offset and path, in order; the first one is the
+/// first torn creation of the log) and every other segment after the first (`later`), which
+/// were all created after the last sync, unless something records a durable point past the
+/// first one's base: then its header was durable and is damaged, which is corruption. A
+/// read-only open just leaves them out.
 fn drop_torn_creation(
     dir: &Path,
-    path: &Path,
-    base: u64,
+    torn: &[(u64, PathBuf)],
     mut later: Vec<Segment>,
     recorded: Option<&DurableRecord>,
     read_only: bool,
     report: &mut OpenReport,
 ) -> Result<()> {
+    let Some((base, path)) = torn.first() else { return Ok(()) };
+    let base = *base;
     let mut evidence = recorded.map_or(0, |r| r.durable_end);
     let mut frames = 0;
-    // The torn segment's own frames (read, not mapped: it has no valid header) can show that
-    // a sync followed its creation, which would have made its header durable.
-    if let Ok(bytes) = fs::read(path) {
+    // The torn files' own frames (read, not mapped: they have no valid header), checked
+    // against the base offsets their names give, can show that a sync followed their
+    // creation, which would have made the first one's header durable.
+    for (torn_base, torn_path) in torn {
+        let Ok(bytes) = fs::read(torn_path) else { continue };
         let data = bytes.get(SEGMENT_HEADER_LEN..).unwrap_or_default();
+        // The data region, as for any segment: whole frame alignment units.
+        let data = data.get(..data.len() / FRAME_ALIGN * FRAME_ALIGN).unwrap_or_default();
         let whole = [(0, data.len() as u64)];
-        let walk = walk_chain(data, base, 0);
-        let after = examine_after_chain(data, base, walk.chain_end, &whole);
+        let walk = walk_chain(data, *torn_base, 0);
+        let after = examine_after_chain(data, *torn_base, walk.chain_end, &whole);
         evidence = evidence.max(walk.max_durable_end);
         evidence = evidence.max(after.max_durable.map_or(0, |(durable, _)| durable));
         frames += walk.frames + after.stray_frames;
@@ -712,16 +728,17 @@ fn drop_torn_creation(
     }
     if evidence > base {
         return Err(StorageError::Corruption {
-            segment: path.to_path_buf(),
+            segment: path.clone(),
             offset: base,
             kind: FormatError::LostDurableData { durable_end: evidence },
         });
     }
-    let mut paths = vec![path.to_path_buf()];
-    paths.extend(later.iter().map(|s| s.path().to_path_buf()));
+    let mut paths = torn.to_vec();
+    paths.extend(later.iter().map(|s| (s.base_offset(), s.path().to_path_buf())));
+    paths.sort_unstable();
     drop(later);
     let mut dropped = Vec::new();
-    for path in paths {
+    for (_, path) in paths {
         dropped.push(if read_only { path } else { set_aside(&path)? });
     }
     if !read_only {

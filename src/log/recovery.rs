@@ -531,14 +531,16 @@ enum LinkError {
 fn check_link(prev: &SegmentView<'_>, next: &SegmentView<'_>) -> Result<(), LinkError> {
     let h = next.header;
     let data_end = h.base_offset - prev.base();
+    // An offset outside the previous segment (`NO_PREVIOUS_FRAME` among them) or between frame
+    // boundaries names no frame there: the header is not the one that followed it.
     let last_pos = h
         .prev_last_frame_offset
         .checked_sub(prev.base())
-        .filter(|&pos| pos < data_end)
+        .filter(|&pos| pos < data_end && pos.is_multiple_of(FRAME_ALIGN as u64))
         .ok_or_else(|| {
             LinkError::Broken(format!(
-                "header names the previous segment's last frame at offset {}, outside that \
-                 segment (base {}, data up to {})",
+                "header names the previous segment's last frame at offset {}, which is not a \
+                 frame boundary of that segment (base {}, data up to {})",
                 h.prev_last_frame_offset,
                 prev.base(),
                 h.base_offset

@@ -86,7 +86,8 @@ impl Snapshot {
     /// # Errors
     /// [`StorageError::InvalidOffset`] if no intact frame for `offset` starts there (not a
     /// boundary, before the start, at or past the end); [`StorageError::Corruption`] for a
-    /// damaged frame at a segment's first position, which is always a boundary.
+    /// damaged frame (or a zero length) at a segment's first position, which is always a
+    /// boundary.
     pub(crate) fn frame_at(&self, offset: u64) -> Result<(usize, Frame<'_>)> {
         let invalid = |reason: &str| StorageError::InvalidOffset { offset, reason: reason.into() };
         if offset >= self.end {
@@ -104,6 +105,16 @@ impl Snapshot {
             // position, is a damaged record rather than a caller's offset inside one.
             Err(err @ StorageError::Corruption { .. }) if self.is_damaged_record(index, offset) => {
                 Err(err)
+            }
+            // A zero length at a segment's start, always a boundary, inside the log: its data
+            // ends early, as a replay that reached it from an earlier segment reports.
+            Ok(None) if self.segments.get(index).is_some_and(|s| s.base_offset() == offset) => {
+                let expected_end = self.data_end(index);
+                Err(corruption(
+                    &self.segments[index],
+                    offset,
+                    FormatError::UnexpectedEnd { expected_end },
+                ))
             }
             Ok(None) | Err(_) => Err(StorageError::InvalidOffset {
                 offset,

@@ -23,8 +23,10 @@ impl Segment {
     ///
     /// # Errors
     /// [`StorageError::NotALog`], [`StorageError::UnsupportedVersion`], or
-    /// [`StorageError::Corruption`] for a damaged header; [`StorageError::BrokenChain`] when
-    /// the header's base offset disagrees with the file name; [`StorageError::Io`].
+    /// [`StorageError::Corruption`] for a damaged header, a file over 4 GiB, or a base offset
+    /// that is unaligned, not below [`OFFSET_LIMIT`] or below the header's durable offset;
+    /// [`StorageError::BrokenChain`] when the header's base offset disagrees with the file
+    /// name; [`StorageError::Io`].
     pub(crate) fn open(path: PathBuf, base_offset: u64, writable: bool) -> Result<(Segment, File)> {
         let file = OpenOptions::new()
             .read(true)
@@ -77,6 +79,14 @@ impl Segment {
             return Err(corrupt(FormatError::Other(format!(
                 "base offset {} is not a multiple of {FRAME_ALIGN}",
                 header.base_offset
+            ))));
+        }
+        // A segment is created at the end of the log, so nothing after its base can have been
+        // durable then; a larger value would make every later byte look durable to recovery.
+        if header.durable_offset > header.base_offset {
+            return Err(corrupt(FormatError::Other(format!(
+                "durable offset {} lies past the base offset {}",
+                header.durable_offset, header.base_offset
             ))));
         }
         let segment = Self::map(path, &file, header, file_bytes, writable)?;

@@ -263,6 +263,29 @@ fn stale_or_missing_segments_are_broken_chains() {
     assert!(matches!(plan(&views, None).outcome, Outcome::Broken { index: 1, .. }));
 }
 
+/// A header that names, as the previous segment's last frame, an offset that cannot be a frame
+/// boundary of that segment (between two boundaries, before its base, `NO_PREVIOUS_FRAME`)
+/// describes another chain: a broken chain, not damage at that offset.
+#[test]
+fn a_link_to_no_frame_boundary_is_a_broken_chain() {
+    let base = 10 * frame_stride(100);
+    for named in [4, frame_stride(100) * 9 + 4, base - 4, base, NO_PREVIOUS_FRAME] {
+        // Segment 0 durable: it is only link-checked (step 5).
+        let (a, b, ha, mut hb, _, _) = two_segments(10, 3, base, base);
+        hb.prev_last_frame_offset = named;
+        let views = [view(ha, &a), view(hb, &b)];
+        let outcome = plan(&views, None).outcome;
+        assert!(matches!(outcome, Outcome::Broken { index: 1, .. }), "{named}: {outcome:?}");
+        // Segment 0 not durable and damaged: walked, and the link still must name a boundary.
+        let (mut a, b, ha, mut hb, first, _) = two_segments(10, 3, 0, 0);
+        a[first[5] as usize + 40] ^= 1;
+        hb.prev_last_frame_offset = named;
+        let views = [view(ha, &a), view(hb, &b)];
+        let outcome = plan(&views, None).outcome;
+        assert!(matches!(outcome, Outcome::Broken { index: 1, .. }), "{named}: {outcome:?}");
+    }
+}
+
 /// A clean end is trusted only as far as the chain agrees with it: with the chain ending at
 /// the record's end, the tail is not examined (bytes there, which a clean close cannot have
 /// left, are not looked at); with frames after the record's end, it is examined as usual.
