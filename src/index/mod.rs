@@ -47,8 +47,8 @@ pub struct IndexOptions {
     /// [`EventLog::checkpoint`](crate::EventLog::checkpoint) and
     /// [`EventLog::close`](crate::EventLog::close)). A smaller value makes reopening after a
     /// crash cheaper and costs one index save (a write of the whole index file and two
-    /// fsyncs) per interval. The append that crosses it only takes a snapshot of the index
-    /// (about 10 ms for a million events); the file is encoded and written on another thread.
+    /// fsyncs) per interval. The append that crosses it only takes a snapshot of the index in
+    /// memory; the file is encoded and written on another thread.
     pub checkpoint_bytes: u64,
 }
 
