@@ -355,11 +355,7 @@ fn segment_names(dir: &Path) -> Vec<String> {
 fn segment_created_without_sync_and_lost_is_a_torn_tail() {
     for damage in ["zero header", "empty file"] {
         let dir = tempfile::tempdir().unwrap();
-        let options = chronicle::Options {
-            segment_bytes: 4096,
-            record_bytes_max: Some(1000),
-            ..chronicle::Options::default()
-        };
+        let options = small(1000);
         let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
         let mut synced = Vec::new();
         for i in 0..20u8 {
@@ -418,11 +414,7 @@ fn segment_created_without_sync_and_lost_is_a_torn_tail() {
 #[test]
 fn segment_header_lost_after_a_sync_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let options = chronicle::Options {
-        segment_bytes: 4096,
-        record_bytes_max: Some(1000),
-        ..chronicle::Options::default()
-    };
+    let options = small(1000);
     let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
     for i in 0..30u8 {
         log.append(&[i; 300]).unwrap();
@@ -455,11 +447,7 @@ fn segment_header_lost_after_a_sync_is_corruption() {
 fn several_segments_created_without_sync_and_lost_are_one_torn_tail() {
     for damage in ["zero headers", "zero header, then an empty file", "zero, then damaged"] {
         let dir = tempfile::tempdir().unwrap();
-        let options = chronicle::Options {
-            segment_bytes: 4096,
-            record_bytes_max: Some(1000),
-            ..chronicle::Options::default()
-        };
+        let options = small(1000);
         let mut log = Log::open_with(dir.path(), options.clone()).unwrap();
         for i in 0..20u8 {
             log.append_sync(&[i; 300]).unwrap();
