@@ -72,6 +72,13 @@ pub enum StorageError {
         end: u64,
     },
 
+    /// A Merkle proof did not verify, or could not be made for the sizes asked for.
+    #[error("proof: {reason}")]
+    Proof {
+        /// What did not match, or what was asked for that the log cannot prove.
+        reason: String,
+    },
+
     /// A directory that should hold a log holds none: no segment file, or other files a
     /// writer will not create a log among.
     #[error("`{}` is not a Chronicle log: {found}", path.display())]

@@ -70,6 +70,7 @@ mod format;
 pub mod fuzzing;
 mod index;
 mod log;
+pub mod rollup;
 mod segment;
 
 pub use error::{Result, StorageError};

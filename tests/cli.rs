@@ -293,3 +293,57 @@ fn errors_are_reported_with_a_non_zero_exit() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!missing.exists(), "repair must not create a log");
 }
+
+/// `head`, `proof` and `consistency` print one JSON object each, in the documented shape, and
+/// `verify-proof` accepts what they print, refuses a tampered copy (exit 1) and reports what
+/// it cannot read (exit 2).
+#[test]
+fn merkle_heads_and_proofs_round_trip_through_verify_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = small_log(dir.path());
+    let path = dir.path().to_str().unwrap();
+    let json = |out: Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let out = chronicle(&["head", path, "--json"]);
+    let printed = text(&out.stdout);
+    let order = ["\"tree_size\":", "\"root\":", "\"end_offset\":", "\"last_write_timestamp_ms\":"];
+    let at: Vec<usize> = order.iter().map(|k| printed.find(k).expect(k)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{printed}");
+    let head = json(out);
+    assert_eq!(head["tree_size"], 100);
+    let root = head["root"].as_str().unwrap().to_string();
+    assert_eq!(root.len(), 64);
+    let at_50 = json(chronicle(&["head", path, "--tree-size", "50", "--json"]));
+    assert_eq!(at_50["end_offset"], records[50].0);
+
+    let offset = records[37].0.to_string();
+    let proof = json(chronicle(&["proof", path, "--offset", &offset, "--json"]));
+    assert_eq!(proof["type"], "inclusion");
+    assert_eq!(proof["leaf_index"], 37);
+    assert_eq!(proof["payload_hex"], hex(&records[37].1));
+    let file = dir.path().join("proof.json");
+    std::fs::write(&file, proof.to_string()).unwrap();
+    let check = |args: &[&str]| chronicle(&[&["verify-proof"], args].concat()).status.code();
+    assert_eq!(check(&[file.to_str().unwrap(), "--root", &root]), Some(0));
+    let mut tampered = proof.clone();
+    tampered["payload_hex"] = serde_json::Value::from(hex(b"forged"));
+    std::fs::write(&file, tampered.to_string()).unwrap();
+    assert_eq!(check(&[file.to_str().unwrap()]), Some(1));
+    std::fs::write(&file, proof.to_string()).unwrap();
+    let other_root = "00".repeat(32);
+    assert_eq!(check(&[file.to_str().unwrap(), "--root", &other_root]), Some(1));
+    std::fs::write(&file, b"{ not json").unwrap();
+    assert_eq!(check(&[file.to_str().unwrap()]), Some(2));
+
+    let consistency = json(chronicle(&["consistency", path, "--old-size", "50", "--json"]));
+    assert_eq!(consistency["type"], "consistency");
+    assert_eq!(consistency["old_root"], at_50["root"]);
+    assert_eq!(consistency["new_root"], head["root"]);
+    std::fs::write(&file, consistency.to_string()).unwrap();
+    assert_eq!(check(&[file.to_str().unwrap(), "--root", &root]), Some(0));
+    // A size the log does not have is an error, not a proof.
+    let out = chronicle(&["consistency", path, "--old-size", "500", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+}

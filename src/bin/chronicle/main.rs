@@ -9,6 +9,7 @@
 mod demo;
 mod dump;
 mod output;
+mod proofs;
 mod repair;
 mod stats;
 mod verify;
@@ -39,6 +40,14 @@ enum Command {
     /// Repair a damaged log: keep every intact record and replace each damaged span with a
     /// marked gap (or, with --truncate, cut the log at the first damage).
     Repair(repair::Args),
+    /// Print the head of the Merkle tree over a log's records (RFC 9162).
+    Head(proofs::HeadArgs),
+    /// Print a proof that a record is in the log's tree.
+    Proof(proofs::ProofArgs),
+    /// Print a proof that an older tree of the log is a prefix of a newer one.
+    Consistency(proofs::ConsistencyArgs),
+    /// Check an inclusion or consistency proof, without the log.
+    VerifyProof(proofs::VerifyProofArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +59,10 @@ fn main() -> ExitCode {
         Command::Verify(args) => success(verify::run(&args)),
         Command::Stats(args) => success(stats::run(&args)),
         Command::Repair(args) => repair::run(&args),
+        Command::Head(args) => success(proofs::head(&args)),
+        Command::Proof(args) => success(proofs::proof(&args)),
+        Command::Consistency(args) => success(proofs::consistency(&args)),
+        Command::VerifyProof(args) => Ok(proofs::verify_proof(&args)),
     };
     match result {
         Ok(code) => code,
