@@ -461,6 +461,41 @@ impl EventLog {
         self.aggregate_events(id).collect()
     }
 
+    /// The state of aggregate `id` as of `at_ms`: its events written at or before then, in log
+    /// order, with the head of the log's Merkle tree at that time (the largest tree whose
+    /// records were all written by then), so that each event can be proven to be in it
+    /// ([`rollup::inclusion_proof`](crate::rollup::inclusion_proof) with that tree size).
+    ///
+    /// # Errors
+    /// The first read error, as for [`EventLog::load_aggregate`] and
+    /// [`rollup::tree_head_at`](crate::rollup::tree_head_at).
+    pub fn aggregate_as_of(
+        &self,
+        id: u64,
+        at_ms: u64,
+    ) -> Result<(Vec<EventEnvelope>, crate::rollup::TreeHead)> {
+        let head = crate::rollup::tree_head_at(&self.log, at_ms)?;
+        let mut events = self.load_aggregate(id)?;
+        events.retain(|e| e.offset < head.end_offset);
+        Ok((events, head))
+    }
+
+    /// The delta report of aggregate `id`: its events written in `[from_ms, to_ms)`, in log
+    /// order.
+    ///
+    /// # Errors
+    /// The first read error, as for [`EventLog::load_aggregate`].
+    pub fn aggregate_events_between(
+        &self,
+        id: u64,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<EventEnvelope>> {
+        let mut events = self.load_aggregate(id)?;
+        events.retain(|e| (from_ms..to_ms).contains(&e.write_timestamp_ms));
+        Ok(events)
+    }
+
     /// Streams the events of aggregate `id`, in log order, reading each as it is reached.
     #[must_use]
     pub fn aggregate_events(&self, id: u64) -> IndexedEvents<'_> {

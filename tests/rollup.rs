@@ -207,3 +207,36 @@ fn heads_by_size_and_by_time() {
     assert_eq!(rollup::tree_head_at(&log, 0).unwrap().tree_size, 0);
     assert_eq!(rollup::tree_head_at(&log, u64::MAX).unwrap().tree_size, 50);
 }
+
+/// An aggregate's state as of a time comes with the tree head of that time, and each of its
+/// events is proven in that tree; the delta report is the events of a time window.
+#[test]
+fn an_aggregates_state_as_of_a_time_is_provable() {
+    use chronicle::{Event, EventLog};
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = EventLog::open(dir.path()).unwrap();
+    let mut written = Vec::new();
+    for i in 0..60u64 {
+        let event = Event::builder("credited").aggregate_id(i % 4).payload(vec![i as u8]).build();
+        let offset = events.append(&event).unwrap();
+        written.push((offset, events.read_at(offset).unwrap().write_timestamp_ms, i % 4));
+        if i % 10 == 9 {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+    }
+    let at = written[35].1;
+    let (state, head) = events.aggregate_as_of(3, at).unwrap();
+    let expected: Vec<u64> =
+        written.iter().filter(|w| w.2 == 3 && w.1 <= at).map(|w| w.0).collect();
+    assert_eq!(state.iter().map(|e| e.offset).collect::<Vec<_>>(), expected);
+    assert_eq!(head, rollup::tree_head_at(events.log(), at).unwrap());
+    for e in &state {
+        let proof = rollup::inclusion_proof(events.log(), e.offset, Some(head.tree_size)).unwrap();
+        proof.verify(Some(&head.root)).unwrap();
+    }
+    let (from, to) = (written[12].1, written[41].1);
+    let delta = events.aggregate_events_between(1, from, to).unwrap();
+    let expected: Vec<u64> =
+        written.iter().filter(|w| w.2 == 1 && w.1 >= from && w.1 < to).map(|w| w.0).collect();
+    assert_eq!(delta.iter().map(|e| e.offset).collect::<Vec<_>>(), expected);
+}
