@@ -18,12 +18,13 @@ use chronicle::{load_index, Log, Options, StorageError};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("frame_decoder", fuzzing::frame_decoder),
     ("segment_header_decoder", fuzzing::segment_header_decoder),
     ("event_decoder", fuzzing::event_decoder),
     ("open_directory", fuzzing::open_directory),
     ("index_file", fuzzing::index_file),
+    ("merkle_proof", fuzzing::merkle_proof),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -159,6 +160,11 @@ fn run_target(name: &str, rounds: usize) {
 }
 
 #[test]
+fn merkle_proof_corpus_and_mutations() {
+    run_target("merkle_proof", 3000);
+}
+
+#[test]
 fn frame_decoder_corpus_and_mutations() {
     run_target("frame_decoder", 3000);
 }
@@ -288,6 +294,7 @@ fn all_seeds() -> Vec<(&'static str, Seeds)> {
         ("event_decoder", fuzzing::seed_events()),
         ("open_directory", fuzzing::seed_directories()),
         ("index_file", fuzzing::seed_index_files()),
+        ("merkle_proof", fuzzing::seed_proofs()),
     ]
 }
 

@@ -13,6 +13,7 @@ mod decoders;
 mod directory;
 mod directory_input;
 mod index;
+mod proof;
 
 pub use decoders::{
     event_decoder, frame_decoder, seed_events, seed_frames, seed_headers, segment_header_decoder,
@@ -26,6 +27,7 @@ pub use directory_input::{
     OP_SYNC_OR_TORN, OP_UNKNOWN_FLAG, OP_UNSYNCED_SHIFT,
 };
 pub use index::{index_file, seed_index_files};
+pub use proof::{merkle_proof, seed_proofs, PROOF_JSON, PROOF_RAW};
 
 /// Segment size the directory target opens logs with (the smallest allowed).
 const SEGMENT_BYTES: u64 = 4096;

@@ -10,7 +10,7 @@
 //! make them logarithmic are not built yet.
 
 mod hash;
-mod tree;
+pub(crate) mod tree;
 
 use serde::{Deserialize, Serialize};
 
