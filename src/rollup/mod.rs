@@ -6,8 +6,9 @@
 //! is `offset (u64 LE) ‖ write_timestamp_ms (u64 LE) ‖ payload` (`FORMAT.md`, "Merkle tree").
 //!
 //! Heads and proofs are computed from the log when asked: the records up to the requested size
-//! are read and hashed, so each call costs a replay of that part of the log. Stored pages that
-//! make them logarithmic are not built yet.
+//! are read and hashed, so each call costs a replay of that part of the log (heads in flat
+//! memory; proofs hold 32 bytes per entry while they work). Stored pages that make them
+//! logarithmic are not built yet.
 
 mod hash;
 pub(crate) mod tree;
@@ -133,58 +134,89 @@ fn proof_error(reason: &str) -> StorageError {
     StorageError::Proof { reason: reason.to_string() }
 }
 
-/// The entries of a log's tree, read from the log: each record's offset, time and leaf hash.
-struct Entries {
-    leaves: Vec<Hash>,
-    offsets: Vec<u64>,
-    ends: Vec<u64>,
-    times: Vec<u64>,
+/// Replays `log`'s records (gaps are not entries) and hands each to `visit` with its leaf hash
+/// and the offset after it, until `visit` returns `false` or the log ends.
+fn each_entry(log: &Log, mut visit: impl FnMut(Entry) -> bool) -> Result<()> {
+    let mut replay = log.replay(log.start_offset());
+    while let Some(record) = replay.next_ref() {
+        let record = match record {
+            Ok(record) => record,
+            Err(StorageError::Gap { .. }) => continue,
+            Err(err) => return Err(err),
+        };
+        let entry = Entry {
+            start: record.offset,
+            write_timestamp_ms: record.write_timestamp_ms,
+            leaf: leaf_hash(record.offset, record.write_timestamp_ms, record.payload),
+            end: replay.position(),
+        };
+        if !visit(entry) {
+            break;
+        }
+    }
+    Ok(())
 }
 
-impl Entries {
-    /// Reads and hashes the log's records, up to `limit` of them.
-    fn read(log: &Log, limit: u64) -> Result<Entries> {
-        let mut entries = Entries {
-            leaves: Vec::new(),
-            offsets: Vec::new(),
-            ends: Vec::new(),
-            times: Vec::new(),
-        };
-        let mut replay = log.replay(log.start_offset());
-        while (entries.leaves.len() as u64) < limit {
-            let Some(record) = replay.next_ref() else { break };
-            let record = match record {
-                Ok(record) => record,
-                Err(StorageError::Gap { .. }) => continue,
-                Err(err) => return Err(err),
-            };
-            entries.leaves.push(leaf_hash(
-                record.offset,
-                record.write_timestamp_ms,
-                record.payload,
-            ));
-            entries.offsets.push(record.offset);
-            entries.times.push(record.write_timestamp_ms);
-            entries.ends.push(replay.position());
-        }
-        Ok(entries)
-    }
+/// One entry as [`each_entry`] sees it.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The record's offset.
+    start: u64,
+    write_timestamp_ms: u64,
+    leaf: Hash,
+    /// Where the next frame starts.
+    end: u64,
+}
 
-    fn size(&self) -> u64 {
-        self.leaves.len() as u64
-    }
-
-    fn head(&self, log: &Log, size: u64) -> TreeHead {
-        let last = usize::try_from(size).ok().and_then(|s| s.checked_sub(1));
-        TreeHead {
-            tree_size: size,
-            root: tree::root(self.leaves.as_slice(), size),
-            end_offset: last
-                .and_then(|i| self.ends.get(i).copied())
-                .unwrap_or_else(|| log.start_offset()),
-            last_write_timestamp_ms: last.and_then(|i| self.times.get(i).copied()).unwrap_or(0),
+/// The head of the first entries of `log` that `take` accepts (entries are offered in order,
+/// and the first refused ends the tree), folded as a compact range: memory stays at one hash
+/// per level whatever the log's size.
+fn fold_head(log: &Log, mut take: impl FnMut(u64, u64) -> bool) -> Result<TreeHead> {
+    // Roots of perfect subtrees, largest first, with their sizes: the binary form of the size.
+    let mut stack: Vec<(u64, Hash)> = Vec::new();
+    let mut head = TreeHead {
+        tree_size: 0,
+        root: empty_root(),
+        end_offset: log.start_offset(),
+        last_write_timestamp_ms: 0,
+    };
+    each_entry(log, |entry| {
+        if !take(head.tree_size, entry.write_timestamp_ms) {
+            return false;
         }
+        let mut node = (1, entry.leaf);
+        while let Some(&(size, left)) = stack.last().filter(|(size, _)| *size == node.0) {
+            stack.pop();
+            node = (size * 2, node_hash(&left, &node.1));
+        }
+        stack.push(node);
+        head.tree_size += 1;
+        head.end_offset = entry.end;
+        head.last_write_timestamp_ms = entry.write_timestamp_ms;
+        true
+    })?;
+    // MTH splits at the largest power of two below the size: the right fold of the stack.
+    if let Some((&(_, last), rest)) = stack.split_last() {
+        head.root = rest.iter().rev().fold(last, |right, (_, left)| node_hash(left, &right));
     }
+    Ok(head)
+}
+
+/// The leaf hashes of the first `limit` entries of `log`, and the entry index of the record at
+/// `offset` if one of them is.
+fn leaves(log: &Log, limit: u64, offset: Option<u64>) -> Result<(Vec<Hash>, Option<u64>)> {
+    let (mut leaves, mut index) = (Vec::new(), None);
+    each_entry(log, |entry| {
+        if leaves.len() as u64 >= limit {
+            return false;
+        }
+        if Some(entry.start) == offset {
+            index = Some(leaves.len() as u64);
+        }
+        leaves.push(entry.leaf);
+        true
+    })?;
+    Ok((leaves, index))
 }
 
 /// Checks that `size` entries exist, given the log holds `available`.
@@ -197,46 +229,45 @@ fn check_size(size: u64, available: u64) -> Result<()> {
     Ok(())
 }
 
-/// The head of `log`'s tree over all its records, or over the first `tree_size` of them.
+/// The head of `log`'s tree over all its records, or over the first `tree_size` of them. Reads
+/// and hashes those records; memory stays flat.
 ///
 /// # Errors
 /// [`StorageError::Proof`] for a size larger than the log; a replay error
 /// ([`StorageError::Corruption`]) if a record cannot be read.
 pub fn tree_head(log: &Log, tree_size: Option<u64>) -> Result<TreeHead> {
-    let entries = Entries::read(log, tree_size.unwrap_or(u64::MAX))?;
-    let size = tree_size.unwrap_or(entries.size());
-    check_size(size, entries.size())?;
-    Ok(entries.head(log, size))
+    let limit = tree_size.unwrap_or(u64::MAX);
+    let head = fold_head(log, |size, _| size < limit)?;
+    check_size(tree_size.unwrap_or(head.tree_size), head.tree_size)?;
+    Ok(head)
 }
 
 /// The head of the largest tree whose last entry was written at or before `at_ms` (the empty
-/// tree if none was).
+/// tree if none was). Write times never decrease, so those entries are a prefix of the log.
 ///
 /// # Errors
 /// As [`tree_head`].
 pub fn tree_head_at(log: &Log, at_ms: u64) -> Result<TreeHead> {
-    let entries = Entries::read(log, u64::MAX)?;
-    // Write times never decrease, so the entries written by then are a prefix.
-    let size = entries.times.partition_point(|&t| t <= at_ms) as u64;
-    Ok(entries.head(log, size))
+    fold_head(log, |_, written| written <= at_ms)
 }
 
 /// A proof that the record at `offset` is in the tree over the first `tree_size` records (all
-/// of them by default).
+/// of them by default). Reads and hashes those records, and holds their leaf hashes (32 bytes
+/// each) while it works.
 ///
 /// # Errors
 /// [`StorageError::InvalidOffset`] if no record starts at `offset` (or it lies outside that
 /// tree); [`StorageError::Proof`] for a tree size larger than the log; a replay error.
 pub fn inclusion_proof(log: &Log, offset: u64, tree_size: Option<u64>) -> Result<InclusionProof> {
     let record = log.read_at(offset)?;
-    let entries = Entries::read(log, tree_size.unwrap_or(u64::MAX))?;
-    let size = tree_size.unwrap_or(entries.size());
-    check_size(size, entries.size())?;
-    let index = entries.offsets.binary_search(&offset).map_err(|_| StorageError::InvalidOffset {
+    let (leaves, index) = leaves(log, tree_size.unwrap_or(u64::MAX), Some(offset))?;
+    let size = tree_size.unwrap_or(leaves.len() as u64);
+    check_size(size, leaves.len() as u64)?;
+    let index = index.ok_or_else(|| StorageError::InvalidOffset {
         offset,
         reason: format!("not among the first {size} entries of the tree"),
-    })? as u64;
-    let leaves = entries.leaves.as_slice();
+    })?;
+    let leaves = leaves.as_slice();
     let leaf = leaves.get(usize::try_from(index).unwrap_or(usize::MAX)).copied();
     Ok(InclusionProof {
         leaf_index: index,
@@ -251,7 +282,8 @@ pub fn inclusion_proof(log: &Log, offset: u64, tree_size: Option<u64>) -> Result
 }
 
 /// A proof that the tree of `old_size` records is a prefix of the tree of `new_size` records
-/// (all of them by default).
+/// (all of them by default). Reads and hashes those records, and holds their leaf hashes while
+/// it works.
 ///
 /// # Errors
 /// [`StorageError::Proof`] unless `0 < old_size <= new_size <=` the log's records; a replay
@@ -261,9 +293,9 @@ pub fn consistency_proof(
     old_size: u64,
     new_size: Option<u64>,
 ) -> Result<ConsistencyProof> {
-    let entries = Entries::read(log, new_size.unwrap_or(u64::MAX))?;
-    let new_size = new_size.unwrap_or(entries.size());
-    check_size(new_size, entries.size())?;
+    let (leaves, _) = leaves(log, new_size.unwrap_or(u64::MAX), None)?;
+    let new_size = new_size.unwrap_or(leaves.len() as u64);
+    check_size(new_size, leaves.len() as u64)?;
     if old_size == 0 || old_size > new_size {
         return Err(StorageError::Proof {
             reason: format!(
@@ -271,7 +303,7 @@ pub fn consistency_proof(
             ),
         });
     }
-    let leaves = entries.leaves.as_slice();
+    let leaves = leaves.as_slice();
     let proof = if old_size == new_size {
         Vec::new()
     } else {
