@@ -12,29 +12,13 @@ use std::path::Path;
 use chronicle::{Event, EventLog, Log, Options, RecoveryMode, RepairReport, StorageError};
 use common::{
     copy_dir, file_pos, flip_bit, frame_len, segment_of, segments, small, stride, varied_lens, Rec,
+    Rng,
 };
 
 const MAX: u64 = 300;
 
 fn salvage() -> Options {
     Options { recovery: RecoveryMode::Salvage, ..small(MAX) }
-}
-
-/// A small deterministic generator (SplitMix64), so a failing seed can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Replays `log` from its start: the records, and the gaps in order.

@@ -1,28 +1,14 @@
 //! The Merkle rollup against an independent RFC 6962 implementation (`ct-merkle`), and proofs
 //! made from real logs: every one verifies, and no single flipped bit does.
 
+mod common;
+
 use chronicle::rollup::{self, leaf_data, ConsistencyProof, Hash, InclusionProof};
 use chronicle::{Log, Options};
+use common::Rng;
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use ct_merkle::{ConsistencyProof as CtConsistency, InclusionProof as CtInclusion, RootHash};
 use sha2::Sha256;
-
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Builds a log of `n` records of varied sizes (4 KiB segments, so it spans many).
 fn build(dir: &std::path::Path, n: usize) -> Log {
