@@ -192,7 +192,7 @@ pub(super) fn report(segments: &[Segment], plan: &RepairPlan, mode: RecoveryMode
                 report.truncated_at = Some(offset_of(first));
                 let total = plan.records_kept + plan.frames_after_tail;
                 report.records_kept = plan.records_before_first_break;
-                report.records_dropped = total - plan.records_before_first_break;
+                report.records_dropped = total.saturating_sub(plan.records_before_first_break);
                 report.segments_dropped =
                     segments[first.index + 1..].iter().map(|s| s.path().to_path_buf()).collect();
             }
@@ -402,6 +402,8 @@ fn truncate(
             examine_after_chain(segment.data_exclusive(), base, pos, &extents).dirty_end;
         if dirty_end > pos {
             report.saved.push(save_bytes(segment, pos, dirty_end, CUT_SUFFIX)?);
+            // The copy's directory entry is durable before the bytes it keeps are zeroed.
+            sync_dir(dir)?;
             report.bytes_cut += dirty_end - pos;
             segment.zero_exclusive(pos, dirty_end)?;
         }
