@@ -200,3 +200,21 @@ fn an_event_log_opens_and_indexes_across_a_gap() {
     assert!(events.index_report().loaded, "{:?}", events.index_report());
     assert_eq!(events.events_of_type("deposit", 0).count(), 119);
 }
+
+/// A repair interrupted after saving a damaged span's bytes, and after starting to overwrite
+/// them, saves nothing over that copy when run again: the copy holds the bytes as they were.
+#[test]
+fn an_earlier_copy_of_a_damaged_span_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs = common::build_log(dir.path(), MAX, &varied_lens(40, MAX as usize));
+    let r = &recs[5];
+    let (base, path) = segment_of(dir.path(), r.offset);
+    flip_bit(&path, file_pos(base, r.offset) + 33, 3);
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(format!(".damaged-{:020}", r.offset));
+    let copy = dir.path().join(name);
+    fs::write(&copy, b"the bytes an interrupted repair saved").unwrap();
+    let log = Log::open_with(dir.path(), salvage()).unwrap();
+    assert_eq!(log.open_report().repair.as_ref().unwrap().saved, vec![copy.clone()]);
+    assert_eq!(fs::read(&copy).unwrap(), b"the bytes an interrupted repair saved");
+}

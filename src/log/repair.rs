@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::recovery::{examine_after_chain, SegmentView};
 use super::salvage::{self, Break, Refusal, RepairPlan};
 use super::{DamagedSpan, RecoveryMode, RepairReport, DROPPED_SUFFIX};
+use crate::atomic_file::write_atomically;
 use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, encode_frame_header, DurableRecord, FrameRead, FLAG_GAP, FORMAT_VERSION_GAPS,
@@ -236,7 +237,7 @@ pub(super) fn apply(
         _ => {
             for brk in plan.damaged() {
                 if let Some(end) = brk.end {
-                    write_gap(dir, segments, brk, end, &mut report)?;
+                    write_gap(segments, brk, end, &mut report)?;
                 }
             }
         }
@@ -244,22 +245,25 @@ pub(super) fn apply(
     Ok(report)
 }
 
-/// Copies data bytes `[start, end)` of `segment` to `{segment}{suffix}{offset:020}` and makes
-/// the copy durable (the directory entry with the caller's directory sync).
+/// Copies data bytes `[start, end)` of `segment` to `{segment}{suffix}{offset:020}`, whole
+/// and durably (temporary file, sync, rename, directory sync). A copy already there is kept: it
+/// is what an interrupted repair saved before it changed the bytes, which may since have been
+/// partly overwritten.
 fn save_bytes(segment: &mut Segment, start: u64, end: u64, suffix: &str) -> Result<PathBuf> {
     let offset = segment.base_offset() + start;
     let mut name = segment.path().as_os_str().to_owned();
     name.push(format!("{suffix}{offset:020}"));
     let path = PathBuf::from(name);
+    if path.exists() {
+        return Ok(path);
+    }
     let data = segment.data_exclusive();
     let bytes = usize::try_from(start)
         .ok()
         .zip(usize::try_from(end).ok())
         .and_then(|(s, e)| data.get(s..e))
         .unwrap_or_default();
-    fs::write(&path, bytes)
-        .and_then(|()| fs::File::open(&path)?.sync_all())
-        .map_err(|e| StorageError::io("save repaired bytes", &path, e))?;
+    write_atomically(&path, bytes)?;
     Ok(path)
 }
 
@@ -267,7 +271,6 @@ fn save_bytes(segment: &mut Segment, start: u64, end: u64, suffix: &str) -> Resu
 /// saving them; raises the segment's version, and renames the previous segment's last frame
 /// in the next header when the gap ends a sealed segment.
 fn write_gap(
-    dir: &Path,
     segments: &mut [Segment],
     brk: &Break,
     end: u64,
@@ -276,9 +279,7 @@ fn write_gap(
     let timestamp = timestamp_before(segments, brk.index, brk.start);
     let next_base = segments.get(brk.index + 1).map(Segment::base_offset);
     let segment = &mut segments[brk.index];
-    let saved = save_bytes(segment, brk.start, end, DAMAGED_SUFFIX)?;
-    sync_dir(dir)?;
-    report.saved.push(saved);
+    report.saved.push(save_bytes(segment, brk.start, end, DAMAGED_SUFFIX)?);
     let offset = segment.base_offset() + brk.start;
     let len = usize::try_from(end - brk.start).unwrap_or(usize::MAX);
     let mut frame = vec![0u8; len];
@@ -401,9 +402,8 @@ fn truncate(
         let dirty_end =
             examine_after_chain(segment.data_exclusive(), base, pos, &extents).dirty_end;
         if dirty_end > pos {
+            // Saved durably, directory entry included, before the bytes it keeps are zeroed.
             report.saved.push(save_bytes(segment, pos, dirty_end, CUT_SUFFIX)?);
-            // The copy's directory entry is durable before the bytes it keeps are zeroed.
-            sync_dir(dir)?;
             report.bytes_cut += dirty_end - pos;
             segment.zero_exclusive(pos, dirty_end)?;
         }
