@@ -106,7 +106,7 @@ fn lock_or_create_dir(dir: &Path, among_other_files: bool) -> Result<File> {
         Ok(_) => {
             let listing = list_dir(dir)?;
             if listing.bases.is_empty() && listing.foreign.1 > 0 && !among_other_files {
-                return Err(not_a_log(dir, &listing));
+                return Err(not_a_log(dir, &listing, true));
             }
         }
     }
@@ -114,19 +114,21 @@ fn lock_or_create_dir(dir: &Path, among_other_files: bool) -> Result<File> {
 }
 
 /// The error for a directory with no segment file, saying what it holds instead.
-fn not_a_log(dir: &Path, listing: &Listing) -> StorageError {
+fn not_a_log(dir: &Path, listing: &Listing, writer: bool) -> StorageError {
     let (names, count) = &listing.foreign;
-    let found = if *count == 0 {
+    let mut found = if *count == 0 {
         "no segment files (an empty directory)".to_string()
     } else {
         let more = count.saturating_sub(names.len());
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-        format!(
-            "no segment files, but {count} other entries ({}{more}); a new log is created only \
-             in a directory that does not exist or is empty (see Options::create_among_other_files)",
-            names.join(", ")
-        )
+        format!("no segment files, but {count} other entries ({}{more})", names.join(", "))
     };
+    if writer {
+        found.push_str(
+            "; a new log is created only in a directory that does not exist or is empty (see \
+             Options::create_among_other_files)",
+        );
+    }
     StorageError::NotALogDirectory { path: dir.to_path_buf(), found }
 }
 
@@ -167,7 +169,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     let mut report = OpenReport::default();
     let listing = list_dir(dir)?;
     if read_only && listing.bases.is_empty() {
-        return Err(not_a_log(dir, &listing));
+        return Err(not_a_log(dir, &listing, false));
     }
     if !read_only && !listing.temps.is_empty() {
         for temp in &listing.temps {
@@ -459,7 +461,7 @@ pub(super) fn plan_repair(dir: &Path, mode: RecoveryMode) -> Result<RepairReport
     }
     let listing = list_dir(dir)?;
     if listing.bases.is_empty() {
-        return Err(not_a_log(dir, &listing));
+        return Err(not_a_log(dir, &listing, false));
     }
     let mut segments = Vec::with_capacity(listing.bases.len());
     let mut torn_created = Vec::new();
