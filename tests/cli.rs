@@ -347,3 +347,34 @@ fn merkle_heads_and_proofs_round_trip_through_verify_proof() {
     let out = chronicle(&["consistency", path, "--old-size", "500", "--json"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// What a user saw: `verify` and `stats` on an empty directory, or one of unrelated files,
+/// printed `ok` and exited 0; `repair` on a missing path or a regular file said the path "holds
+/// no Chronicle segment files". Now each says what is wrong and exits 1.
+#[test]
+fn a_path_that_is_not_a_log_is_an_error_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let notes = dir.path().join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), b"buy milk").unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let missing = dir.path().join("missing");
+    for command in ["verify", "stats", "repair"] {
+        for (path, expected) in [
+            (&empty, "is not a Chronicle log: no segment files"),
+            (&notes, "todo.txt"),
+            (&file, "Not a directory"),
+            (&missing, "No such file or directory"),
+        ] {
+            let out = chronicle(&[command, path.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(1), "{command} {}", path.display());
+            let stderr = text(&out.stderr);
+            assert!(stderr.contains(expected), "{command} {}: {stderr}", path.display());
+        }
+    }
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "a command wrote into it");
+}
