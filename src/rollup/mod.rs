@@ -269,15 +269,21 @@ pub fn inclusion_proof(log: &Log, offset: u64, tree_size: Option<u64>) -> Result
     })?;
     let leaves = leaves.as_slice();
     let leaf = leaves.get(usize::try_from(index).unwrap_or(usize::MAX)).copied();
+    let leaf = leaf.unwrap_or_else(empty_root);
+    let audit_path = tree::inclusion_path(leaves, index, 0, size);
+    // The path already holds every subtree the root is made of: fold it rather than hash the
+    // whole tree a second time.
+    let root = tree::root_from_inclusion_path(index, size, &leaf, &audit_path)
+        .unwrap_or_else(|| tree::root(leaves, size));
     Ok(InclusionProof {
         leaf_index: index,
         tree_size: size,
         offset,
         write_timestamp_ms: record.write_timestamp_ms,
         payload_hex: record.payload.to_vec(),
-        leaf_hash: leaf.unwrap_or_else(empty_root),
-        audit_path: tree::inclusion_path(leaves, index, 0, size),
-        root: tree::root(leaves, size),
+        leaf_hash: leaf,
+        audit_path,
+        root,
     })
 }
 

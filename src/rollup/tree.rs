@@ -159,14 +159,26 @@ pub fn verify_inclusion_path(
     path: &[Hash],
     root: &Hash,
 ) -> bool {
+    root_from_inclusion_path(index, tree_size, leaf, path).is_some_and(|r| r == *root)
+}
+
+/// The root that `path` leads to from `leaf` as entry `index` of a tree of `tree_size` entries
+/// (RFC 9162 §2.1.3.2 without the final comparison), or `None` if the path does not fit such a
+/// tree.
+pub(crate) fn root_from_inclusion_path(
+    index: u64,
+    tree_size: u64,
+    leaf: &Hash,
+    path: &[Hash],
+) -> Option<Hash> {
     if index >= tree_size {
-        return false;
+        return None;
     }
     let (mut f, mut s) = (index, tree_size - 1);
     let mut r = *leaf;
     for p in path {
         if s == 0 {
-            return false;
+            return None;
         }
         if f & 1 == 1 || f == s {
             r = node_hash(p, &r);
@@ -182,7 +194,7 @@ pub fn verify_inclusion_path(
         f >>= 1;
         s >>= 1;
     }
-    s == 0 && r == *root
+    (s == 0).then_some(r)
 }
 
 /// RFC 9162 §2.1.4.2: whether `proof` proves that the tree of `old_size` entries with root
