@@ -37,14 +37,12 @@ fn from_the_log(c: &mut Criterion) {
     let mut group = c.benchmark_group("rollup_from_log_128B_x1M");
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
-    group.bench_function("tree_head", |b| {
-        b.iter(|| black_box(rollup::tree_head(&log, None).unwrap()))
-    });
+    group.bench_function("tree_head", |b| b.iter(|| black_box(log.tree_head(None).unwrap())));
     let offset = log.replay(0).nth(RECORDS as usize / 2).unwrap().unwrap().offset;
     group.bench_function("inclusion_proof", |b| {
-        b.iter(|| black_box(rollup::inclusion_proof(&log, offset, None).unwrap()))
+        b.iter(|| black_box(log.inclusion_proof(offset, None).unwrap()))
     });
-    let proof = rollup::inclusion_proof(&log, offset, None).unwrap();
+    let proof = log.inclusion_proof(offset, None).unwrap();
     group.bench_function("verify_inclusion", |b| b.iter(|| proof.verify(None).unwrap()));
     group.finish();
 }

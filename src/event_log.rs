@@ -464,17 +464,17 @@ impl EventLog {
     /// The state of aggregate `id` as of `at_ms`: its events written at or before then, in log
     /// order, with the head of the log's Merkle tree at that time (the largest tree whose
     /// records were all written by then), so that each event can be proven to be in it
-    /// ([`rollup::inclusion_proof`](crate::rollup::inclusion_proof) with that tree size).
+    /// ([`Log::inclusion_proof`] with that tree size).
     ///
     /// # Errors
     /// The first read error, as for [`EventLog::load_aggregate`] and
-    /// [`rollup::tree_head_at`](crate::rollup::tree_head_at).
+    /// [`Log::tree_head_at`].
     pub fn aggregate_as_of(
         &self,
         id: u64,
         at_ms: u64,
     ) -> Result<(Vec<EventEnvelope>, crate::rollup::TreeHead)> {
-        let head = crate::rollup::tree_head_at(&self.log, at_ms)?;
+        let head = self.log.tree_head_at(at_ms)?;
         let mut events = self.load_aggregate(id)?;
         events.retain(|e| e.offset < head.end_offset);
         Ok((events, head))

@@ -50,7 +50,7 @@ fn roots_and_proofs_match_an_independent_implementation() {
     for (n, (_, data)) in leaves.iter().enumerate() {
         ct.push(data.clone());
         let size = n as u64 + 1;
-        let head = rollup::tree_head(&log, Some(size)).unwrap();
+        let head = log.tree_head(Some(size)).unwrap();
         assert_eq!(head.root, ct_root(&ct), "root of {size}");
         // Every index in small trees, a few random ones in larger trees.
         let picks: Vec<u64> = if size <= 40 {
@@ -59,7 +59,7 @@ fn roots_and_proofs_match_an_independent_implementation() {
             (0..6).map(|_| rng.below(size)).collect()
         };
         for i in picks {
-            let proof = rollup::inclusion_proof(&log, leaves[i as usize].0, Some(size)).unwrap();
+            let proof = log.inclusion_proof(leaves[i as usize].0, Some(size)).unwrap();
             assert_eq!(proof.leaf_index, i);
             let expected = ct.prove_inclusion(i as usize);
             assert_eq!(digest_bytes(&proof.audit_path), expected.as_bytes(), "{i} in {size}");
@@ -73,7 +73,7 @@ fn roots_and_proofs_match_an_independent_implementation() {
             (0..6).map(|_| 1 + rng.below(size - 1)).collect()
         };
         for old in olds {
-            let proof = rollup::consistency_proof(&log, old, Some(size)).unwrap();
+            let proof = log.consistency_proof(old, Some(size)).unwrap();
             let expected = ct.prove_consistency((size - old) as usize);
             assert_eq!(digest_bytes(&proof.proof), expected.as_bytes(), "{old} to {size}");
             let old_root = RootHash::<Sha256>::new(proof.old_root.0.into(), old);
@@ -123,11 +123,11 @@ fn large_trees_match_an_independent_implementation() {
 fn proofs_from_a_log_verify_and_tampering_fails() {
     let dir = tempfile::tempdir().unwrap();
     let log = build(dir.path(), 120);
-    let head = rollup::tree_head(&log, None).unwrap();
+    let head = log.tree_head(None).unwrap();
     assert_eq!(head.tree_size, 120);
     assert_eq!(head.end_offset, log.end_offset());
     for (offset, _) in leaves_of(&log) {
-        let proof = rollup::inclusion_proof(&log, offset, None).unwrap();
+        let proof = log.inclusion_proof(offset, None).unwrap();
         proof.verify(Some(&head.root)).unwrap();
         let json = serde_json::to_string(&proof).unwrap();
         assert!(json.starts_with(r#"{"type":"inclusion","leaf_index":"#), "{json}");
@@ -155,10 +155,8 @@ fn proofs_from_a_log_verify_and_tampering_fails() {
         assert!(proof.verify(Some(&bad.root)).is_err());
     }
     for old in [1, 2, 3, 64, 65, 119, 120] {
-        let proof = rollup::consistency_proof(&log, old, None).unwrap();
-        proof
-            .verify(Some((&rollup::tree_head(&log, Some(old)).unwrap().root, &head.root)))
-            .unwrap();
+        let proof = log.consistency_proof(old, None).unwrap();
+        proof.verify(Some((&log.tree_head(Some(old)).unwrap().root, &head.root))).unwrap();
         let json = serde_json::to_string(&proof).unwrap();
         assert!(json.starts_with(r#"{"type":"consistency","old_size":"#), "{json}");
         assert_eq!(serde_json::from_str::<ConsistencyProof>(&json).unwrap(), proof);
@@ -169,12 +167,12 @@ fn proofs_from_a_log_verify_and_tampering_fails() {
         }
     }
     // Sizes the log cannot prove are refused, not panicked on.
-    assert!(rollup::tree_head(&log, Some(121)).is_err());
-    assert!(rollup::consistency_proof(&log, 0, None).is_err());
-    assert!(rollup::consistency_proof(&log, 50, Some(40)).is_err());
-    assert!(rollup::inclusion_proof(&log, 3, None).is_err());
+    assert!(log.tree_head(Some(121)).is_err());
+    assert!(log.consistency_proof(0, None).is_err());
+    assert!(log.consistency_proof(50, Some(40)).is_err());
+    assert!(log.inclusion_proof(3, None).is_err());
     let last = leaves_of(&log).last().unwrap().0;
-    assert!(rollup::inclusion_proof(&log, last, Some(10)).is_err());
+    assert!(log.inclusion_proof(last, Some(10)).is_err());
 }
 
 /// The head as of a time is the largest tree whose entries were all written by then.
@@ -184,14 +182,14 @@ fn heads_by_size_and_by_time() {
     let log = build(dir.path(), 50);
     let records: Vec<(u64, u64)> =
         log.replay(0).map(|r| r.unwrap()).map(|r| (r.offset, r.write_timestamp_ms)).collect();
-    let empty = rollup::tree_head(&log, Some(0)).unwrap();
+    let empty = log.tree_head(Some(0)).unwrap();
     assert_eq!((empty.root, empty.end_offset), (rollup::empty_root(), 0));
     let at = records[20].1;
-    let by_time = rollup::tree_head_at(&log, at).unwrap();
+    let by_time = log.tree_head_at(at).unwrap();
     let size = records.iter().filter(|r| r.1 <= at).count() as u64;
-    assert_eq!(by_time, rollup::tree_head(&log, Some(size)).unwrap());
-    assert_eq!(rollup::tree_head_at(&log, 0).unwrap().tree_size, 0);
-    assert_eq!(rollup::tree_head_at(&log, u64::MAX).unwrap().tree_size, 50);
+    assert_eq!(by_time, log.tree_head(Some(size)).unwrap());
+    assert_eq!(log.tree_head_at(0).unwrap().tree_size, 0);
+    assert_eq!(log.tree_head_at(u64::MAX).unwrap().tree_size, 50);
 }
 
 /// An aggregate's state as of a time comes with the tree head of that time, and each of its
@@ -215,9 +213,9 @@ fn an_aggregates_state_as_of_a_time_is_provable() {
     let expected: Vec<u64> =
         written.iter().filter(|w| w.2 == 3 && w.1 <= at).map(|w| w.0).collect();
     assert_eq!(state.iter().map(|e| e.offset).collect::<Vec<_>>(), expected);
-    assert_eq!(head, rollup::tree_head_at(events.log(), at).unwrap());
+    assert_eq!(head, events.log().tree_head_at(at).unwrap());
     for e in &state {
-        let proof = rollup::inclusion_proof(events.log(), e.offset, Some(head.tree_size)).unwrap();
+        let proof = events.log().inclusion_proof(e.offset, Some(head.tree_size)).unwrap();
         proof.verify(Some(&head.root)).unwrap();
     }
     let (from, to) = (written[12].1, written[41].1);

@@ -1,6 +1,6 @@
 //! The Merkle proof target and its seeds.
 
-use crate::rollup::tree::{consistency_path, inclusion_path, root};
+use crate::rollup::tree::{mem_consistency_path, mem_inclusion_path, mem_root};
 use crate::rollup::{
     hash_leaf_data, leaf_hash, verify_consistency_path, verify_inclusion_path, ConsistencyProof,
     Hash, InclusionProof,
@@ -72,9 +72,9 @@ fn raw_proof(bytes: &[u8]) {
         return;
     }
     let leaves = leaves.as_slice();
-    let r = root(leaves, n);
+    let r = mem_root(leaves, n);
     let index = u64::from(i) % n;
-    let path = inclusion_path(leaves, index, 0, n);
+    let path = mem_inclusion_path(leaves, index, 0, n);
     let leaf = leaves[index as usize];
     assert!(verify_inclusion_path(index, n, &leaf, &path, &r), "inclusion of {index} in {n}");
     let bit = usize::from(flip);
@@ -84,8 +84,8 @@ fn raw_proof(bytes: &[u8]) {
         assert!(!verify_inclusion_path(index, n, &leaf, &bad, &r), "a flipped path verified");
     }
     let old = 1 + u64::from(m) % n;
-    let old_root = root(leaves, old);
-    let proof = if old == n { Vec::new() } else { consistency_path(leaves, old, n) };
+    let old_root = mem_root(leaves, old);
+    let proof = if old == n { Vec::new() } else { mem_consistency_path(leaves, old, n) };
     assert!(verify_consistency_path(old, n, &old_root, &r, &proof), "consistency {old} to {n}");
     if !proof.is_empty() {
         let mut bad = proof.clone();
@@ -109,15 +109,15 @@ pub fn seed_proofs() -> Vec<(String, Vec<u8>)> {
         write_timestamp_ms: 1_796_000_000_000,
         payload_hex: datas[6].clone(),
         leaf_hash: leaves[6],
-        audit_path: inclusion_path(leaves, 6, 0, 11),
-        root: root(leaves, 11),
+        audit_path: mem_inclusion_path(leaves, 6, 0, 11),
+        root: mem_root(leaves, 11),
     };
     let consistency = ConsistencyProof {
         old_size: 5,
         new_size: 11,
-        old_root: root(leaves, 5),
-        new_root: root(leaves, 11),
-        proof: consistency_path(leaves, 5, 11),
+        old_root: mem_root(leaves, 5),
+        new_root: mem_root(leaves, 11),
+        proof: mem_consistency_path(leaves, 5, 11),
     };
     let json = |v: Vec<u8>| [vec![PROOF_JSON], v].concat();
     let mut seeds = vec![

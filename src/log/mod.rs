@@ -2,6 +2,7 @@
 //! on open. It stores byte payloads and never looks inside them.
 
 mod clock;
+mod merkle;
 mod open;
 mod options;
 mod pager;
@@ -38,6 +39,9 @@ use crate::error::{Result, StorageError};
 /// contract; each method states its own.
 #[derive(Debug)]
 pub struct Log {
+    /// First, so that it drops first: its hashing thread stops before the writer lets go of
+    /// the directory.
+    rollup: Option<merkle::RollupHandle>,
     shared: Arc<Shared>,
     writer: Option<Writer>,
     options: Options,
@@ -330,6 +334,7 @@ impl Log {
     /// [`StorageError::Io`] if the final sync fails (the lock is released all the same), or
     /// [`StorageError::Poisoned`].
     pub fn close(mut self) -> Result<()> {
+        self.rollup.take();
         let Some(writer) = self.writer.as_mut() else { return Ok(()) };
         writer.sync()?;
         writer.record_close()

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use super::clock::{now_ms, RecordClock};
+use super::merkle;
 use super::recovery::{examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView};
 use super::repair::{self, set_aside, CUT_SUFFIX, DAMAGED_SUFFIX};
 use super::{
@@ -37,6 +38,7 @@ fn is_chronicle_name(name: &str) -> bool {
     // no segment is not a log either.
     const FIXED: [&str; 3] = [LOCK_FILE_NAME, DURABLE_FILE_NAME, "DURABLE.tmp"];
     FIXED.contains(&name)
+        || crate::rollup::is_page_file_name(name)
         || name.ends_with(TEMP_FILE_SUFFIX)
         || name.ends_with(DROPPED_SUFFIX)
         || name.split_once(SEGMENT_FILE_SUFFIX).is_some_and(|(_, rest)| {
@@ -389,7 +391,18 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         }
         _ => None,
     };
-    Ok(Log { shared, writer, options, report })
+    if let Some(repair) = report.repair.as_ref().filter(|r| r.applied) {
+        // The entries from the first repaired offset on changed: stored pages over them go.
+        let damaged = repair.damaged.iter().map(|span| span.start);
+        if let Some(first) = damaged.chain(repair.truncated_at).min() {
+            merkle::forget_pages_from(dir, log_id, first);
+        }
+    }
+    let mut log = Log { rollup: None, shared, writer, options, report };
+    if log.options.merkle_rollup {
+        log.rollup = Some(merkle::RollupHandle::start(log.reader(), log_id, !read_only)?);
+    }
+    Ok(log)
 }
 
 /// Plans recovery of `segments` (at least one) and carries out its end, or fails with the

@@ -81,6 +81,13 @@ pub struct Options {
     /// unrelated files. (A new log is always created in a directory that does not exist yet,
     /// whose parent must, or that is empty.)
     pub create_among_other_files: bool,
+    /// Keep the Merkle tree over the log as stored pages (`rollup-*.pages` beside the
+    /// segments), hashed by a background thread so that `append` never waits for SHA-256;
+    /// heads and proofs then read a few pages. Default `true`. When `false`, no page file is
+    /// written and every head or proof hashes the log from its start. Changes no byte of the
+    /// log and no durability promise: pages are rebuilt from the log whenever they are missing
+    /// or damaged.
+    pub merkle_rollup: bool,
 }
 
 impl Default for Options {
@@ -93,6 +100,7 @@ impl Default for Options {
             prepare_next_segment: true,
             zero_fill_segments: false,
             create_among_other_files: false,
+            merkle_rollup: true,
         }
     }
 }

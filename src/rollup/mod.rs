@@ -5,13 +5,21 @@
 //! Entry `i` is the `i`-th record of the log; gaps a repair left are not entries. Its leaf data
 //! is `offset (u64 LE) ‖ write_timestamp_ms (u64 LE) ‖ payload` (`FORMAT.md`, "Merkle tree").
 //!
-//! Heads and proofs are computed from the log when asked: the records up to the requested size
-//! are read and hashed, so each call costs a replay of that part of the log (heads in flat
-//! memory; proofs hold 32 bytes per entry while they work). Stored pages that make them
-//! logarithmic are not built yet.
+//! The tree is kept as pages (`FORMAT.md` 12.3): a level-0 page holds the leaf hashes of 256
+//! consecutive entries, a level-(L+1) page the roots of 256 level-L pages, and each page the
+//! hash of the previous page of its level. Sealed pages are stored beside the segments; the
+//! unsealed right edge is held in memory. A head or proof reads a few pages and hashes a few
+//! dozen nodes, whatever the log's size. The `Log` methods (`tree_head`, `inclusion_proof`,
+//! `consistency_proof`, `verify_pages`, `rollup_report`) are the entry points.
 
+mod edge;
 mod hash;
+pub(crate) mod page;
+pub(crate) mod query;
+pub(crate) mod state;
+pub(crate) mod store;
 pub(crate) mod tree;
+mod verify;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +29,11 @@ pub use tree::{
     verify_inclusion_path,
 };
 
+pub(crate) use store::is_page_file_name;
+pub(crate) use verify::verify_pages;
+pub use verify::{LevelPages, PageProblem, PagesReport};
+
 use crate::error::{Result, StorageError};
-use crate::log::Log;
 
 /// The head of the tree over the first `tree_size` entries of a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,195 +145,35 @@ fn proof_error(reason: &str) -> StorageError {
     StorageError::Proof { reason: reason.to_string() }
 }
 
-/// Replays `log`'s records (gaps are not entries) and hands each to `visit` with its leaf hash
-/// and the offset after it, until `visit` returns `false` or the log ends.
-fn each_entry(log: &Log, mut visit: impl FnMut(Entry) -> bool) -> Result<()> {
-    let mut replay = log.replay(log.start_offset());
-    while let Some(record) = replay.next_ref() {
-        let record = match record {
-            Ok(record) => record,
-            Err(StorageError::Gap { .. }) => continue,
-            Err(err) => return Err(err),
-        };
-        let entry = Entry {
-            start: record.offset,
-            write_timestamp_ms: record.write_timestamp_ms,
-            leaf: leaf_hash(record.offset, record.write_timestamp_ms, record.payload),
-            end: replay.position(),
-        };
-        if !visit(entry) {
-            break;
-        }
-    }
-    Ok(())
+/// The rollup's state: what it has hashed, the pages it keeps, and what it found on open.
+/// See [`Log::rollup_report`](crate::Log::rollup_report).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RollupReport {
+    /// Whether the log keeps stored pages ([`Options::merkle_rollup`](crate::Options)). Without
+    /// them every head and proof is computed from the whole log.
+    pub stored_pages: bool,
+    /// Entries hashed so far (a query first hashes every record published before it).
+    pub entries_hashed: u64,
+    /// The offset just after the last entry hashed.
+    pub hashed_to_offset: u64,
+    /// Per level: pages in the page file, and pages held in memory (a read-only open, or a
+    /// page file that could not be written).
+    pub pages: Vec<(u64, u64)>,
+    /// Bytes of the page files' valid records.
+    pub disk_bytes: u64,
+    /// Bytes of memory the rollup holds (open pages, pages held in memory).
+    pub memory_bytes: u64,
+    /// Entries the stored pages covered when the log was opened, after dropping bad ones.
+    pub entries_kept_on_open: u64,
+    /// Pages dropped on open or while answering (damaged, or not matching the log), and why.
+    pub dropped: Option<String>,
+    /// Pages dropped while answering because they were damaged, rebuilt from the log.
+    pub pages_rebuilt: u64,
+    /// The last error writing a page file, or hashing in the background.
+    pub error: Option<String>,
 }
 
-/// One entry as [`each_entry`] sees it.
-#[derive(Clone, Copy)]
-struct Entry {
-    /// The record's offset.
-    start: u64,
-    write_timestamp_ms: u64,
-    leaf: Hash,
-    /// Where the next frame starts.
-    end: u64,
-}
-
-/// The head of the first entries of `log` that `take` accepts (entries are offered in order,
-/// and the first refused ends the tree), folded as a compact range: memory stays at one hash
-/// per level whatever the log's size.
-fn fold_head(log: &Log, mut take: impl FnMut(u64, u64) -> bool) -> Result<TreeHead> {
-    // Roots of perfect subtrees, largest first, with their sizes: the binary form of the size.
-    let mut stack: Vec<(u64, Hash)> = Vec::new();
-    let mut head = TreeHead {
-        tree_size: 0,
-        root: empty_root(),
-        end_offset: log.start_offset(),
-        last_write_timestamp_ms: 0,
-    };
-    each_entry(log, |entry| {
-        if !take(head.tree_size, entry.write_timestamp_ms) {
-            return false;
-        }
-        let mut node = (1, entry.leaf);
-        while let Some(&(size, left)) = stack.last().filter(|(size, _)| *size == node.0) {
-            stack.pop();
-            node = (size * 2, node_hash(&left, &node.1));
-        }
-        stack.push(node);
-        head.tree_size += 1;
-        head.end_offset = entry.end;
-        head.last_write_timestamp_ms = entry.write_timestamp_ms;
-        true
-    })?;
-    // MTH splits at the largest power of two below the size: the right fold of the stack.
-    if let Some((&(_, last), rest)) = stack.split_last() {
-        head.root = rest.iter().rev().fold(last, |right, (_, left)| node_hash(left, &right));
-    }
-    Ok(head)
-}
-
-/// The leaf hashes of the first `limit` entries of `log`, and the entry index of the record at
-/// `offset` if one of them is.
-fn leaves(log: &Log, limit: u64, offset: Option<u64>) -> Result<(Vec<Hash>, Option<u64>)> {
-    let (mut leaves, mut index) = (Vec::new(), None);
-    each_entry(log, |entry| {
-        if leaves.len() as u64 >= limit {
-            return false;
-        }
-        if Some(entry.start) == offset {
-            index = Some(leaves.len() as u64);
-        }
-        leaves.push(entry.leaf);
-        true
-    })?;
-    Ok((leaves, index))
-}
-
-/// Checks that `size` entries exist, given the log holds `available`.
-fn check_size(size: u64, available: u64) -> Result<()> {
-    if size > available {
-        return Err(StorageError::Proof {
-            reason: format!("tree size {size} is larger than the log's {available} entries"),
-        });
-    }
-    Ok(())
-}
-
-/// The head of `log`'s tree over all its records, or over the first `tree_size` of them. Reads
-/// and hashes those records; memory stays flat.
-///
-/// # Errors
-/// [`StorageError::Proof`] for a size larger than the log; a replay error
-/// ([`StorageError::Corruption`]) if a record cannot be read.
-pub fn tree_head(log: &Log, tree_size: Option<u64>) -> Result<TreeHead> {
-    let limit = tree_size.unwrap_or(u64::MAX);
-    let head = fold_head(log, |size, _| size < limit)?;
-    check_size(tree_size.unwrap_or(head.tree_size), head.tree_size)?;
-    Ok(head)
-}
-
-/// The head of the largest tree whose last entry was written at or before `at_ms` (the empty
-/// tree if none was). Write times never decrease, so those entries are a prefix of the log.
-///
-/// # Errors
-/// As [`tree_head`].
-pub fn tree_head_at(log: &Log, at_ms: u64) -> Result<TreeHead> {
-    fold_head(log, |_, written| written <= at_ms)
-}
-
-/// A proof that the record at `offset` is in the tree over the first `tree_size` records (all
-/// of them by default). Reads and hashes those records, and holds their leaf hashes (32 bytes
-/// each) while it works.
-///
-/// # Errors
-/// [`StorageError::InvalidOffset`] if no record starts at `offset` (or it lies outside that
-/// tree); [`StorageError::Proof`] for a tree size larger than the log; a replay error.
-pub fn inclusion_proof(log: &Log, offset: u64, tree_size: Option<u64>) -> Result<InclusionProof> {
-    let record = log.read_at(offset)?;
-    let (leaves, index) = leaves(log, tree_size.unwrap_or(u64::MAX), Some(offset))?;
-    let size = tree_size.unwrap_or(leaves.len() as u64);
-    check_size(size, leaves.len() as u64)?;
-    let index = index.ok_or_else(|| StorageError::InvalidOffset {
-        offset,
-        reason: format!("not among the first {size} entries of the tree"),
-    })?;
-    let leaves = leaves.as_slice();
-    let leaf = leaves.get(usize::try_from(index).unwrap_or(usize::MAX)).copied();
-    let leaf = leaf.unwrap_or_else(empty_root);
-    let audit_path = tree::inclusion_path(leaves, index, 0, size);
-    // The path already holds every subtree the root is made of: fold it rather than hash the
-    // whole tree a second time.
-    let root = tree::root_from_inclusion_path(index, size, &leaf, &audit_path)
-        .unwrap_or_else(|| tree::root(leaves, size));
-    Ok(InclusionProof {
-        leaf_index: index,
-        tree_size: size,
-        offset,
-        write_timestamp_ms: record.write_timestamp_ms,
-        payload_hex: record.payload.to_vec(),
-        leaf_hash: leaf,
-        audit_path,
-        root,
-    })
-}
-
-/// A proof that the tree of `old_size` records is a prefix of the tree of `new_size` records
-/// (all of them by default). Reads and hashes those records, and holds their leaf hashes while
-/// it works.
-///
-/// # Errors
-/// [`StorageError::Proof`] unless `0 < old_size <= new_size <=` the log's records; a replay
-/// error.
-pub fn consistency_proof(
-    log: &Log,
-    old_size: u64,
-    new_size: Option<u64>,
-) -> Result<ConsistencyProof> {
-    let (leaves, _) = leaves(log, new_size.unwrap_or(u64::MAX), None)?;
-    let new_size = new_size.unwrap_or(leaves.len() as u64);
-    check_size(new_size, leaves.len() as u64)?;
-    if old_size == 0 || old_size > new_size {
-        return Err(StorageError::Proof {
-            reason: format!(
-                "a consistency proof needs 0 < old size <= new size, not {old_size} and {new_size}"
-            ),
-        });
-    }
-    let leaves = leaves.as_slice();
-    let proof = if old_size == new_size {
-        Vec::new()
-    } else {
-        tree::consistency_path(leaves, old_size, new_size)
-    };
-    Ok(ConsistencyProof {
-        old_size,
-        new_size,
-        old_root: tree::root(leaves, old_size),
-        new_root: tree::root(leaves, new_size),
-        proof,
-    })
-}
-
+#[cfg(test)]
+mod page_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Known answers from RFC 6962's reference implementation, and the verifiers' refusals.
 
-use super::tree::{consistency_path, inclusion_path, root};
+use super::tree::{mem_consistency_path, mem_inclusion_path, mem_root};
 use super::*;
 
 /// The eight test leaves of the Certificate Transparency reference tests (leaf data as hex).
@@ -39,25 +39,25 @@ fn h(text: &str) -> Hash {
 fn roots_match_the_reference_tests() {
     let leaves = leaves();
     assert_eq!(
-        root(leaves.as_slice(), 0),
+        mem_root(leaves.as_slice(), 0),
         h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     );
     for (n, expected) in ROOTS.iter().enumerate() {
-        assert_eq!(root(leaves.as_slice(), n as u64 + 1), h(expected), "tree of {}", n + 1);
+        assert_eq!(mem_root(leaves.as_slice(), n as u64 + 1), h(expected), "tree of {}", n + 1);
     }
 }
 
 #[test]
 fn reference_inclusion_and_consistency_proofs() {
     let leaves = leaves();
-    let path = inclusion_path(leaves.as_slice(), 0, 0, 8);
+    let path = mem_inclusion_path(leaves.as_slice(), 0, 0, 8);
     let expected = [
         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
         "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
         "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
     ];
     assert_eq!(path, expected.iter().map(|e| h(e)).collect::<Vec<_>>());
-    let proof = consistency_path(leaves.as_slice(), 6, 8);
+    let proof = mem_consistency_path(leaves.as_slice(), 6, 8);
     let expected = [
         "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
         "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
@@ -70,9 +70,9 @@ fn reference_inclusion_and_consistency_proofs() {
 fn every_proof_in_small_trees_verifies_and_no_bit_flip_does() {
     let leaves = leaves();
     for n in 1..=8u64 {
-        let r = root(leaves.as_slice(), n);
+        let r = mem_root(leaves.as_slice(), n);
         for i in 0..n {
-            let path = inclusion_path(leaves.as_slice(), i, 0, n);
+            let path = mem_inclusion_path(leaves.as_slice(), i, 0, n);
             let leaf = leaves[i as usize];
             assert!(verify_inclusion_path(i, n, &leaf, &path, &r), "{i} in {n}");
             // An index past the tree, another leaf, or any flipped bit of the path fails. (A
@@ -92,8 +92,8 @@ fn every_proof_in_small_trees_verifies_and_no_bit_flip_does() {
             }
         }
         for m in 1..n {
-            let old = root(leaves.as_slice(), m);
-            let proof = consistency_path(leaves.as_slice(), m, n);
+            let old = mem_root(leaves.as_slice(), m);
+            let proof = mem_consistency_path(leaves.as_slice(), m, n);
             assert!(verify_consistency_path(m, n, &old, &r, &proof), "{m} to {n}");
             assert!(!verify_consistency_path(m, n, &r, &old, &proof));
             for k in 0..proof.len() {

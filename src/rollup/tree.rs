@@ -3,8 +3,7 @@
 //! defines them, so that any RFC 9162 (or RFC 6962) verifier accepts them.
 //!
 //! The proofs are computed from a [`SubtreeRoots`] source, which answers `MTH(D[a:b])` for the
-//! ranges the RFC's recursion asks for: over leaf hashes in memory today, and over stored pages
-//! once they exist, without changing the algorithms.
+//! ranges the RFC's recursion asks for: over leaf hashes in memory, or over the rollup's pages.
 
 use sha2::{Digest, Sha256};
 
@@ -68,85 +67,117 @@ fn split(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
-/// Answers `MTH(D[start:end])`, the root of the tree over entries `start..end` (at least one).
+/// Answers `MTH(D[start:end])`, the root of the tree over entries `start..end` (at least one),
+/// or why it cannot.
 pub(crate) trait SubtreeRoots {
-    fn subtree_root(&self, start: u64, end: u64) -> Hash;
+    type Error;
+
+    fn subtree_root(&self, start: u64, end: u64) -> Result<Hash, Self::Error>;
 }
 
 /// Leaf hashes held in memory: every subtree root is computed from them.
 impl SubtreeRoots for [Hash] {
-    fn subtree_root(&self, start: u64, end: u64) -> Hash {
+    type Error = std::convert::Infallible;
+
+    fn subtree_root(&self, start: u64, end: u64) -> Result<Hash, Self::Error> {
         let n = end - start;
         if n == 1 {
             // Callers ask only for ranges within the leaves; an empty root stands in otherwise.
             let at = usize::try_from(start).unwrap_or(usize::MAX);
-            return self.get(at).copied().unwrap_or_else(empty_root);
+            return Ok(self.get(at).copied().unwrap_or_else(empty_root));
         }
         let k = split(n);
-        node_hash(&self.subtree_root(start, start + k), &self.subtree_root(start + k, end))
+        Ok(node_hash(&self.subtree_root(start, start + k)?, &self.subtree_root(start + k, end)?))
     }
 }
 
 /// The root of the tree over the first `size` entries (`MTH(D[0:size])`).
-pub(crate) fn root(roots: &(impl SubtreeRoots + ?Sized), size: u64) -> Hash {
+pub(crate) fn root<R: SubtreeRoots + ?Sized>(roots: &R, size: u64) -> Result<Hash, R::Error> {
     if size == 0 {
-        return empty_root();
+        return Ok(empty_root());
     }
     roots.subtree_root(0, size)
 }
 
+/// [`root`] over leaf hashes in memory.
+#[cfg(any(test, feature = "internals"))]
+pub(crate) fn mem_root(leaves: &[Hash], size: u64) -> Hash {
+    match root(leaves, size) {
+        Ok(hash) => hash,
+        Err(never) => match never {},
+    }
+}
+
+/// [`inclusion_path`] over leaf hashes in memory.
+#[cfg(any(test, feature = "internals"))]
+pub(crate) fn mem_inclusion_path(leaves: &[Hash], index: u64, start: u64, end: u64) -> Vec<Hash> {
+    match inclusion_path(leaves, index, start, end) {
+        Ok(path) => path,
+        Err(never) => match never {},
+    }
+}
+
+/// [`consistency_path`] over leaf hashes in memory.
+#[cfg(any(test, feature = "internals"))]
+pub(crate) fn mem_consistency_path(leaves: &[Hash], old_size: u64, new_size: u64) -> Vec<Hash> {
+    match consistency_path(leaves, old_size, new_size) {
+        Ok(path) => path,
+        Err(never) => match never {},
+    }
+}
+
 /// The audit path of entry `index` in the tree over entries `start..end` (RFC 9162 `PATH`),
 /// leaf to root.
-pub(crate) fn inclusion_path(
-    roots: &(impl SubtreeRoots + ?Sized),
+pub(crate) fn inclusion_path<R: SubtreeRoots + ?Sized>(
+    roots: &R,
     index: u64,
     start: u64,
     end: u64,
-) -> Vec<Hash> {
+) -> Result<Vec<Hash>, R::Error> {
     let n = end - start;
     if n <= 1 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let k = split(n);
     let (mut path, sibling) = if index - start < k {
-        (inclusion_path(roots, index, start, start + k), roots.subtree_root(start + k, end))
+        (inclusion_path(roots, index, start, start + k)?, roots.subtree_root(start + k, end)?)
     } else {
-        (inclusion_path(roots, index, start + k, end), roots.subtree_root(start, start + k))
+        (inclusion_path(roots, index, start + k, end)?, roots.subtree_root(start, start + k)?)
     };
     path.push(sibling);
-    path
+    Ok(path)
 }
 
 /// The consistency proof between the trees of `old_size` and `new_size` entries
 /// (RFC 9162 `PROOF`), for `0 < old_size < new_size`.
-pub(crate) fn consistency_path(
-    roots: &(impl SubtreeRoots + ?Sized),
+pub(crate) fn consistency_path<R: SubtreeRoots + ?Sized>(
+    roots: &R,
     old_size: u64,
     new_size: u64,
-) -> Vec<Hash> {
+) -> Result<Vec<Hash>, R::Error> {
     subproof(roots, old_size, 0, new_size, true)
 }
 
 /// RFC 9162 `SUBPROOF(m, D[start:end], b)`.
-fn subproof(
-    roots: &(impl SubtreeRoots + ?Sized),
+fn subproof<R: SubtreeRoots + ?Sized>(
+    roots: &R,
     m: u64,
     start: u64,
     end: u64,
     whole: bool,
-) -> Vec<Hash> {
+) -> Result<Vec<Hash>, R::Error> {
     let n = end - start;
     if m == n {
-        return if whole { Vec::new() } else { vec![roots.subtree_root(start, end)] };
+        return Ok(if whole { Vec::new() } else { vec![roots.subtree_root(start, end)?] });
     }
     let k = split(n);
     let (mut proof, sibling) = if m <= k {
-        (subproof(roots, m, start, start + k, whole), roots.subtree_root(start + k, end))
+        (subproof(roots, m, start, start + k, whole)?, roots.subtree_root(start + k, end)?)
     } else {
-        (subproof(roots, m - k, start + k, end, false), roots.subtree_root(start, start + k))
+        (subproof(roots, m - k, start + k, end, false)?, roots.subtree_root(start, start + k)?)
     };
     proof.push(sibling);
-    proof
+    Ok(proof)
 }
 
 /// RFC 9162 §2.1.3.2: whether `path` proves that `leaf` is entry `index` of the tree of

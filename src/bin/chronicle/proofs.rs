@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chronicle::rollup::{self, ConsistencyProof, Hash, InclusionProof};
+use chronicle::rollup::{ConsistencyProof, Hash, InclusionProof};
 use chronicle::Log;
 use serde::Serialize;
 
@@ -98,8 +98,8 @@ fn print(json: bool, value: &impl Serialize, human: &str) -> CliResult {
 pub fn head(args: &HeadArgs) -> CliResult {
     let log = Log::open_read_only(&args.dir)?;
     let head = match args.at_ms {
-        Some(at) => rollup::tree_head_at(&log, at)?,
-        None => rollup::tree_head(&log, args.tree_size)?,
+        Some(at) => log.tree_head_at(at)?,
+        None => log.tree_head(args.tree_size)?,
     };
     let human = format!(
         "tree size {}\nroot {}\nend offset {}\nlast write {} ms",
@@ -111,7 +111,7 @@ pub fn head(args: &HeadArgs) -> CliResult {
 /// Runs `chronicle proof`.
 pub fn proof(args: &ProofArgs) -> CliResult {
     let log = Log::open_read_only(&args.dir)?;
-    let proof = rollup::inclusion_proof(&log, args.offset, args.tree_size)?;
+    let proof = log.inclusion_proof(args.offset, args.tree_size)?;
     let human = format!(
         "record at offset {} is entry {} of the tree of {} entries\nroot {}\naudit path: {} \
          hashes",
@@ -127,7 +127,7 @@ pub fn proof(args: &ProofArgs) -> CliResult {
 /// Runs `chronicle consistency`.
 pub fn consistency(args: &ConsistencyArgs) -> CliResult {
     let log = Log::open_read_only(&args.dir)?;
-    let proof = rollup::consistency_proof(&log, args.old_size, args.new_size)?;
+    let proof = log.consistency_proof(args.old_size, args.new_size)?;
     let human = format!(
         "the tree of {} entries (root {}) is a prefix of the tree of {} (root {})\nproof: {} \
          hashes",

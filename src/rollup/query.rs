@@ -1,0 +1,313 @@
+//! Heads and proofs from a [`Rollup`]: every perfect subtree root is a stored node, or at most
+//! seven node hashes from one, so each answer reads a few pages and hashes a few dozen nodes.
+//!
+//! Entry metadata (an entry's offset, end and write time) comes from page headers where a page
+//! boundary falls, and otherwise from a walk of at most 256 records from the start of the
+//! entry's level-0 page.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use super::page::{Page, Span, FANOUT, PAGE_HEIGHT};
+use super::state::{EntrySource, Rollup};
+use super::store::BadPage;
+use super::tree::{self, node_hash, SubtreeRoots};
+use super::{empty_root, ConsistencyProof, Hash, InclusionProof, TreeHead};
+use crate::error::StorageError;
+
+/// Why a query failed: the log (returned to the caller), or a stored page (which the caller
+/// drops and rebuilds from the log before asking again).
+#[derive(Debug)]
+pub(crate) enum QueryError {
+    Log(StorageError),
+    Page(BadPage),
+}
+
+impl From<StorageError> for QueryError {
+    fn from(err: StorageError) -> Self {
+        QueryError::Log(err)
+    }
+}
+
+impl From<BadPage> for QueryError {
+    fn from(bad: BadPage) -> Self {
+        QueryError::Page(bad)
+    }
+}
+
+type QueryResult<T> = Result<T, QueryError>;
+
+/// Pages read while answering one query, so no page is read twice.
+const CACHED_PAGES: usize = 8;
+
+/// A [`Rollup`] seen as a source of subtree roots.
+pub(crate) struct Pages<'a> {
+    rollup: &'a Rollup,
+    cache: RefCell<Vec<Arc<Page>>>,
+}
+
+impl<'a> Pages<'a> {
+    pub(crate) fn new(rollup: &'a Rollup) -> Pages<'a> {
+        Pages { rollup, cache: RefCell::new(Vec::new()) }
+    }
+
+    fn page(&self, level: u8, index: u64) -> QueryResult<Arc<Page>> {
+        let cached =
+            self.cache.borrow().iter().find(|p| p.level == level && p.index == index).cloned();
+        if let Some(page) = cached {
+            return Ok(page);
+        }
+        let page = self.rollup.store.read(level, index)?;
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() == CACHED_PAGES {
+            cache.remove(0);
+        }
+        cache.push(Arc::clone(&page));
+        Ok(page)
+    }
+
+    /// The root of the perfect subtree of `2^height` entries starting at entry `start`.
+    fn perfect(&self, start: u64, height: u32) -> QueryResult<Hash> {
+        let level = height / PAGE_HEIGHT;
+        let within = height % PAGE_HEIGHT;
+        let level_u8 = u8::try_from(level).unwrap_or(u8::MAX);
+        let index = start.checked_shr(PAGE_HEIGHT * (level + 1)).unwrap_or(0);
+        let child = (start.checked_shr(PAGE_HEIGHT * level).unwrap_or(0) % FANOUT as u64) as usize;
+        if index < self.rollup.store.count(level_u8) {
+            return Ok(self.page(level_u8, index)?.node(within, child));
+        }
+        let open = self.rollup.edge.open_page(level_u8);
+        open.and_then(|open| open.node(within, child)).ok_or_else(|| {
+            QueryError::Log(StorageError::Proof {
+                reason: format!("entries from {start} are not hashed yet"),
+            })
+        })
+    }
+}
+
+impl SubtreeRoots for Pages<'_> {
+    type Error = QueryError;
+
+    fn subtree_root(&self, start: u64, end: u64) -> QueryResult<Hash> {
+        let n = end - start;
+        if n.is_power_of_two() && start.is_multiple_of(n) {
+            return self.perfect(start, n.trailing_zeros());
+        }
+        // RFC 9162 splits at the largest power of two below `n`.
+        let k = 1u64 << (63 - (n - 1).leading_zeros());
+        Ok(node_hash(&self.subtree_root(start, start + k)?, &self.subtree_root(start + k, end)?))
+    }
+}
+
+/// Where an entry's frame ends, and when it was written.
+#[derive(Debug, Clone, Copy)]
+struct EntryInfo {
+    end: u64,
+    write_ms: u64,
+}
+
+fn size_error(size: u64, available: u64) -> QueryError {
+    QueryError::Log(StorageError::Proof {
+        reason: format!("tree size {size} is larger than the log's {available} entries"),
+    })
+}
+
+impl Rollup {
+    /// The span of level-0 page `index`: from its header if sealed, else the open page's.
+    fn span0(&self, index: u64) -> QueryResult<Option<Span>> {
+        if index < self.store.count(0) {
+            return Ok(Some(self.store.read_header(0, index)?.span));
+        }
+        Ok(self.edge.open_page(0).and_then(|open| open.span()))
+    }
+
+    /// Walks the entries of level-0 page `page` (from its first offset) and calls `visit`
+    /// with each entry's position in the page, until it returns `false`.
+    fn walk_page(
+        &self,
+        source: &dyn EntrySource,
+        page: u64,
+        visit: &mut dyn FnMut(usize, super::state::EntryRef<'_>) -> bool,
+    ) -> QueryResult<()> {
+        let Some(span) = self.span0(page)? else {
+            return Ok(());
+        };
+        let mut at = 0;
+        source.each_entry(span.first_offset, self.next_offset, &mut |entry| {
+            let more = at < FANOUT && visit(at, entry);
+            at += 1;
+            more
+        })?;
+        Ok(())
+    }
+
+    /// The offset, end and write time of entry `index` (which the rollup has hashed).
+    fn entry_info(&self, source: &dyn EntrySource, index: u64) -> QueryResult<EntryInfo> {
+        let (page, at) = (index / FANOUT as u64, (index % FANOUT as u64) as usize);
+        if at == FANOUT - 1 && page < self.store.count(0) {
+            let span = self.store.read_header(0, page)?.span;
+            return Ok(EntryInfo { end: span.end_offset, write_ms: span.last_write_ms });
+        }
+        let mut found = None;
+        self.walk_page(source, page, &mut |i, entry| {
+            if i == at {
+                found = Some(EntryInfo { end: entry.end, write_ms: entry.write_ms });
+            }
+            i < at
+        })?;
+        found.ok_or_else(|| {
+            QueryError::Log(StorageError::Proof {
+                reason: format!("entry {index} was not found in the log where its page says"),
+            })
+        })
+    }
+
+    /// The head of the tree over the first `size` entries (all hashed ones by default).
+    pub(crate) fn head(
+        &self,
+        source: &dyn EntrySource,
+        size: Option<u64>,
+    ) -> QueryResult<TreeHead> {
+        let size = size.unwrap_or(self.entries);
+        if size > self.entries {
+            return Err(size_error(size, self.entries));
+        }
+        if size == 0 {
+            let (root, end_offset) = (empty_root(), source.start_offset());
+            return Ok(TreeHead { tree_size: 0, root, end_offset, last_write_timestamp_ms: 0 });
+        }
+        let root = tree::root(&Pages::new(self), size)?;
+        let last = self.entry_info(source, size - 1)?;
+        Ok(TreeHead {
+            tree_size: size,
+            root,
+            end_offset: last.end,
+            last_write_timestamp_ms: last.write_ms,
+        })
+    }
+
+    /// The head of the largest tree whose last entry was written at or before `at_ms`.
+    pub(crate) fn head_at(&self, source: &dyn EntrySource, at_ms: u64) -> QueryResult<TreeHead> {
+        // The first level-0 page with an entry written after `at_ms` (write times never
+        // decrease, so pages are ordered by them); the open page if none is.
+        let sealed = self.store.count(0);
+        let (mut lo, mut hi) = (0, sealed);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.store.read_header(0, mid)?.span.last_write_ms <= at_ms {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut within = 0u64;
+        self.walk_page(source, lo, &mut |_, entry| {
+            let before = entry.write_ms <= at_ms;
+            within += u64::from(before);
+            before
+        })?;
+        self.head(source, Some(lo * FANOUT as u64 + within))
+    }
+
+    /// The index of the entry at `offset`, with its write time and payload.
+    fn find_entry(
+        &self,
+        source: &dyn EntrySource,
+        offset: u64,
+    ) -> QueryResult<Option<(u64, u64, Vec<u8>)>> {
+        // The first level-0 page that ends after `offset`.
+        let sealed = self.store.count(0);
+        let (mut lo, mut hi) = (0, sealed);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.store.read_header(0, mid)?.span.end_offset <= offset {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut found = None;
+        self.walk_page(source, lo, &mut |at, entry| {
+            if entry.offset == offset {
+                let index = lo * FANOUT as u64 + at as u64;
+                found = Some((index, entry.write_ms, entry.payload.to_vec()));
+            }
+            entry.offset < offset
+        })?;
+        Ok(found)
+    }
+
+    /// A proof that the record at `offset` is in the tree of `size` entries (all by default).
+    pub(crate) fn inclusion(
+        &self,
+        source: &dyn EntrySource,
+        offset: u64,
+        size: Option<u64>,
+    ) -> QueryResult<InclusionProof> {
+        let size = size.unwrap_or(self.entries);
+        if size > self.entries {
+            return Err(size_error(size, self.entries));
+        }
+        let not_an_entry =
+            |reason: String| QueryError::Log(StorageError::InvalidOffset { offset, reason });
+        let (index, write_ms, payload) = self
+            .find_entry(source, offset)?
+            .ok_or_else(|| not_an_entry("no record of the tree starts there".to_string()))?;
+        if index >= size {
+            return Err(not_an_entry(format!(
+                "the record is entry {index}, not among the first {size} entries of the tree"
+            )));
+        }
+        let pages = Pages::new(self);
+        let leaf = pages.perfect(index, 0)?;
+        let audit_path = tree::inclusion_path(&pages, index, 0, size)?;
+        // The path holds every subtree the root is made of: fold it.
+        let root = match tree::root_from_inclusion_path(index, size, &leaf, &audit_path) {
+            Some(root) => root,
+            None => tree::root(&pages, size)?,
+        };
+        Ok(InclusionProof {
+            leaf_index: index,
+            tree_size: size,
+            offset,
+            write_timestamp_ms: write_ms,
+            payload_hex: payload,
+            leaf_hash: leaf,
+            audit_path,
+            root,
+        })
+    }
+
+    /// A proof that the tree of `old_size` entries is a prefix of the tree of `new_size`
+    /// entries (all by default).
+    pub(crate) fn consistency(
+        &self,
+        old_size: u64,
+        new_size: Option<u64>,
+    ) -> QueryResult<ConsistencyProof> {
+        let new_size = new_size.unwrap_or(self.entries);
+        if new_size > self.entries {
+            return Err(size_error(new_size, self.entries));
+        }
+        if old_size == 0 || old_size > new_size {
+            return Err(QueryError::Log(StorageError::Proof {
+                reason: format!(
+                    "a consistency proof needs 0 < old size <= new size, not {old_size} and \
+                     {new_size}"
+                ),
+            }));
+        }
+        let pages = Pages::new(self);
+        let proof = match old_size == new_size {
+            true => Vec::new(),
+            false => tree::consistency_path(&pages, old_size, new_size)?,
+        };
+        Ok(ConsistencyProof {
+            old_size,
+            new_size,
+            old_root: tree::root(&pages, old_size)?,
+            new_root: tree::root(&pages, new_size)?,
+            proof,
+        })
+    }
+}
