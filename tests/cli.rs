@@ -378,3 +378,47 @@ fn a_path_that_is_not_a_log_is_an_error_for_every_command() {
     assert!(!missing.exists());
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "a command wrote into it");
 }
+
+#[test]
+fn verify_pages_names_a_damaged_page_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small()).unwrap();
+    for i in 0..1_000u32 {
+        log.append(&i.to_le_bytes()).unwrap();
+    }
+    let head = log.tree_head(None).unwrap();
+    log.close().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = chronicle(&["verify-pages", path, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["entries"].as_u64(), report["pages_checked"].as_u64()),
+        (Some(1_000), Some(3))
+    );
+    assert_eq!(report["problems"], serde_json::json!([]));
+
+    // One bit of page 1's children.
+    let file = OpenOptions::new().read(true).write(true).open(dir.path().join("rollup-0.pages"));
+    let file = file.unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, 9328 + 500).unwrap();
+    file.write_all_at(&[byte[0] ^ 1], 9328 + 500).unwrap();
+    let out = chronicle(&["verify-pages", path]);
+    assert_eq!(out.status.code(), Some(1));
+    let printed = text(&out.stdout);
+    assert!(printed.starts_with("damaged pages"), "{printed}");
+    assert!(
+        printed.contains("level 0 page 1 (offsets") && printed.contains("checksum"),
+        "{printed}"
+    );
+    let out = chronicle(&["verify-pages", path, "--level", "0", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["index"], 1);
+    // Heads and proofs from a read-only open do not trust the damaged page.
+    let out = chronicle(&["head", path, "--json"]);
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["root"], head.root.to_string());
+    let out = chronicle(&["verify-pages", "/nonexistent/chronicle-log"]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -22,6 +22,10 @@ use chronicle::{Event, EventLog, Log, Options, RecoveryMode, StorageError};
 #[path = "format_spec_reader/old_logs.rs"]
 mod old_logs;
 
+/// The Merkle tree's stored pages (section 12.3).
+#[path = "format_spec_reader/pages.rs"]
+mod pages;
+
 // ---------------------------------------------------------------------------------------------
 // The reader. Every constant and rule below is quoted from FORMAT.md.
 // ---------------------------------------------------------------------------------------------

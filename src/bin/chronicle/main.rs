@@ -9,6 +9,7 @@
 mod demo;
 mod dump;
 mod output;
+mod pages;
 mod proofs;
 mod repair;
 mod stats;
@@ -48,6 +49,8 @@ enum Command {
     Consistency(proofs::ConsistencyArgs),
     /// Check an inclusion or consistency proof, without the log.
     VerifyProof(proofs::VerifyProofArgs),
+    /// Check the Merkle tree's stored pages against the log; exit code 1 if one is wrong.
+    VerifyPages(pages::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Proof(args) => success(proofs::proof(&args)),
         Command::Consistency(args) => success(proofs::consistency(&args)),
         Command::VerifyProof(args) => Ok(proofs::verify_proof(&args)),
+        Command::VerifyPages(args) => pages::run(&args),
     };
     match result {
         Ok(code) => code,
