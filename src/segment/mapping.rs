@@ -1,9 +1,11 @@
-//! The memory map of a segment: the views readers and recovery take of its data region, the
-//! writer's copies into it, zeroing through it, and advice to the kernel about its pages; with
-//! `sync_file_range` and the CPU's prefetch hints, every `unsafe` block of the segment module.
-//! Each relies on the invariants listed in the segment module's docs (the "module invariants"
-//! the `SAFETY` comments cite). This is the only file of the segment module allowed `unsafe`
-//! code (`#[allow(unsafe_code)]` is on its declaration; the crate denies it everywhere else).
+//! The crate's memory maps. A segment's: the views readers and recovery take of its data
+//! region, the writer's copies into it, zeroing through it, and advice to the kernel about its
+//! pages; with `sync_file_range` and the CPU's prefetch hints, every `unsafe` block of the
+//! segment module, each relying on the invariants listed in the segment module's docs (the
+//! "module invariants" the `SAFETY` comments cite). And an index file's read-only map
+//! ([`map_read_only`]), which relies on its own invariant, stated there. This is the only file
+//! of the segment module allowed `unsafe` code (`#[allow(unsafe_code)]` is on its declaration;
+//! the crate denies it everywhere else but in a few named modules).
 
 use std::fs::File;
 #[cfg(test)]
@@ -323,6 +325,25 @@ impl SegmentWriter {
         // writable (`SegmentWriter::new` refuses any other).
         unsafe { self.segment.zero_and_sync(start, end) }
     }
+}
+
+/// Maps the whole of `file`, read-only and shared: the bytes of an index file
+/// (`index::map`), which are not a segment's but share this module's rules for `unsafe` code.
+///
+/// The caller must keep one invariant, which this function cannot check: **the file is never
+/// modified or shrunk in place while the map lives.** Index files keep it because Chronicle
+/// only ever replaces them by rename, which leaves a mapped inode as it is. (Another program
+/// that truncates the file makes a later read of the lost range raise `SIGBUS`, as for
+/// segments; one that rewrites it makes the bytes change under their readers.)
+///
+/// # Errors
+/// The error of `mmap` (an empty file cannot be mapped).
+pub(crate) fn map_read_only(file: &File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the map is read-only and shared, and the caller keeps the file from being
+    // written or truncated in place for the map's lifetime (this function's contract), so the
+    // mapped bytes stay valid and unchanged while the `Mmap` lives; `Mmap` dereferences only
+    // to its own length.
+    unsafe { memmap2::Mmap::map(file) }
 }
 
 /// `sync_file_range` over file offsets `[start, end)` of `file`.
