@@ -3,9 +3,12 @@
 //! pages; with `sync_file_range` and the CPU's prefetch hints, every `unsafe` block of the
 //! segment module, each relying on the invariants listed in the segment module's docs (the
 //! "module invariants" the `SAFETY` comments cite). And an index file's read-only map
-//! ([`map_read_only`]), which relies on its own invariant, stated there. This is the only file
-//! of the segment module allowed `unsafe` code (`#[allow(unsafe_code)]` is on its declaration;
-//! the crate denies it everywhere else but in a few named modules).
+//! ([`map_read_only`]), which relies on its own invariant, stated there. And [`SegmentData`],
+//! the pointer view of a segment's published bytes that replay reads frames from.
+//!
+//! This module and `crate::cpu` are the only modules with `unsafe` code: memory maps here, CPU
+//! instructions there (`#[allow(unsafe_code)]` is on their declarations; the crate denies it
+//! everywhere else).
 
 use std::fs::File;
 #[cfg(test)]

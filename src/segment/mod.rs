@@ -12,9 +12,9 @@
 //! holds [`SegmentData`], the view of a segment's published bytes that a replay keeps as a
 //! pointer (beside an `Arc` of the segment, which keeps it valid), and maps the index file for
 //! `index::map` (read-only, under the rule that index files are only ever replaced by rename).
-//! The only other `unsafe` blocks read the CPU's time-stamp counter (`log::clock`) and fold
-//! frame checksums with the CPU's carry-less multiplication (`format::checksum`). The
-//! invariants the blocks in `mapping` rely on:
+//! The crate's only other `unsafe` code is in `crate::cpu` (CPU instructions: the time-stamp
+//! counter, and the carry-less multiplication that folds frame checksums). The invariants the
+//! blocks in `mapping` rely on:
 //!
 //! 1. **The file never shrinks while mapped.** Chronicle never truncates a segment file; the
 //!    data region is preallocated at creation, torn bytes are zeroed in place, and whole
