@@ -404,8 +404,8 @@ fn release_behind(segments: &[Arc<Segment>], from: usize, current: usize, window
 /// It yields `Ok(record)` for each intact record in `[from, until)`. At a damaged frame it
 /// yields one `Err` naming the segment and offset and then ends: it never skips a record and
 /// never yields bytes that failed their checksum. At a gap (records a repair found damaged and
-/// took out) it yields one [`StorageError::Gap`] naming the lost range and goes on after it. It sees the records that were published when
-/// it was created.
+/// took out) it yields one [`StorageError::Gap`] naming the lost range and goes on after it.
+/// It sees the records that were published when it was created.
 #[derive(Debug)]
 pub struct Replay {
     snapshot: Snapshot,
