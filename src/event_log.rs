@@ -20,7 +20,7 @@ use crate::log::{Log, LogReader, OpenReport, Options, Replay};
 /// An append-only store of [`Event`]s in a directory.
 ///
 /// Each event is one record of the underlying [`Log`], encoded as described in `FORMAT.md`.
-/// Offsets, durability and recovery are exactly the log's.
+/// Offsets, durability, recovery and errors are exactly the log's.
 ///
 /// # Indexes
 ///
@@ -29,13 +29,13 @@ use crate::log::{Log, LogReader, OpenReport, Options, Replay};
 /// [`EventLog::events_of_type`], [`EventLog::events_in_namespace`] and
 /// [`EventLog::events_in_time_range`] from it, reading only the matching events. The index is
 /// saved in the log directory (file [`INDEX_FILE_NAME`]) by [`EventLog::close`], by
-/// [`EventLog::checkpoint`], and automatically every [`IndexOptions::checkpoint_bytes`] of new
-/// log data (on a background thread, from a snapshot). On open, a stored index that still matches the log is loaded and caught up by
-/// reading only the records appended after it was saved; one that does not match (missing,
-/// damaged, another version, another log, ahead of a log that lost its tail) is rebuilt from
-/// the whole log (and a writer deletes the unusable file), and [`EventLog::index_report`]
-/// says which happened and why. Dropping an
-/// event log without `close` saves nothing; the next open catches up from the last save.
+/// [`EventLog::checkpoint`], and in the background every [`IndexOptions::checkpoint_bytes`] of
+/// new log data. On open, a stored index that still matches the log is caught up by reading
+/// only the records appended after it was saved; one that does not (missing, damaged, another
+/// version, another log, ahead of a log that lost its tail) is rebuilt from the whole log, and
+/// a writer deletes the unusable file. [`EventLog::index_report`] says which happened and why.
+/// Dropping an event log without `close` saves nothing; the next open catches up from the last
+/// save.
 #[derive(Debug)]
 pub struct EventLog {
     log: Log,
@@ -84,34 +84,37 @@ impl Drop for PendingCheckpoint {
 }
 
 impl EventLog {
-    /// Opens (creating if missing) the event log in `dir` for writing with default options.
+    /// Opens the event log in `dir` for writing with default options, creating a new log as
+    /// [`Log::open_with`] does (only where `dir` does not exist yet or is empty).
     ///
     /// # Errors
-    /// As [`Log::open_with`].
+    /// As [`EventLog::open_with_index_options`].
     pub fn open(dir: impl AsRef<Path>) -> Result<EventLog> {
         Self::open_with(dir, Options::default())
     }
 
-    /// Opens (creating if missing) the event log in `dir` for writing.
+    /// Opens the event log in `dir` for writing with `options` and the default
+    /// [`IndexOptions`], creating a new log as [`Log::open_with`] does.
     ///
     /// # Errors
-    /// As [`Log::open_with`]: `Locked` if another writer has it, `Corruption` for damage a
-    /// crash cannot explain, `NotALog`, `UnsupportedVersion`, `InvalidOptions`, `Io`.
+    /// As [`EventLog::open_with_index_options`].
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<EventLog> {
         Self::open_with_index_options(dir, options, IndexOptions::default())
     }
 
-    /// Opens (creating if missing) the event log in `dir` for writing, with options for its
-    /// index. The stored index is loaded and caught up, or rebuilt; see
-    /// [`EventLog::index_report`]. If catching up or rebuilding read at least
-    /// [`IndexOptions::checkpoint_bytes`] of log, the index is saved at once, so that the next
-    /// open does not read it again.
+    /// Opens the event log in `dir` for writing, with options for the log and for its index,
+    /// creating a new log as [`Log::open_with`] does. Recovery and durability are the log's.
+    /// The stored index is loaded and caught up, or rebuilt; see [`EventLog::index_report`].
+    /// If catching up or rebuilding read at least [`IndexOptions::checkpoint_bytes`] of log,
+    /// the index is saved before this returns, so that the next open does not read it again.
     ///
     /// # Errors
-    /// As [`EventLog::open_with`]; also [`StorageError::Corruption`] if a record the index
-    /// must read is damaged. A record that is not an event is passed over and counted in
-    /// [`IndexReport::records_not_events`], not an error.
-    /// A damaged or mismatched index file is never an error: it is rebuilt.
+    /// As [`Log::open_with`]: `Locked` if another writer has it, `Corruption` for damage a
+    /// crash cannot explain, `NotALog`, `UnsupportedVersion`, `InvalidOptions`, `Io`; also
+    /// [`StorageError::Corruption`] if a record the index must read is damaged, and the errors
+    /// of [`EventLog::checkpoint`] for a save at open. A record that is not an event is passed
+    /// over and counted in [`IndexReport::records_not_events`], not an error; a damaged or
+    /// mismatched index file is never an error: it is rebuilt.
     pub fn open_with_index_options(
         dir: impl AsRef<Path>,
         options: Options,
@@ -372,18 +375,18 @@ impl EventLog {
         saved.and(closed)
     }
 
-    /// Saves the index to the log directory now (atomically: temporary file, fsync, rename,
-    /// directory fsync), so that the next open only reads what is appended after this point.
+    /// Saves the index to the log directory now, atomically and durably (as [`save_index`]),
+    /// so that the next open only reads what is appended after this point.
     ///
     /// The log itself is not synced: an index that covers records a crash then loses is
     /// detected on open (it is ahead of the log, or its last record's checksum differs) and
-    /// rebuilt. Cost: one write of the whole index file (about 12 bytes per event plus the
-    /// names) and two fsyncs.
+    /// rebuilt. Cost: one write of the whole index file and two fsyncs.
     ///
     /// # Errors
     /// [`StorageError::ReadOnly`]; [`StorageError::Io`] if the file cannot be written; a read
     /// error if the last indexed record cannot be read back.
     pub fn checkpoint(&mut self) -> Result<()> {
+        // The file holds about 12 bytes per event plus the names.
         if self.log.is_read_only() {
             return Err(StorageError::ReadOnly);
         }
@@ -535,12 +538,12 @@ impl EventLog {
         }
     }
 
-    /// Streams the events whose write timestamp is in `[from_ms, to_ms)`, in log order.
-    ///
-    /// The time index gives the first such event by binary search; the events are then read
-    /// in order until one is written at `to_ms` or later (timestamps never decrease).
+    /// Streams the events whose write timestamp is in `[from_ms, to_ms)`, in log order,
+    /// reading the log from the first of them to the first event written at `to_ms` or later
+    /// (timestamps never decrease in offset order).
     #[must_use]
     pub fn events_in_time_range(&self, from_ms: u64, to_ms: u64) -> TimeRangeEvents {
+        // The time index gives the first such event by binary search.
         let monotonic = self.index.times_monotonic();
         let start =
             if monotonic { self.index.time_scan_start(from_ms) } else { self.log.start_offset() };

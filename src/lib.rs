@@ -58,6 +58,8 @@
 #![deny(unsafe_code)]
 
 mod atomic_file;
+#[allow(unsafe_code)]
+mod cpu;
 pub mod error;
 mod event;
 mod event_log;

@@ -18,7 +18,9 @@
 //!
 //! The method is that of Gopal et al., "Fast CRC Computation for Generic Polynomials Using
 //! PCLMULQDQ Instruction" (Intel, 2009), in its bit-reflected form, as crc32fast implements
-//! it too; the constants are computed below rather than copied.
+//! it too; the constants are computed below rather than copied. The fold itself, which needs
+//! the CPU's instructions behind runtime feature detection, is `crate::cpu::crc32_fold`: this
+//! module has no `unsafe` code.
 
 // The constants serve the x86-64 code (and the tests) only.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -39,7 +41,7 @@ pub(super) const PARALLEL_CHUNKS_MAX: usize = 32;
 pub(super) fn small_frame_checksum(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> Option<u32> {
     #[cfg(target_arch = "x86_64")]
     if FRAME_HEADER_LEN / 16 + payload.len() / 16 <= PARALLEL_CHUNKS_MAX {
-        return clmul::checksum(head, payload);
+        return crate::cpu::crc32_fold(head, payload, &KEYS);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (head, payload);
@@ -118,130 +120,18 @@ const MU_REFLECTED: u64 = reflect33(barrett_quotient());
 /// offset 4.
 const INITIAL_BEFORE_FIELD: u32 = 0x9226_F562;
 
+/// The constants above, as the fold takes them.
 #[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-mod clmul {
-    use super::{FOLD, FRAME_HEADER_LEN, INITIAL_BEFORE_FIELD, K_64, MU_REFLECTED, P_REFLECTED};
-    use std::arch::x86_64::{
-        __m128i, _mm_add_epi8, _mm_and_si128, _mm_clmulepi64_si128, _mm_cvtsi32_si128,
-        _mm_extract_epi32, _mm_loadu_si128, _mm_set1_epi8, _mm_set_epi32, _mm_set_epi64x,
-        _mm_setr_epi8, _mm_shuffle_epi8, _mm_srli_si128, _mm_xor_si128,
-    };
-    use std::sync::OnceLock;
+const KEYS: crate::cpu::CrcFoldKeys<'static> = crate::cpu::CrcFoldKeys {
+    fold: &FOLD,
+    k_64: K_64,
+    p_reflected: P_REFLECTED,
+    mu_reflected: MU_REFLECTED,
+    initial_before_field: INITIAL_BEFORE_FIELD,
+};
 
-    // `fold` loads the header as exactly two chunks.
-    const _: () = assert!(FRAME_HEADER_LEN == 32);
-
-    /// [`fold`] if this CPU has the instructions it uses, else `None`.
-    #[inline]
-    pub(super) fn checksum(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> Option<u32> {
-        // SAFETY: the CPU has every instruction `fold` is compiled for (just checked).
-        available().then(|| unsafe { fold(head, payload) })
-    }
-
-    /// Whether this CPU has the instructions [`fold`] uses (checked once).
-    #[inline]
-    fn available() -> bool {
-        static AVAILABLE: OnceLock<bool> = OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("pclmulqdq")
-                && std::arch::is_x86_feature_detected!("sse4.1")
-                && std::arch::is_x86_feature_detected!("ssse3")
-        })
-    }
-
-    /// The 16 bytes at `bytes[at..at + 16]`.
-    #[inline]
-    #[target_feature(enable = "sse2")]
-    fn load(bytes: &[u8], at: usize) -> __m128i {
-        let chunk = &bytes[at..at + 16];
-        // SAFETY: `chunk` is 16 readable bytes (the indexing checked it); the unaligned load
-        // needs no alignment.
-        unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) }
-    }
-
-    /// `chunk` moved forward by `keys`' distance and added into `acc`.
-    #[inline]
-    #[target_feature(enable = "pclmulqdq,sse2")]
-    fn fold_into(acc: __m128i, chunk: __m128i, keys: (u64, u64)) -> __m128i {
-        let k = _mm_set_epi64x(keys.1 as i64, keys.0 as i64);
-        let low = _mm_clmulepi64_si128::<0x00>(chunk, k);
-        let high = _mm_clmulepi64_si128::<0x11>(chunk, k);
-        _mm_xor_si128(acc, _mm_xor_si128(low, high))
-    }
-
-    /// [`super::small_frame_checksum`] for a frame of at most `PARALLEL_CHUNKS_MAX` whole chunks
-    /// and a shorter last piece.
-    ///
-    /// # Safety
-    /// The CPU must support PCLMULQDQ, SSE4.1 and SSSE3 ([`available`]).
-    #[target_feature(enable = "pclmulqdq,sse2,sse4.1,ssse3")]
-    unsafe fn fold(head: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
-        let whole = payload.len() / 16;
-        // Whole chunks of the frame: two of header, then the payload's.
-        let chunks = FRAME_HEADER_LEN / 16 + whole;
-        debug_assert!(chunks <= super::PARALLEL_CHUNKS_MAX);
-        // Chunk 0 with its checksum field cleared and the initial value added in.
-        let first = _mm_and_si128(load(head, 0), _mm_set_epi32(-1, -1, -1, 0));
-        let first = _mm_xor_si128(first, _mm_cvtsi32_si128(INITIAL_BEFORE_FIELD as i32));
-        let second = load(head, 16);
-        // Every whole chunk but the last is folded onto the last.
-        let mut acc = match whole {
-            0 => second,
-            _ => load(payload, (whole - 1) * 16),
-        };
-        acc = fold_into(acc, first, FOLD[chunks - 1]);
-        if whole > 0 {
-            acc = fold_into(acc, second, FOLD[chunks - 2]);
-        }
-        for k in 0..whole.saturating_sub(1) {
-            acc = fold_into(acc, load(payload, k * 16), FOLD[whole - 1 - k]);
-        }
-        let rest = &payload[whole * 16..];
-        if !rest.is_empty() {
-            acc = fold_rest(acc, rest);
-        }
-        reduce(acc)
-    }
-
-    /// Folds the last `rest.len()` (1 to 15) bytes in: `acc` is shifted left by that many
-    /// bytes, the bytes shifted out are folded forward one chunk onto the rest.
-    #[inline]
-    #[target_feature(enable = "pclmulqdq,sse2,ssse3")]
-    fn fold_rest(acc: __m128i, rest: &[u8]) -> __m128i {
-        let n = rest.len() as i8;
-        let mut padded = [0u8; 16];
-        padded[..rest.len()].copy_from_slice(rest);
-        let seq = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        // Byte shuffles: `shl` takes the top `n` bytes of a register to its bottom (others to
-        // zero), `shr` moves the low `16 - n` bytes up by `n`.
-        let shl = _mm_add_epi8(seq, _mm_set1_epi8(n - 16));
-        let shr = _mm_xor_si128(shl, _mm_set1_epi8(-128));
-        let overflow = _mm_shuffle_epi8(acc, shl);
-        let shifted = _mm_shuffle_epi8(acc, shr);
-        let part = _mm_shuffle_epi8(load(&padded, 0), shl);
-        fold_into(_mm_xor_si128(shifted, part), overflow, FOLD[1])
-    }
-
-    /// The CRC of the 16 bytes in `x` (the initial value was added in at the start): folded to
-    /// 64 bits, then to 32, then Barrett-reduced, and inverted as CRC-32 ends.
-    #[inline]
-    #[target_feature(enable = "pclmulqdq,sse2,sse4.1")]
-    fn reduce(x: __m128i) -> u32 {
-        let low32 = _mm_set_epi32(0, 0, 0, -1);
-        let k = _mm_set_epi64x(FOLD[1].1 as i64, FOLD[1].0 as i64);
-        let x = _mm_xor_si128(_mm_clmulepi64_si128::<0x10>(x, k), _mm_srli_si128::<8>(x));
-        let k64 = _mm_set_epi64x(0, K_64 as i64);
-        let x = _mm_xor_si128(
-            _mm_clmulepi64_si128::<0x00>(_mm_and_si128(x, low32), k64),
-            _mm_srli_si128::<4>(x),
-        );
-        let pu = _mm_set_epi64x(MU_REFLECTED as i64, P_REFLECTED as i64);
-        let t1 = _mm_clmulepi64_si128::<0x10>(_mm_and_si128(x, low32), pu);
-        let t2 = _mm_clmulepi64_si128::<0x00>(_mm_and_si128(t1, low32), pu);
-        !(_mm_extract_epi32::<1>(_mm_xor_si128(x, t2)) as u32)
-    }
-}
+// The fold takes the header as exactly two chunks.
+const _: () = assert!(FRAME_HEADER_LEN == 32);
 
 #[cfg(test)]
 mod tests {

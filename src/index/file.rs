@@ -522,10 +522,9 @@ fn decode_file(file: FileBytes, path: &Path) -> Result<AggregateIndex> {
 /// [`crate::EventLog`] answers on open by comparing the covered end and the last record's
 /// frame checksum with the log.
 ///
-/// The file is memory-mapped, and the index keeps the map: its offset lists stay in the
-/// file's compact form until a query or an append needs them. Chronicle never changes an index
-/// file in place (a save replaces it by rename), so the map stays valid; like a segment, the
-/// file must not be truncated by another program while a loaded index is alive.
+/// The returned index keeps the file memory-mapped: like a segment, the file must not be
+/// truncated or rewritten in place by another program while the index is alive. (Chronicle
+/// never does either: [`save_index`] replaces the file by rename.)
 ///
 /// # Errors
 /// [`StorageError::Io`] if the file cannot be opened or mapped (`NotFound` if it is missing);
@@ -533,20 +532,22 @@ fn decode_file(file: FileBytes, path: &Path) -> Result<AggregateIndex> {
 /// [`StorageError::Corruption`] naming the file (offset 0) for anything damaged: wrong magic,
 /// a checksum mismatch, a truncated file, or contents that break an invariant.
 pub fn load_index(path: impl AsRef<Path>) -> Result<AggregateIndex> {
+    // The index keeps the map: its offset lists stay in the file's compact form until a query
+    // or an append needs them.
     let path = path.as_ref();
     let file = fs::File::open(path).map_err(|e| StorageError::io("open index file", path, e))?;
     let bytes = FileBytes::map(&file).map_err(|e| StorageError::io("map index file", path, e))?;
     decode_file(bytes, path)
 }
 
-/// Saves `index` to `path` atomically: it writes `path` + `.tmp`, syncs it, renames it over
-/// `path` and syncs the directory. A crash at any point leaves either the old file or the new
-/// one, never a mixture.
+/// Saves `index` to `path`, atomically and durably: on return the file is on stable storage,
+/// and a crash at any point leaves either the old file or the new one, never a mixture (the
+/// new one is written as `path` + `.tmp` first).
 ///
-/// The file records the checksum of the last indexed record's frame, which the index learns
-/// when it reads that record from the log; an index kept up to date by appends learns it at a
-/// checkpoint. Prefer [`EventLog::checkpoint`](crate::EventLog::checkpoint), which refreshes it
-/// and then calls this.
+/// The file records the checksum of the last indexed record's frame, which an index kept up to
+/// date by appends does not always know: prefer
+/// [`EventLog::checkpoint`](crate::EventLog::checkpoint), which reads it from the log and then
+/// calls this.
 ///
 /// # Errors
 /// [`StorageError::Encode`] if the index has records but does not know the last one's

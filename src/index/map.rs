@@ -6,22 +6,24 @@
 //! million events, several milliseconds on a cold process); mapping it lends the page cache's
 //! pages instead, which the kernel maps 64 KiB at a time, and shares them between processes.
 //!
-//! This module holds the index's only `unsafe` block. The invariant it relies on: **an index
-//! file is never modified or shrunk in place.** Chronicle replaces it whole (a temporary file
-//! renamed over it, see `save_index`), which leaves the inode this map holds untouched; the
-//! writer's directory lock keeps other Chronicle writers out. As for segments (FORMAT.md,
-//! section 11), another program that truncates the file while it is mapped makes a later read
-//! of the lost range raise `SIGBUS`; one that rewrites bytes in place makes the lists that
-//! were not yet decoded wrong (never a panic: decoding saturates, and a wrong offset reads as
+//! This module has no `unsafe` code: the map is made by [`map_read_only`] (in
+//! `segment::mapping`, with the crate's other memory maps and their `unsafe` blocks), whose one
+//! requirement of its caller this module keeps: **an index file is never modified or shrunk in
+//! place.** Chronicle replaces it whole (a temporary file renamed
+//! over it, see `save_index`), which leaves the inode this map holds untouched; the writer's
+//! directory lock keeps other Chronicle writers out. As for segments (FORMAT.md, section 11),
+//! another program that truncates the file while it is mapped makes a later read of the lost
+//! range raise `SIGBUS`; one that rewrites bytes in place makes the lists that were not yet
+//! decoded wrong (never a panic: decoding saturates, and a wrong offset reads as
 //! `InvalidOffset` from the log).
-
-#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
 use std::ops::Deref;
 
 use memmap2::Mmap;
+
+use crate::segment::map_read_only;
 
 /// The bytes of an index file: mapped, or owned (decoded from a buffer, or empty).
 #[derive(Debug)]
@@ -57,11 +59,8 @@ impl FileBytes {
             // An empty file cannot be mapped; it decodes (and is refused) all the same.
             return Ok(FileBytes::Owned(Vec::new()));
         }
-        // SAFETY: the map is read-only and shared; Chronicle never writes or truncates an
-        // index file in place (it replaces it by rename, which leaves this inode as it is), so
-        // the mapped bytes stay valid for the map's lifetime. See the module docs for what
-        // another program doing so would cause.
-        let map = unsafe { Mmap::map(file)? };
-        Ok(FileBytes::Mapped(map))
+        // `file` is an index file, which Chronicle never writes or truncates in place (it
+        // replaces it by rename): the invariant `map_read_only` asks of its callers.
+        Ok(FileBytes::Mapped(map_read_only(file)?))
     }
 }

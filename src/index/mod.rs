@@ -47,8 +47,11 @@ pub struct IndexOptions {
     /// [`EventLog::checkpoint`](crate::EventLog::checkpoint) and
     /// [`EventLog::close`](crate::EventLog::close)). A smaller value makes reopening after a
     /// crash cheaper and costs one index save (a write of the whole index file and two
-    /// fsyncs) per interval. The append that crosses it only takes a snapshot of the index in
-    /// memory; the file is encoded and written on another thread.
+    /// fsyncs) per interval. The save is written in the background; a failed one is reported
+    /// by [`EventLog::checkpoint_error`](crate::EventLog::checkpoint_error), not by the append
+    /// that crossed the threshold.
+    // The append that crosses it only takes a snapshot of the index in memory; the file is
+    // encoded and written on another thread.
     pub checkpoint_bytes: u64,
 }
 
@@ -441,11 +444,10 @@ impl AggregateIndex {
         self.last.map(|(offset, _)| offset)
     }
 
-    /// Offsets of the events of aggregate `id`, in log order (empty if there are none).
-    ///
-    /// The list is assembled for the call (appends keep the offsets of all aggregates in one
-    /// shared array, which keeps them cheap whatever the number of aggregates); use
-    /// [`AggregateIndex::aggregate_into`] to reuse a vector.
+    /// Offsets of the events of aggregate `id`, in log order (empty if there are none), in a
+    /// new vector; use [`AggregateIndex::aggregate_into`] to reuse one.
+    // The list is assembled for the call: appends keep the offsets of all aggregates in one
+    // shared array, which keeps them cheap whatever the number of aggregates.
     #[must_use]
     pub fn aggregate(&self, id: u64) -> Vec<u64> {
         let mut list = Vec::new();

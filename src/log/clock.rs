@@ -15,6 +15,9 @@
 //!
 //! Everywhere else (other architectures, other clocksources, or until the counter's frequency
 //! has been measured over the first 10 ms of appends), every call reads the wall clock.
+//!
+//! The counter is read through `crate::cpu`, which holds the `unsafe` intrinsic call; this
+//! module has none.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -141,13 +144,11 @@ fn counter_usable() -> bool {
     })
 }
 
+/// The time-stamp counter (`rdtsc`, through `crate::cpu`, which holds the `unsafe` call).
 #[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
 #[inline]
 fn read_counter() -> u64 {
-    // SAFETY: `rdtsc` exists on every x86-64 CPU, reads no memory and has no side effects;
-    // the intrinsic is `unsafe` only because all `core::arch` intrinsics are.
-    unsafe { core::arch::x86_64::_rdtsc() }
+    crate::cpu::time_stamp_counter()
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -58,19 +58,17 @@ impl Log {
         Self::open_with(dir, Options::default())
     }
 
-    /// Opens the log in `dir` for writing. A new log is created only if `dir` does not exist
-    /// (its parent must) or is empty; a directory that holds other files but no segment is
-    /// refused unless [`Options::create_among_other_files`].
+    /// Opens the log in `dir` for writing, holding the directory's exclusive lock until the
+    /// log is closed or dropped. A new log is created only if `dir` does not exist (its parent
+    /// must) or is empty; a directory that holds other files but no segment is refused unless
+    /// [`Options::create_among_other_files`].
     ///
-    /// Takes the directory's exclusive lock, removes leftovers of an interrupted segment
-    /// creation, checks every segment header and the chain between segments, and walks the
-    /// frames written since the last known durable point (see `FORMAT.md`, "Recovery rules"):
-    /// a torn tail (bytes a crash left unfinished, which no sync acknowledged) is zeroed in
-    /// place, synced, and reported in [`Log::open_report`]. The surviving records are synced
-    /// before the first append. Cost: one header per segment and the durable record, plus,
-    /// after a crash, the frames written since the last sync and the unused part of the last
-    /// segment the filesystem reports as written. After a clean close nothing more is read;
-    /// the first append then checks that unused part (see [`Log::append`]).
+    /// **Recovery:** a torn tail (bytes a crash left unfinished, which no sync acknowledged) is
+    /// cut: zeroed in place, synced, and reported in [`Log::open_report`]. On return every
+    /// record that survives is on stable storage. Damage to data that was durable is refused,
+    /// or repaired as [`Options::recovery`] says (`FORMAT.md`, "Recovery rules").
+    /// Unless a repair is asked for, opening reads each segment's header, the durable record
+    /// and, after a crash, what was written since the last known durable point.
     ///
     /// # Errors
     /// [`StorageError::Locked`] if another writer holds the directory;
@@ -80,6 +78,10 @@ impl Log {
     /// [`StorageError::InvalidOptions`]; [`StorageError::Io`] (a missing parent directory, a
     /// failed system call).
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
+        // Also removes leftovers of an interrupted segment creation and checks every segment
+        // header and the chain between segments. After a crash it walks the frames written
+        // since the last sync and the unused part of the last segment the filesystem reports
+        // as written; after a clean close the first append checks that unused part instead.
         open::open_log(dir.as_ref(), options, false)
     }
 
@@ -107,20 +109,20 @@ impl Log {
     ///
     /// **Durability:** on return the record is in the operating system's page cache: it
     /// survives this process crashing, not the machine losing power, until a later
-    /// [`Log::sync`] (or `append_sync`, `close`) returns. A record under 16 KiB costs no system
-    /// call, except when a segment fills up. The first write after opening a cleanly closed log
-    /// also rewrites the durable record once (`FORMAT.md` 6.2).
+    /// [`Log::sync`] (or `append_sync`, `close`) returns.
     ///
     /// # Errors
     /// [`StorageError::RecordTooLarge`] (nothing written), [`StorageError::ReadOnly`],
-    /// [`StorageError::Poisoned`], or [`StorageError::Io`] from rewriting the durable record
-    /// or creating a new segment (the record was not written; the log stays usable), or from
-    /// zeroing bytes after a clean end (the writer is then poisoned, as after a failed sync).
+    /// [`StorageError::Poisoned`], or [`StorageError::Io`] from creating a new segment or, on
+    /// the first write after a clean close, from rewriting the durable record (`FORMAT.md`
+    /// 6.2): the record was not written and the log stays usable; or from zeroing bytes after
+    /// a clean end: the writer is then poisoned, as after a failed sync.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
-        // Records under 16 KiB are copied into the segment's shared map; larger ones are
-        // written with one `pwritev` (see `segment::WRITE_THROUGH_FILE_MIN`). A full segment is
-        // replaced by the spare made in the background (`Options::prepare_next_segment`) or by
-        // one created now, without waiting for the disk: the next sync makes it durable.
+        // Records under 16 KiB are copied into the segment's shared map, with no system call
+        // unless a segment fills up; larger ones are written with one `pwritev` (see
+        // `segment::WRITE_THROUGH_FILE_MIN`). A full segment is replaced by the spare made in
+        // the background (`Options::prepare_next_segment`) or by one created now, without
+        // waiting for the disk: the next sync makes it durable.
         self.writer()?.append(payload, false)
     }
 
@@ -183,14 +185,16 @@ impl Log {
     ///
     /// # Errors
     /// [`StorageError::ReadOnly`], [`StorageError::Poisoned`], or [`StorageError::Io`] if the
-    /// sync fails, which poisons the writer. A failure to write or wait for the zeros is such
-    /// a failure too: waiting for them also reports any earlier write-back error of the
-    /// segment's file, which the kernel reports only once, so the sync could not be trusted.
+    /// sync fails, which poisons the writer: every later write returns
+    /// [`StorageError::Poisoned`] until the log is reopened.
     pub fn sync(&mut self) -> Result<()> {
         // `msync(MS_SYNC)` of the ranges appended since the last sync (it waits for write-out
         // already started by `Options::write_behind`), after syncing new segment files and the
         // directory. Once per MiB of log it also writes the next MiB past the end with zeros,
         // so that later syncs overwrite blocks instead of converting preallocated extents.
+        // A failure to write or wait for those zeros fails the sync too: waiting for them also
+        // reports any earlier write-back error of the segment's file, which the kernel reports
+        // only once, so the sync could not be trusted.
         self.writer()?.sync()
     }
 
@@ -322,11 +326,10 @@ impl Log {
         open::plan_repair(dir.as_ref(), mode)
     }
 
-    /// Makes everything durable, records that in the durable record (`DURABLE`, with a clean
-    /// end: the next open reads no data but each segment's header and last frame, see
-    /// `FORMAT.md` 6.2; skipped if the record already says exactly that), and releases the
-    /// directory's lock. After an append failed part-way (an I/O error), the record gets no
-    /// clean end, so the next open examines the log's tail and clears what that append left.
+    /// Makes everything durable, marks the log closed cleanly (`FORMAT.md` 6.2), so that the
+    /// next open need not examine its tail, and releases the directory's lock. After an append failed
+    /// part-way (an I/O error) the log is not marked clean: the next open examines its tail
+    /// and clears what that append left. On a read-only log it does nothing.
     ///
     /// **Durability:** on return every appended record is on stable storage.
     ///
@@ -334,7 +337,10 @@ impl Log {
     /// [`StorageError::Io`] if the final sync fails (the lock is released all the same), or
     /// [`StorageError::Poisoned`].
     pub fn close(mut self) -> Result<()> {
+        // The rollup's hashing thread stops first (pages are derived: nothing waits for it).
         self.rollup.take();
+        // The mark is the durable record (`DURABLE`) with a clean end, written unless it
+        // already says exactly that.
         let Some(writer) = self.writer.as_mut() else { return Ok(()) };
         writer.sync()?;
         writer.record_close()

@@ -5,6 +5,12 @@
 //! log's size, and payloads are not copied until the caller asks for an owned value. So does
 //! the resident size: the pages of segments left far enough behind are released from the
 //! process's page tables ([`RESIDENT_WINDOW_BYTES`]).
+//!
+//! The loop reads each frame through a [`SegmentData`], a view of the current segment's bytes
+//! that holds the segment itself: a reference into the snapshot cannot be kept beside the
+//! snapshot in the same `Replay`, and looking the bytes up per record is measurably slower
+//! (both argued where the type is defined, in `segment::mapping`). This module has no `unsafe`
+//! code.
 
 use std::fmt;
 use std::ops::Deref;
@@ -15,7 +21,7 @@ use crate::format::{
     decode_frame, stored_offset, FormatError, Frame, FrameHeader, FrameRead, FRAME_ALIGN,
     FRAME_HEADER_LEN,
 };
-use crate::segment::{prefetch_ahead, Segment};
+use crate::segment::{prefetch_ahead, Segment, SegmentData};
 
 /// How far ahead of the frame being decoded replay asks the CPU to start loading the map's
 /// bytes: one page, so the next page's translation and first cache line are on their way
@@ -274,63 +280,13 @@ pub struct RecordRef<'a> {
     pub payload: &'a [u8],
 }
 
-/// The data of the segment a replay reads, from its base offset to the cursor's
-/// `segment_end`, kept as a pointer and a length so that the loop takes each frame straight
-/// from it. Looking it up per record (the segment in the snapshot, its published length, the
-/// bounds) cost about a tenth of a replay of small records: 1M × 128 B took 21.2–21.8 ms that
-/// way against 19.3–19.6 ms with this (a probe, three alternations).
-///
-/// A reference cannot be kept instead: it would borrow from the [`Snapshot`] that the same
-/// [`Replay`] owns.
-#[derive(Debug, Clone, Copy)]
-struct SegmentData {
-    /// Logical offset of the first byte.
-    base: u64,
-    start: *const u8,
-    len: usize,
-}
-
-// SAFETY: `SegmentData` is a shared view of immutable bytes (the published data of a segment,
-// which no one writes while it is shared), like the `&[u8]` it stands for, which is `Send` and
-// `Sync`; the segment that owns them is itself `Send` and `Sync`.
-#[allow(unsafe_code)]
-unsafe impl Send for SegmentData {}
-// SAFETY: as for `Send`.
-#[allow(unsafe_code)]
-unsafe impl Sync for SegmentData {}
-
-impl SegmentData {
-    /// Nothing: a replay that reads no segment.
-    const EMPTY: SegmentData = SegmentData { base: 0, start: std::ptr::null(), len: 0 };
-
-    /// Segment `index` of `snapshot`, up to logical offset `end` (and its published length).
-    fn of(snapshot: &Snapshot, index: usize, end: u64) -> SegmentData {
-        let Some(segment) = snapshot.segments.get(index) else {
-            return SegmentData::EMPTY;
-        };
-        let base = segment.base_offset();
-        let bytes = segment.data(0, end.saturating_sub(base));
-        SegmentData { base, start: bytes.as_ptr(), len: bytes.len() }
-    }
-
-    /// The bytes from logical offset `offset` to the end (empty outside them).
-    ///
-    /// # Safety
-    /// `self` must have been made by [`SegmentData::of`] from `snapshot`: its segments, and so
-    /// the mapped bytes, then live at least as long as the borrow of `snapshot`.
-    #[allow(unsafe_code)]
-    #[inline(always)]
-    unsafe fn bytes_from<'a>(&self, _snapshot: &'a Snapshot, offset: u64) -> &'a [u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: `start..start + len` is a slice `Segment::data` returned for a segment that
-        // `snapshot` holds (the caller's promise), so it stays valid and unchanged while
-        // `snapshot` is borrowed; see `Segment::data`.
-        let all: &'a [u8] = unsafe { std::slice::from_raw_parts(self.start, self.len) };
-        let at = usize::try_from(offset.wrapping_sub(self.base)).unwrap_or(usize::MAX);
-        all.get(at..).unwrap_or_default()
-    }
+/// The data of segment `index` of `snapshot`, up to logical offset `end` (and its published
+/// length); empty past the last segment.
+fn segment_data(snapshot: &Snapshot, index: usize, end: u64) -> SegmentData {
+    snapshot
+        .segments
+        .get(index)
+        .map_or(SegmentData::EMPTY, |segment| SegmentData::new(segment, end))
 }
 
 /// Where a replay is: the segment it reads, the next offset, and its bounds.
@@ -341,8 +297,6 @@ struct Cursor {
     until: u64,
     /// Logical end of the current segment's data, cached so the hot loop skips the lookup.
     segment_end: u64,
-    /// That segment's data, from `snapshot`; empty when `index` is past the last segment.
-    data: SegmentData,
     done: bool,
     /// The first segment this replay read whose pages it has not released.
     unreleased: usize,
@@ -361,27 +315,30 @@ impl Cursor {
     /// 128 B replayed in 19.3–19.6 ms with both against 21.8–22.4 ms without (a probe,
     /// alternated, with [`SegmentData`] in both).
     ///
-    /// # Safety
-    /// `snapshot` must be the snapshot this cursor was made for (its `data` points into it).
-    #[allow(unsafe_code)]
+    /// `data` is the current segment's data, which this replaces when the cursor moves to
+    /// another segment: the replay keeps it beside the cursor (not in it), so that the frame
+    /// returned borrows it alone and the caller can still read the cursor and the snapshot.
     #[inline(always)]
-    unsafe fn step<'a>(&mut self, snapshot: &'a Snapshot) -> Option<Result<Frame<'a>>> {
+    fn step<'a>(
+        &mut self,
+        snapshot: &Snapshot,
+        data: &'a mut SegmentData,
+    ) -> Option<Result<Frame<'a>>> {
         if self.done {
             return None;
         }
         while self.next >= self.segment_end && self.next < self.until {
             self.index += 1;
             self.segment_end = snapshot.data_end(self.index);
-            self.data = SegmentData::of(snapshot, self.index, self.segment_end);
+            *data = segment_data(snapshot, self.index, self.segment_end);
             self.release_behind(snapshot);
         }
         if self.next >= self.until {
             self.done = true;
             return None;
         }
-        // SAFETY: `self.data` was made from `snapshot` (this function's own contract).
-        #[allow(unsafe_code)]
-        let bytes = unsafe { self.data.bytes_from(snapshot, self.next) };
+        let data: &'a SegmentData = data;
+        let bytes = data.bytes_from(self.next);
         prefetch_ahead(bytes, PREFETCH_DISTANCE);
         match decode_frame(bytes, self.next) {
             Ok(FrameRead::Frame(frame)) => {
@@ -447,13 +404,14 @@ fn release_behind(segments: &[Arc<Segment>], from: usize, current: usize, window
 /// It yields `Ok(record)` for each intact record in `[from, until)`. At a damaged frame it
 /// yields one `Err` naming the segment and offset and then ends: it never skips a record and
 /// never yields bytes that failed their checksum. At a gap (records a repair found damaged and
-/// took out) it yields one [`StorageError::Gap`] naming the lost range and goes on after it. It sees the records that were published when
-/// it was created.
+/// took out) it yields one [`StorageError::Gap`] naming the lost range and goes on after it.
+/// It sees the records that were published when it was created.
 #[derive(Debug)]
 pub struct Replay {
-    /// Set once, never replaced: the cursor's [`SegmentData`] points into its segments.
     snapshot: Snapshot,
     cursor: Cursor,
+    /// The data of the segment the cursor is in (see [`Cursor::step`]).
+    data: SegmentData,
     /// An error to yield first (a bad start offset), after which the replay ends.
     pending: Option<StorageError>,
 }
@@ -467,11 +425,11 @@ impl Replay {
             next: from,
             until,
             segment_end: 0,
-            data: SegmentData::EMPTY,
             done: false,
             unreleased: 0,
             resident_window: RESIDENT_WINDOW_BYTES,
         };
+        let mut data = SegmentData::EMPTY;
         let mut pending = None;
         if from == snapshot.end && from >= snapshot.start() {
             // Replaying from the end is valid and yields nothing.
@@ -482,7 +440,7 @@ impl Replay {
                     cursor.index = index;
                     cursor.unreleased = index;
                     cursor.segment_end = snapshot.data_end(index);
-                    cursor.data = SegmentData::of(&snapshot, index, cursor.segment_end);
+                    data = segment_data(&snapshot, index, cursor.segment_end);
                 }
                 Err(err) => {
                     cursor.done = true;
@@ -490,7 +448,7 @@ impl Replay {
                 }
             }
         }
-        Replay { snapshot, cursor, pending }
+        Replay { snapshot, cursor, data, pending }
     }
 
     /// This replay with a smaller resident window, so that tests see segments released.
@@ -516,9 +474,7 @@ impl Replay {
         if self.pending.is_some() {
             return self.pending.take().map(Err);
         }
-        // SAFETY: the cursor was made for `self.snapshot`, which a replay never replaces.
-        #[allow(unsafe_code)]
-        let frame = match unsafe { self.cursor.step(&self.snapshot) }? {
+        let frame = match self.cursor.step(&self.snapshot, &mut self.data)? {
             Ok(frame) => frame,
             Err(err) => return Some(Err(err)),
         };
@@ -542,9 +498,7 @@ impl Iterator for Replay {
             return self.pending.take().map(Err);
         }
         let index = self.cursor.index;
-        // SAFETY: as in `next_ref`.
-        #[allow(unsafe_code)]
-        let step = unsafe { self.cursor.step(&self.snapshot) }?;
+        let step = self.cursor.step(&self.snapshot, &mut self.data)?;
         let index = self.cursor.index.max(index);
         let frame = match step {
             Ok(frame) => frame,

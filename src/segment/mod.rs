@@ -8,12 +8,13 @@
 //!
 //! This module holds every `unsafe` block of the crate that touches segment files (and the
 //! cache prefetch hint replay uses on their bytes, [`prefetch_ahead`]), all of them in its
-//! `mapping` submodule, the only one of its files allowed `unsafe` code. The only others map
-//! the index file (`index::map`, read-only, under the rule that index files are only ever
-//! replaced by rename), read the CPU's time-stamp counter (`log::clock`), fold frame
-//! checksums with the CPU's carry-less multiplication (`format::checksum`), and keep a
-//! replay's view of a segment's published bytes as a pointer (`log::replay`). The invariants
-//! the blocks in `mapping` rely on:
+//! `mapping` submodule, the only one of its files allowed `unsafe` code. That submodule also
+//! holds [`SegmentData`], the view of a segment's published bytes that a replay keeps as a
+//! pointer (beside an `Arc` of the segment, which keeps it valid), and maps the index file for
+//! `index::map` (read-only, under the rule that index files are only ever replaced by rename).
+//! The crate's only other `unsafe` code is in `crate::cpu` (CPU instructions: the time-stamp
+//! counter, and the carry-less multiplication that folds frame checksums). The invariants the
+//! blocks in `mapping` rely on:
 //!
 //! 1. **The file never shrinks while mapped.** Chronicle never truncates a segment file; the
 //!    data region is preallocated at creation, torn bytes are zeroed in place, and whole
@@ -49,7 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::MmapRaw;
 
 pub(crate) use create::SpareSegment;
-pub(crate) use mapping::prefetch_ahead;
+pub(crate) use mapping::{map_read_only, prefetch_ahead, SegmentData};
 pub(crate) use writer::{PagerHandle, SegmentWriter, WRITE_THROUGH_FILE_MIN};
 
 use crate::error::{Result, StorageError};
