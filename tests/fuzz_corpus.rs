@@ -18,13 +18,14 @@ use chronicle::{load_index, Log, Options, StorageError};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("frame_decoder", fuzzing::frame_decoder),
     ("segment_header_decoder", fuzzing::segment_header_decoder),
     ("event_decoder", fuzzing::event_decoder),
     ("open_directory", fuzzing::open_directory),
     ("index_file", fuzzing::index_file),
     ("merkle_proof", fuzzing::merkle_proof),
+    ("rollup_pages", fuzzing::rollup_pages),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -165,6 +166,11 @@ fn merkle_proof_corpus_and_mutations() {
 }
 
 #[test]
+fn rollup_pages_corpus_and_mutations() {
+    run_target("rollup_pages", 200);
+}
+
+#[test]
 fn frame_decoder_corpus_and_mutations() {
     run_target("frame_decoder", 3000);
 }
@@ -295,6 +301,7 @@ fn all_seeds() -> Vec<(&'static str, Seeds)> {
         ("open_directory", fuzzing::seed_directories()),
         ("index_file", fuzzing::seed_index_files()),
         ("merkle_proof", fuzzing::seed_proofs()),
+        ("rollup_pages", fuzzing::seed_pages()),
     ]
 }
 

@@ -17,12 +17,12 @@ use crate::format::{FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_FILE_SUFFIX};
 use crate::log::{Log, Options, RecoveryMode};
 
 /// A directory under the system's temporary directory, removed when dropped.
-struct ScratchDir {
-    path: PathBuf,
+pub(super) struct ScratchDir {
+    pub(super) path: PathBuf,
 }
 
 impl ScratchDir {
-    fn new() -> ScratchDir {
+    pub(super) fn new() -> ScratchDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);

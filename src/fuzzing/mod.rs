@@ -13,6 +13,7 @@ mod decoders;
 mod directory;
 mod directory_input;
 mod index;
+mod pages;
 mod proof;
 
 pub use decoders::{
@@ -27,6 +28,9 @@ pub use directory_input::{
     OP_SYNC_OR_TORN, OP_UNKNOWN_FLAG, OP_UNSYNCED_SHIFT,
 };
 pub use index::{index_file, seed_index_files};
+pub use pages::{
+    rollup_pages, seed_pages, PAGES_DECODE, PAGES_IN_LOG, PAGES_RESEAL, PAGES_SET_LENGTH,
+};
 pub use proof::{merkle_proof, seed_proofs, PROOF_JSON, PROOF_RAW};
 
 /// Segment size the directory target opens logs with (the smallest allowed).

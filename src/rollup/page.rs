@@ -105,18 +105,7 @@ impl Page {
         prev_hash: Hash,
         children: Vec<Hash>,
     ) -> Page {
-        debug_assert_eq!(children.len(), FANOUT);
-        let mut nodes = Vec::with_capacity(STORED_NODES);
-        let mut row = children.clone();
-        let mut height = 0;
-        while row.len() > 1 {
-            row = row.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
-            height += 1;
-            if (STORED_HEIGHT_MIN..PAGE_HEIGHT).contains(&height) {
-                nodes.extend_from_slice(&row);
-            }
-        }
-        let root = row.first().copied().unwrap_or_else(super::empty_root);
+        let (nodes, root) = inner_nodes(&children);
         Page { level, index, log_id, span, root, prev_hash, children, nodes }
     }
 
@@ -135,6 +124,11 @@ impl Page {
         let nodes = rows.iter().skip(STORED_HEIGHT_MIN as usize).flatten().copied().collect();
         let children = rows.first_mut().map(std::mem::take).unwrap_or_default();
         Page { level, index, log_id, span, root: top, prev_hash, children, nodes }
+    }
+
+    /// Whether the children hash to the stored inner nodes and root (255 node hashes).
+    pub(crate) fn is_consistent(&self) -> bool {
+        inner_nodes(&self.children) == (self.nodes.clone(), self.root)
     }
 
     /// The index of the first entry under this page.
@@ -304,6 +298,25 @@ pub(crate) fn first_entry(level: u8, index: u64) -> u64 {
 /// Entries under one page of `level` (saturating at `u64::MAX` for level 7).
 pub(crate) fn entries_per_page(level: u8) -> u64 {
     1u64.checked_shl(PAGE_HEIGHT * (u32::from(level) + 1)).unwrap_or(u64::MAX)
+}
+
+/// The inner nodes a page stores (heights 4 to 7) over `children`, and their root.
+fn inner_nodes(children: &[Hash]) -> (Vec<Hash>, Hash) {
+    let mut nodes = Vec::with_capacity(STORED_NODES);
+    let mut row = children.to_vec();
+    let mut height = 0;
+    while row.len() > 1 {
+        row = row.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
+        height += 1;
+        if (STORED_HEIGHT_MIN..PAGE_HEIGHT).contains(&height) {
+            nodes.extend_from_slice(&row);
+        }
+    }
+    let root = match row.as_slice() {
+        [root] => *root,
+        _ => super::empty_root(),
+    };
+    (nodes, root)
 }
 
 /// The root of a perfect subtree over `leaves` (a power of two of them, at least one).

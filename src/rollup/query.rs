@@ -37,10 +37,8 @@ impl From<BadPage> for QueryError {
 
 type QueryResult<T> = Result<T, QueryError>;
 
-/// Pages read while answering one query, so no page is read twice.
-const CACHED_PAGES: usize = 8;
-
-/// A [`Rollup`] seen as a source of subtree roots.
+/// A [`Rollup`] seen as a source of subtree roots. It keeps every page it read (a query reads
+/// a handful), so no page is read twice and a failed self-check can find the culprit.
 pub(crate) struct Pages<'a> {
     rollup: &'a Rollup,
     cache: RefCell<Vec<Arc<Page>>>,
@@ -58,12 +56,17 @@ impl<'a> Pages<'a> {
             return Ok(page);
         }
         let page = self.rollup.store.read(level, index)?;
-        let mut cache = self.cache.borrow_mut();
-        if cache.len() == CACHED_PAGES {
-            cache.remove(0);
-        }
-        cache.push(Arc::clone(&page));
+        self.cache.borrow_mut().push(Arc::clone(&page));
         Ok(page)
+    }
+
+    /// The first page read whose children do not hash to its inner nodes and root, to blame
+    /// for an answer that failed its self-check; else level-0 page `fallback`.
+    fn culprit(&self, fallback: u64, what: &str) -> QueryError {
+        let cache = self.cache.borrow();
+        let bad = cache.iter().find(|page| !page.is_consistent());
+        let (level, index) = bad.map_or((0, fallback), |page| (page.level, page.index));
+        QueryError::Page(BadPage { level, index, reason: format!("{what}; page rebuilt") })
     }
 
     /// The root of the perfect subtree of `2^height` entries starting at entry `start`.
@@ -145,8 +148,20 @@ impl Rollup {
     fn entry_info(&self, source: &dyn EntrySource, index: u64) -> QueryResult<EntryInfo> {
         let (page, at) = (index / FANOUT as u64, (index % FANOUT as u64) as usize);
         if at == FANOUT - 1 && page < self.store.count(0) {
+            // The page's header says where its last entry is: check that against the log.
             let span = self.store.read_header(0, page)?.span;
-            return Ok(EntryInfo { end: span.end_offset, write_ms: span.last_write_ms });
+            let mut found = false;
+            source.each_entry(span.last_offset, span.end_offset, &mut |entry| {
+                found = entry.offset == span.last_offset
+                    && entry.end == span.end_offset
+                    && entry.write_ms == span.last_write_ms;
+                false
+            })?;
+            if found {
+                return Ok(EntryInfo { end: span.end_offset, write_ms: span.last_write_ms });
+            }
+            let reason = "its last entry is not where its header says".to_string();
+            return Err(QueryError::Page(BadPage { level: 0, index: page, reason }));
         }
         let mut found = None;
         self.walk_page(source, page, &mut |i, entry| {
@@ -259,13 +274,18 @@ impl Rollup {
             )));
         }
         let pages = Pages::new(self);
+        let page = index / FANOUT as u64;
         let leaf = pages.perfect(index, 0)?;
+        if leaf != super::leaf_hash(offset, write_ms, &payload) {
+            return Err(pages.culprit(page, "a stored leaf hash is not that of its record"));
+        }
         let audit_path = tree::inclusion_path(&pages, index, 0, size)?;
-        // The path holds every subtree the root is made of: fold it.
-        let root = match tree::root_from_inclusion_path(index, size, &leaf, &audit_path) {
-            Some(root) => root,
-            None => tree::root(&pages, size)?,
-        };
+        // Self-check: a stored node that does not match its children (a page forged with
+        // good checksums) would make a path that does not lead to the tree's root.
+        let root = tree::root(&pages, size)?;
+        if tree::root_from_inclusion_path(index, size, &leaf, &audit_path) != Some(root) {
+            return Err(pages.culprit(page, "an inclusion path did not lead to the root"));
+        }
         Ok(InclusionProof {
             leaf_index: index,
             tree_size: size,
@@ -302,12 +322,12 @@ impl Rollup {
             true => Vec::new(),
             false => tree::consistency_path(&pages, old_size, new_size)?,
         };
-        Ok(ConsistencyProof {
-            old_size,
-            new_size,
-            old_root: tree::root(&pages, old_size)?,
-            new_root: tree::root(&pages, new_size)?,
-            proof,
-        })
+        let (old_root, new_root) = (tree::root(&pages, old_size)?, tree::root(&pages, new_size)?);
+        // Self-check, as for inclusion proofs.
+        if !tree::verify_consistency_path(old_size, new_size, &old_root, &new_root, &proof) {
+            let page = (old_size - 1) / FANOUT as u64;
+            return Err(pages.culprit(page, "a consistency proof did not verify"));
+        }
+        Ok(ConsistencyProof { old_size, new_size, old_root, new_root, proof })
     }
 }

@@ -2,7 +2,6 @@
 //! of every record is recomputed from the spec reader's records and compared, and the roots
 //! the pages give are the library's tree heads.
 
-
 use sha2::{Digest, Sha256};
 
 use super::{agree_records, frame_stride, u16_at, u64_at, SpecRecord, HEADER_LEN};
