@@ -239,6 +239,26 @@ fn damaged_and_forged_pages_are_named_by_verify_pages_and_rebuilt_when_met() {
     assert!(log.verify_pages(None, None).unwrap().is_clean());
 }
 
+/// Found by the `rollup_pages` fuzz target: a forged link is named even when the page before
+/// it cannot be read.
+#[test]
+fn a_forged_link_after_an_unreadable_page_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = build(dir.path(), 600);
+    let head = log.tree_head(None).unwrap();
+    drop(log);
+    forge(dir.path(), 0, |record| record[7] = 1);
+    forge(dir.path(), 1, |record| record[104] ^= 1);
+    // Read-only: a writer's hashing thread would drop and rebuild both pages meanwhile.
+    let report = Log::open_read_only(dir.path()).unwrap().verify_pages(None, None).unwrap();
+    let named: Vec<u64> = report.problems.iter().map(|p| p.index).collect();
+    assert_eq!(named, [0, 1], "{report:?}");
+    assert!(report.problems[1].problem.contains("link"), "{report:?}");
+    let log = Log::open_with(dir.path(), options()).unwrap();
+    assert_eq!(log.tree_head(None).unwrap(), head);
+    assert!(log.verify_pages(None, None).unwrap().is_clean());
+}
+
 #[test]
 fn pages_over_records_a_crash_took_away_are_dropped() {
     let dir = tempfile::tempdir().unwrap();

@@ -185,6 +185,8 @@ pub fn seed_pages() -> Vec<(String, Vec<u8>)> {
     mask("flipped-child", 0, &[(PAGE_RECORD_LEN + 200, 1)], PAGE_RECORD_LEN + 201);
     mask("forged-child", PAGES_RESEAL, &[(300, 0x80)], 301);
     mask("forged-offsets", PAGES_RESEAL, &[(PAGE_RECORD_LEN + 41, 1)], PAGE_RECORD_LEN + 42);
+    let link = PAGE_RECORD_LEN + 104;
+    mask("forged-link-after-bad-page", PAGES_RESEAL, &[(7, 1), (link, 1)], link + 1);
     mask("cut", PAGES_SET_LENGTH, &[], PAGE_RECORD_LEN + 100);
     mask("extended", PAGES_SET_LENGTH | PAGES_RESEAL, &[], 3 * PAGE_RECORD_LEN);
     seeds

@@ -23,8 +23,10 @@ use crate::rollup::{
     verify_pages, ConsistencyProof, InclusionProof, PagesReport, RollupReport, TreeHead,
 };
 
-/// How long the hashing thread sleeps when it has caught up.
+/// How long the hashing thread sleeps when it has caught up: at first, and at most (it
+/// doubles while the log stays idle; queries hash what it has not, so this is only a delay).
 const IDLE: Duration = Duration::from_millis(5);
+const IDLE_MAX: Duration = Duration::from_millis(200);
 /// Bytes of records the hashing thread hashes per turn of the lock.
 const CATCH_UP_BYTES: u64 = 4 << 20;
 /// Damaged pages a query recovers from before it gives up.
@@ -140,6 +142,7 @@ fn spawn_hasher(
     thread::Builder::new()
         .name("chronicle-rollup".to_string())
         .spawn(move || {
+            let mut idle = IDLE;
             while !stop.load(Ordering::Acquire) {
                 let end = reader.end_offset();
                 let mut slot = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -151,10 +154,11 @@ fn spawn_hasher(
                     rollup.catch_up(&reader, until).map(|()| true)
                 });
                 match turn {
-                    Ok(true) => {}
+                    Ok(true) => idle = IDLE,
                     Ok(false) => {
                         drop(slot);
-                        thread::park_timeout(IDLE);
+                        thread::park_timeout(idle);
+                        idle = (idle * 2).min(IDLE_MAX);
                     }
                     Err(err) => {
                         // A query meets the same error and returns it; keep it for the report
@@ -162,7 +166,7 @@ fn spawn_hasher(
                         *error.lock().unwrap_or_else(PoisonError::into_inner) =
                             Some(err.to_string());
                         drop(slot);
-                        thread::park_timeout(IDLE * 20);
+                        thread::park_timeout(IDLE_MAX);
                     }
                 }
             }

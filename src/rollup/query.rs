@@ -109,6 +109,13 @@ struct EntryInfo {
     write_ms: u64,
 }
 
+/// Pages that disagree with the log in a way no single page can be blamed for: all of them
+/// are rebuilt.
+fn disagree(what: &str) -> QueryError {
+    let reason = format!("{what} found the pages disagreeing with the log");
+    QueryError::Page(BadPage { level: 0, index: 0, reason })
+}
+
 fn size_error(size: u64, available: u64) -> QueryError {
     QueryError::Log(StorageError::Proof {
         reason: format!("tree size {size} is larger than the log's {available} entries"),
@@ -125,7 +132,8 @@ impl Rollup {
     }
 
     /// Walks the entries of level-0 page `page` (from its first offset) and calls `visit`
-    /// with each entry's position in the page, until it returns `false`.
+    /// with each entry's position in the page, until it returns `false`. A sealed page whose
+    /// header does not lead to its first entry is blamed (and so rebuilt).
     fn walk_page(
         &self,
         source: &dyn EntrySource,
@@ -136,11 +144,23 @@ impl Rollup {
             return Ok(());
         };
         let mut at = 0;
-        source.each_entry(span.first_offset, self.next_offset, &mut |entry| {
+        let mut first_ok = false;
+        let walked = source.each_entry(span.first_offset, self.next_offset, &mut |entry| {
+            if at == 0 {
+                first_ok =
+                    entry.offset == span.first_offset && entry.write_ms == span.first_write_ms;
+                if !first_ok {
+                    return false;
+                }
+            }
             let more = at < FANOUT && visit(at, entry);
             at += 1;
             more
-        })?;
+        });
+        if walked.is_err() || !first_ok {
+            let reason = "its first entry is not where its header says".to_string();
+            return Err(QueryError::Page(BadPage { level: 0, index: page, reason }));
+        }
         Ok(())
     }
 
@@ -151,13 +171,13 @@ impl Rollup {
             // The page's header says where its last entry is: check that against the log.
             let span = self.store.read_header(0, page)?.span;
             let mut found = false;
-            source.each_entry(span.last_offset, span.end_offset, &mut |entry| {
+            let walked = source.each_entry(span.last_offset, span.end_offset, &mut |entry| {
                 found = entry.offset == span.last_offset
                     && entry.end == span.end_offset
                     && entry.write_ms == span.last_write_ms;
                 false
-            })?;
-            if found {
+            });
+            if walked.is_ok() && found {
                 return Ok(EntryInfo { end: span.end_offset, write_ms: span.last_write_ms });
             }
             let reason = "its last entry is not where its header says".to_string();
@@ -171,9 +191,8 @@ impl Rollup {
             i < at
         })?;
         found.ok_or_else(|| {
-            QueryError::Log(StorageError::Proof {
-                reason: format!("entry {index} was not found in the log where its page says"),
-            })
+            let reason = format!("entry {index} is not in the log where its page says");
+            QueryError::Page(BadPage { level: 0, index: page, reason })
         })
     }
 
@@ -221,7 +240,16 @@ impl Rollup {
             within += u64::from(before);
             before
         })?;
-        self.head(source, Some(lo * FANOUT as u64 + within))
+        let size = lo * FANOUT as u64 + within;
+        let head = self.head(source, Some(size))?;
+        // Self-check: the head ends at the last entry written by then (a page header forged
+        // behind good checksums could mislead the search). Which page lied is unknown: every
+        // page is rebuilt.
+        let next_later = size >= self.entries || self.entry_info(source, size)?.write_ms > at_ms;
+        if head.last_write_timestamp_ms > at_ms || !next_later {
+            return Err(disagree("a head by time"));
+        }
+        Ok(head)
     }
 
     /// The index of the entry at `offset`, with its write time and payload.
@@ -249,6 +277,17 @@ impl Rollup {
             }
             entry.offset < offset
         })?;
+        if found.is_none() {
+            // Self-check: a record that the log has at `offset` must be found.
+            let mut exists = false;
+            source.each_entry(offset, offset.saturating_add(1), &mut |entry| {
+                exists = entry.offset == offset;
+                false
+            })?;
+            if exists {
+                return Err(disagree("finding a record's entry"));
+            }
+        }
         Ok(found)
     }
 

@@ -159,6 +159,8 @@ fn compare(level: &mut StoredLevel, expected: &Page, log_id: u64) -> Option<Stri
     level.prev = Some(stored.hash());
     let problem = if prev.is_some_and(|prev| prev != stored.prev_hash) {
         "its link to the previous page of its level is broken"
+    } else if stored.prev_hash != expected.prev_hash {
+        "its link does not match the chain recomputed from the log"
     } else if stored.root != expected.root {
         "its root differs from the one recomputed from the log"
     } else if stored.children != expected.children {
@@ -167,6 +169,8 @@ fn compare(level: &mut StoredLevel, expected: &Page, log_id: u64) -> Option<Stri
         "a stored inner node differs from the one recomputed from its children"
     } else if stored.span != expected.span {
         "its offsets or write times differ from the log's"
+    } else if stored != *expected {
+        "it differs from the page recomputed from the log"
     } else {
         return None;
     };
