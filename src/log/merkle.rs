@@ -142,6 +142,7 @@ fn spawn_hasher(
     thread::Builder::new()
         .name("chronicle-rollup".to_string())
         .spawn(move || {
+            lower_priority();
             let mut idle = IDLE;
             while !stop.load(Ordering::Acquire) {
                 let end = reader.end_offset();
@@ -172,6 +173,14 @@ fn spawn_hasher(
             }
         })
         .map_err(|e| StorageError::io("start the rollup's hashing thread", dir, e))
+}
+
+/// Gives the calling thread the lowest scheduling priority (nice 19; on Linux `setpriority`
+/// on a thread id applies to that thread alone), so that hashing takes only CPU time the
+/// writer and the page writer leave free. Failure is harmless: hashing keeps its priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
 /// Drops the stored pages of the log in `dir` that cover `from` or anything after it: a
