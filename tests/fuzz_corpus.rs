@@ -18,7 +18,7 @@ use chronicle::{load_index, Log, Options, StorageError};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("frame_decoder", fuzzing::frame_decoder),
     ("segment_header_decoder", fuzzing::segment_header_decoder),
     ("event_decoder", fuzzing::event_decoder),
@@ -26,6 +26,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("index_file", fuzzing::index_file),
     ("merkle_proof", fuzzing::merkle_proof),
     ("rollup_pages", fuzzing::rollup_pages),
+    ("crash_model", fuzzing::crash_model),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -166,6 +167,11 @@ fn merkle_proof_corpus_and_mutations() {
 }
 
 #[test]
+fn crash_model_corpus_and_mutations() {
+    run_target("crash_model", 300);
+}
+
+#[test]
 fn rollup_pages_corpus_and_mutations() {
     run_target("rollup_pages", 200);
 }
@@ -302,6 +308,7 @@ fn all_seeds() -> Vec<(&'static str, Seeds)> {
         ("index_file", fuzzing::seed_index_files()),
         ("merkle_proof", fuzzing::seed_proofs()),
         ("rollup_pages", fuzzing::seed_pages()),
+        ("crash_model", fuzzing::seed_crash_models()),
     ]
 }
 

@@ -9,6 +9,7 @@
 //! documents how it reads its input, so that a crashing input can be understood by hand; the
 //! `seed_*` functions build well-formed inputs in those layouts.
 
+mod crash_model;
 mod decoders;
 mod directory;
 mod directory_input;
@@ -16,6 +17,7 @@ mod index;
 mod pages;
 mod proof;
 
+pub use crash_model::{crash_model, seed_crash_models};
 pub use decoders::{
     event_decoder, frame_decoder, seed_events, seed_frames, seed_headers, segment_header_decoder,
 };
