@@ -432,8 +432,14 @@ fn recover(dir: &Path) -> Result<(Vec<SpecSegment>, End), SpecError> {
         }
     }
     let log_id = segments.first().map(|s| s.header.log_id);
-    // 6.2: the durable record, if it is usable and belongs to this log (the first segment's id).
-    let durable = read_durable(dir).filter(|d| Some(d.log_id) == log_id);
+    // 6.2: the durable record, if it is usable; one of another log than the first segment's
+    // refuses the log.
+    let durable = read_durable(dir);
+    if let (Some(first), Some(d)) = (segments.first(), &durable) {
+        if Some(d.log_id) != log_id {
+            return Err(SpecError::Broken { segment: first.name.clone() });
+        }
+    }
     let recorded = durable.as_ref().map_or(0, |d| d.durable_end);
     if let Some(first) = torn.first() {
         let kept = segments.iter().take_while(|s| s.base() < first.base).count();

@@ -502,3 +502,52 @@ fn a_sealed_segment_that_starts_with_zeros_is_corruption_at_its_base() {
         assert_eq!(corruption(&err.unwrap()).1, base);
     }
 }
+
+/// Found by `tests/damage_campaign.rs`: a log of one segment whose segment was replaced by
+/// another log's opened as that other log, since a `DURABLE` of another log was ignored and a
+/// single segment has no chain to check. Such a record now refuses the log.
+#[test]
+fn a_foreign_single_segment_beside_this_logs_durable_record_is_refused() {
+    let ours = tempfile::tempdir().unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    for dir in [ours.path(), theirs.path()] {
+        let mut log = Log::open_with(dir, small(MAX)).unwrap();
+        log.append(b"a record").unwrap();
+        log.close().unwrap();
+    }
+    let segment = segments(ours.path())[0].1.clone();
+    fs::copy(&segments(theirs.path())[0].1, &segment).unwrap();
+    for err in [
+        Log::open_read_only(ours.path()).unwrap_err(),
+        Log::open_with(ours.path(), small(MAX)).unwrap_err(),
+    ] {
+        assert_eq!(broken_chain_at(&err), segment);
+        assert!(err.to_string().contains("from another log"), "{err}");
+    }
+    // What the message says to do works.
+    fs::remove_file(ours.path().join("DURABLE")).unwrap();
+    let log = Log::open_read_only(ours.path()).unwrap();
+    assert_eq!(all(log.replay(0)).len(), 1);
+}
+
+/// A new log made where only another log's `DURABLE` is left removes it, so a crash before
+/// the new log's first close does not leave a record of another log beside its segment.
+#[test]
+fn a_new_log_removes_a_durable_record_left_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    log.append(b"old").unwrap();
+    log.close().unwrap();
+    for (_, path) in segments(dir.path()) {
+        fs::remove_file(path).unwrap();
+    }
+    assert!(dir.path().join("DURABLE").exists());
+    let mut log = Log::open_with(dir.path(), small(MAX)).unwrap();
+    assert!(log.open_report().created);
+    assert!(!dir.path().join("DURABLE").exists());
+    log.append_sync(b"new").unwrap();
+    drop(log); // no close: the crash case
+    let log = Log::open_read_only(dir.path()).unwrap();
+    let records = all(log.replay(0));
+    assert_eq!(records.len(), 1);
+}

@@ -221,7 +221,24 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         }
     }
     let log_id = segments.first().map_or_else(new_log_id, |s| s.header().log_id);
-    let mut recorded = read_durable_record(dir, log_id);
+    let durable_file = read_durable_file(dir);
+    if let (Some(first), Some(other), false) = (segments.first(), durable_file, repair) {
+        // A valid record of another log beside the segments: the segments, or the record,
+        // were copied in from another log. Reading on would return that other log's records
+        // as this one's (a log of one segment has no chain to catch it), so refuse.
+        if other.log_id != log_id {
+            return Err(StorageError::BrokenChain {
+                segment: first.path().to_path_buf(),
+                reason: format!(
+                    "the segments belong to log {log_id:#018x}, but `{DURABLE_FILE_NAME}` was \
+                     written by log {:#018x}: a segment or `{DURABLE_FILE_NAME}` from another \
+                     log; if these segments are the log you want, remove `{DURABLE_FILE_NAME}`",
+                    other.log_id
+                ),
+            });
+        }
+    }
+    let mut recorded = durable_file.filter(|record| record.log_id == log_id);
     // What `DURABLE` holds, whatever recovery below makes of it: a writer must clear a clean
     // end in it before it writes anything. (A repair deletes it.)
     let mut durable_on_disk = recorded;
@@ -305,6 +322,11 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 log_id,
             };
             report.created = true;
+            // A record left by an earlier log would name another log beside the new one's
+            // segments, which an open refuses: it goes first, durably.
+            if durable_file.is_some() {
+                remove_durable_record(dir)?;
+            }
             let new =
                 NewFile { bytes: options.segment_bytes, zero_fill: options.zero_fill_segments };
             Some(Segment::create(dir, new, header, true)?)
@@ -495,7 +517,7 @@ pub(super) fn plan_repair(dir: &Path, mode: RecoveryMode) -> Result<RepairReport
         }
     }
     let log_id = segments.first().map_or(0, |s| s.header().log_id);
-    let recorded = read_durable_record(dir, log_id);
+    let recorded = read_durable_file(dir).filter(|record| record.log_id == log_id);
     let planned = repair::plan_read_only(&mut segments, recorded.as_ref(), mode)?;
     let mut report = planned;
     report.segments_dropped.extend(torn_created);
@@ -666,9 +688,9 @@ fn new_log_id() -> u64 {
     hasher.finish()
 }
 
-/// The durable record of log `log_id`, or `None` if there is no usable one (missing, damaged,
-/// or from another log): the record only adds knowledge, so doing without it is safe.
-fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
+/// The durable record in `dir`, or `None` if there is no valid one (missing or damaged): the
+/// record only adds knowledge, so doing without it is safe. The caller checks its `log_id`.
+fn read_durable_file(dir: &Path) -> Option<DurableRecord> {
     // One `read` of one byte more than a record, so a longer file (which `decode` refuses) is
     // told from one of the right length without a `stat` first (as `fs::read` would make) or
     // a second `read` to see the end (as `read_to_end` would): a read of a regular file
@@ -677,7 +699,7 @@ fn read_durable_record(dir: &Path, log_id: u64) -> Option<DurableRecord> {
     let file = File::open(dir.join(DURABLE_FILE_NAME)).ok()?;
     let mut buffer = [0u8; DURABLE_RECORD_LEN + 1];
     let len = file.read_at(&mut buffer, 0).ok()?;
-    DurableRecord::decode(buffer.get(..len)?).ok().filter(|record| record.log_id == log_id)
+    DurableRecord::decode(buffer.get(..len)?).ok()
 }
 
 /// Whether the segment file at `path`, whose name gives base offset `base` and whose header
