@@ -25,7 +25,7 @@ fn options() -> Options {
 
 fn event(i: u64) -> Event {
     let body: Vec<u8> = (0..(i * 13 % 90)).map(|k| (i + k) as u8).collect();
-    Event::builder(if i % 3 == 0 { "opened" } else { "changed" })
+    Event::builder(if i.is_multiple_of(3) { "opened" } else { "changed" })
         .aggregate_id(i % AGGREGATES)
         .payload(body)
         .build()
