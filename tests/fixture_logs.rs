@@ -1,0 +1,227 @@
+//! More logs written by the library and checked in under `tests/fixtures/` (format version 1),
+//! each with what it must yield, so that no later change can silently stop reading them:
+//!
+//! - `v1-torn-tail`: a writer that died with unsynced appends, the last frame torn; the log
+//!   must yield every record before the torn frame, and report the torn tail.
+//! - `v1-corrupt-frame`: a closed log with one flipped bit in a frame of a sealed segment; it
+//!   opens, and replay yields every record before that frame, then `Corruption` naming it.
+//! - `v1-event-log`: a closed event log with its index file, `DURABLE` and a stored rollup
+//!   page; it must yield the same events, answer from its index file without rebuilding it,
+//!   and give the tree head from its page that the records give.
+//!
+//! They are written once by the ignored test `write_fixture_logs`
+//! (`CHRONICLE_WRITE_FIXTURES=1 cargo test --release --test fixture_logs -- --ignored`). Write
+//! them again only to add one, never to make a failing check pass.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chronicle::{Event, EventLog, Log, Options, StorageError};
+
+const SEGMENT_BYTES: u64 = 4096;
+const RECORDS: usize = 60;
+/// Records synced before the writer of `v1-torn-tail` dies.
+const SYNCED: usize = 50;
+/// The record of `v1-corrupt-frame` whose frame holds the flipped bit.
+const CORRUPT: usize = 30;
+const EVENTS: u64 = 300;
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
+}
+
+fn options() -> Options {
+    Options { segment_bytes: SEGMENT_BYTES, prepare_next_segment: false, ..Options::default() }
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    (0..(i * 37 % 150)).map(|k| (i * 13 + k) as u8 ^ 0xa5).collect()
+}
+
+fn event(i: u64) -> Event {
+    Event::builder(["opened", "changed", "closed"][(i % 3) as usize])
+        .aggregate_id(i % 5)
+        .payload(format!("event {i}").into_bytes())
+        .build()
+}
+
+/// A copy of fixture `name` in a new directory (so writers never change the checked-in one).
+fn copy_of(name: &str) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(fixture_dir(name)).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    copy
+}
+
+/// Every record of `log` until the first error: payloads, and the error.
+fn read(log: &Log) -> (Vec<Vec<u8>>, Option<StorageError>) {
+    let mut records = Vec::new();
+    for item in log.replay(0) {
+        match item {
+            Ok(record) => records.push(record.payload.to_vec()),
+            Err(err) => return (records, Some(err)),
+        }
+    }
+    (records, None)
+}
+
+fn last_segment(dir: &Path) -> PathBuf {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    names.sort();
+    names.pop().unwrap()
+}
+
+#[test]
+#[ignore = "writes tests/fixtures; run by hand only to add a fixture"]
+fn write_fixture_logs() {
+    if std::env::var_os("CHRONICLE_WRITE_FIXTURES").is_none() {
+        return;
+    }
+    for name in ["v1-torn-tail", "v1-corrupt-frame", "v1-event-log"] {
+        let dir = fixture_dir(name);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    // A writer that dies with its last records unsynced, the last frame half written.
+    let dir = fixture_dir("v1-torn-tail");
+    let mut log = Log::open_with(&dir, options()).unwrap();
+    let mut last = 0;
+    for i in 0..RECORDS {
+        last = log.append(&payload(i)).unwrap();
+        if i + 1 == SYNCED {
+            log.sync().unwrap();
+        }
+    }
+    drop(log);
+    let segment = last_segment(&dir);
+    let seg_base: u64 = segment.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let frame = 64 + (last - seg_base) as usize;
+    bytes[frame + 32..frame + 32 + payload(RECORDS - 1).len()].fill(0);
+    fs::write(&segment, bytes).unwrap();
+
+    // A closed log, one bit of one frame's payload flipped in a sealed segment.
+    let dir = fixture_dir("v1-corrupt-frame");
+    let mut log = Log::open_with(&dir, options()).unwrap();
+    let mut offsets = Vec::new();
+    for i in 0..RECORDS {
+        offsets.push(log.append(&payload(i)).unwrap());
+    }
+    log.close().unwrap();
+    let mut segments: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let holder = segments
+        .iter()
+        .rev()
+        .find(|p| {
+            let base: u64 = p.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            base <= offsets[CORRUPT]
+        })
+        .unwrap();
+    assert_ne!(holder, segments.last().unwrap(), "the frame is in a sealed segment");
+    let base: u64 = holder.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let mut bytes = fs::read(holder).unwrap();
+    bytes[64 + (offsets[CORRUPT] - base) as usize + 33] ^= 0x10;
+    fs::write(holder, bytes).unwrap();
+
+    // An event log with its index file, DURABLE and one stored rollup page.
+    let dir = fixture_dir("v1-event-log");
+    let mut log = EventLog::open_with(&dir, options()).unwrap();
+    for i in 0..EVENTS {
+        log.append(&event(i)).unwrap();
+    }
+    log.log().tree_head(None).unwrap();
+    log.close().unwrap();
+    for name in ["v1-torn-tail", "v1-corrupt-frame", "v1-event-log"] {
+        fs::remove_file(fixture_dir(name).join("LOCK")).ok();
+    }
+}
+
+#[test]
+fn a_torn_tail_written_by_version_1_is_cut_at_the_torn_frame() {
+    let dir = fixture_dir("v1-torn-tail");
+    let expected: Vec<Vec<u8>> = (0..RECORDS - 1).map(payload).collect();
+    let log = Log::open_read_only(&dir).unwrap();
+    assert!(log.open_report().torn_tail.is_some(), "{:?}", log.open_report());
+    let (records, error) = read(&log);
+    assert!(records == expected && error.is_none(), "{error:?}");
+    drop(log);
+    let copy = copy_of("v1-torn-tail");
+    let mut log = Log::open_with(copy.path(), options()).unwrap();
+    assert!(log.open_report().torn_tail.is_some());
+    let (records, error) = read(&log);
+    assert!(records == expected && error.is_none(), "{error:?}");
+    log.append_sync(b"after the cut").unwrap();
+    log.close().unwrap();
+    let log = Log::open_read_only(copy.path()).unwrap();
+    let (records, error) = read(&log);
+    assert!(error.is_none());
+    assert_eq!(records[..RECORDS - 1], expected[..]);
+    assert_eq!(records[RECORDS - 1], b"after the cut");
+}
+
+#[test]
+fn a_corrupt_frame_written_by_version_1_is_reported_where_it_is() {
+    let dir = fixture_dir("v1-corrupt-frame");
+    let expected: Vec<Vec<u8>> = (0..CORRUPT).map(payload).collect();
+    for log in [
+        Log::open_read_only(&dir).unwrap(),
+        Log::open_with(copy_of("v1-corrupt-frame").path(), options()).unwrap(),
+    ] {
+        let (records, error) = read(&log);
+        assert_eq!(records, expected);
+        match error {
+            Some(StorageError::Corruption { offset, .. }) => {
+                let next = log.replay(offset).next();
+                assert!(matches!(next, Some(Err(StorageError::Corruption { .. }))), "{next:?}");
+                assert!(log.read_at(offset).is_err());
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(log.verify().is_err());
+    }
+}
+
+#[test]
+fn an_event_log_written_by_version_1_answers_from_its_files() {
+    let dir = fixture_dir("v1-event-log");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.retain(|n| !n.ends_with(".seg"));
+    names.sort();
+    assert_eq!(names, ["DURABLE", "index.chx", "rollup-0.pages"]);
+    let log = EventLog::open_read_only(&dir).unwrap();
+    let events: Vec<Event> = log.replay(0).map(|e| e.unwrap().event).collect();
+    assert_eq!(events, (0..EVENTS).map(event).collect::<Vec<_>>());
+    let index = log.index_report();
+    assert!(index.loaded && index.rebuilt_because.is_none(), "{index:?}");
+    assert_eq!(index.records_replayed, 0, "{index:?}");
+    for id in 0..5 {
+        let found: Vec<Event> =
+            log.load_aggregate(id).unwrap().into_iter().map(|e| e.event).collect();
+        let want: Vec<Event> = (0..EVENTS).filter(|i| i % 5 == id).map(event).collect();
+        assert_eq!(found, want, "aggregate {id}");
+    }
+    let report = log.log().rollup_report();
+    let head = log.log().tree_head(None).unwrap();
+    assert_eq!((head.tree_size, log.log().rollup_report().entries_kept_on_open), (EVENTS, 256));
+    assert!(report.dropped.is_none(), "{report:?}");
+    drop(log);
+    let copy = copy_of("v1-event-log");
+    let plain = Log::open_with(copy.path(), Options { merkle_rollup: false, ..options() }).unwrap();
+    assert_eq!(plain.tree_head(None).unwrap(), head, "the page's head is the records' head");
+    assert!(Log::open_read_only(&dir).unwrap().verify_pages(None, None).unwrap().is_clean());
+}
