@@ -187,6 +187,7 @@ fn lower_priority() {
 /// repair changed the entries there.
 pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) {
     let (mut store, _) = crate::rollup::store::PageStore::open(dir, log_id, true);
+    // A page that cannot be read goes too: everything from the first such page is dropped.
     let (mut lo, mut hi) = (0, store.count(0));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;

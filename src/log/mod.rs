@@ -2,6 +2,7 @@
 //! on open. It stores byte payloads and never looks inside them.
 
 mod clock;
+mod directory;
 mod merkle;
 mod open;
 mod options;

@@ -224,16 +224,7 @@ impl Rollup {
     pub(crate) fn head_at(&self, source: &dyn EntrySource, at_ms: u64) -> QueryResult<TreeHead> {
         // The first level-0 page with an entry written after `at_ms` (write times never
         // decrease, so pages are ordered by them); the open page if none is.
-        let sealed = self.store.count(0);
-        let (mut lo, mut hi) = (0, sealed);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.store.read_header(0, mid)?.span.last_write_ms <= at_ms {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let lo = self.store.partition_point0(|page| page.span.last_write_ms <= at_ms)?;
         let mut within = 0u64;
         self.walk_page(source, lo, &mut |_, entry| {
             let before = entry.write_ms <= at_ms;
@@ -259,16 +250,7 @@ impl Rollup {
         offset: u64,
     ) -> QueryResult<Option<(u64, u64, Vec<u8>)>> {
         // The first level-0 page that ends after `offset`.
-        let sealed = self.store.count(0);
-        let (mut lo, mut hi) = (0, sealed);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.store.read_header(0, mid)?.span.end_offset <= offset {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let lo = self.store.partition_point0(|page| page.span.end_offset <= offset)?;
         let mut found = None;
         self.walk_page(source, lo, &mut |at, entry| {
             if entry.offset == offset {

@@ -156,6 +156,24 @@ impl PageStore {
             .map_err(|PageError(reason)| bad(level, index, reason))
     }
 
+    /// How many level-0 pages, from the first, have a header for which `holds` is true (a
+    /// binary search: `holds` must be true of a prefix of the pages and false after it).
+    ///
+    /// # Errors
+    /// As [`PageStore::read_header`].
+    pub(crate) fn partition_point0(&self, holds: impl Fn(&Page) -> bool) -> Result<u64, BadPage> {
+        let (mut lo, mut hi) = (0, self.count(0));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if holds(self.read_header(0, mid)?.as_ref()) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
     fn level(&self, level: u8, index: u64) -> Result<&Level, BadPage> {
         self.levels.get(usize::from(level)).ok_or_else(|| missing(level, index))
     }
