@@ -84,7 +84,7 @@ pub use index::{
     INDEX_FILE_NAME, INDEX_MAGIC, INDEX_VERSION,
 };
 pub use log::{
-    DamagedSpan, Log, LogReader, OpenReport, Options, Payload, Record, RecordRef, RecoveryMode,
-    RepairReport, Replay, TornTail, VerifyReport, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT,
-    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN,
+    DamagedSpan, Follow, FollowStop, Log, LogReader, Next, OpenReport, Options, Payload, Record,
+    RecordRef, RecoveryMode, RepairReport, Replay, TornTail, VerifyReport, DROPPED_SUFFIX,
+    RECORD_BYTES_MAX_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN,
 };

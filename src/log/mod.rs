@@ -3,6 +3,7 @@
 
 mod clock;
 mod directory;
+mod follow;
 mod merkle;
 mod open;
 mod options;
@@ -13,6 +14,7 @@ mod repair;
 mod replay;
 mod report;
 mod salvage;
+mod tail;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -21,6 +23,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+pub use follow::{Follow, FollowStop, Next};
 pub use options::{
     Options, RecoveryMode, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT, SEGMENT_BYTES_DEFAULT,
     SEGMENT_BYTES_MIN,
@@ -215,6 +218,20 @@ impl Log {
     #[must_use]
     pub fn replay_until(&self, from: u64, until: u64) -> Replay {
         self.reader().replay_until(from, until)
+    }
+
+    /// Follows the log from offset `from`: replays every record from there, then waits for
+    /// each new one. See [`LogReader::follow`] and [`Follow`].
+    #[must_use]
+    pub fn follow(&self, from: u64) -> Follow {
+        self.reader().follow(from)
+    }
+
+    /// Follows the log from `from`, delivering only records on stable storage. See
+    /// [`LogReader::follow_durable`].
+    #[must_use]
+    pub fn follow_durable(&self, from: u64) -> Follow {
+        self.reader().follow_durable(from)
     }
 
     /// Reads the one record at `offset`.

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::clock::{now_ms, RecordClock};
 use super::directory::{list_dir, lock_or_create_dir, not_a_log};
@@ -207,11 +206,9 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     }
     report.segments = all.len();
     report.end_offset = end;
-    let shared = Arc::new(Shared {
-        dir: dir.to_path_buf(),
-        segments: RwLock::new(all.into()),
-        end: AtomicU64::new(end),
-    });
+    let tail = read_only.then(super::tail::Tail::default);
+    let shared =
+        Arc::new(Shared::new(dir.to_path_buf(), all.into(), end, known_durable, log_id, tail));
     let writer = match (active, lock) {
         (Some(active), Some(lock)) => {
             let base = active.segment().base_offset();

@@ -1,10 +1,12 @@
 //! The state shared between the writer and its readers, and the [`LogReader`] handle.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{compiler_fence, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 
+use super::follow::Follow;
 use super::replay::{Record, Replay, Snapshot};
+use super::tail::Tail;
 use crate::error::Result;
 use crate::segment::Segment;
 
@@ -16,13 +18,75 @@ pub(super) struct Shared {
     /// The published end offset; the writer stores it (release) after the segment set and
     /// the frames it covers are in place, and readers load it (acquire) first.
     pub(super) end: AtomicU64,
+    /// The offset up to which the log is known to be on stable storage: the writer stores it
+    /// (release) after each successful sync, never above `end`. For a read-only handle, what
+    /// the frames it has read prove durable (see `log/tail.rs`).
+    pub(super) durable_end: AtomicU64,
+    /// The log's identifier (as in every segment header), for consumer position files.
+    pub(super) log_id: u64,
+    /// Followers waiting for `end` or `durable_end` to move (see [`Shared::wake_waiters`]).
+    pub(super) waiters: AtomicUsize,
+    /// The lock and condition variable waiting followers sleep on; the writer touches them
+    /// only while `waiters` is non-zero.
+    pub(super) wake: Mutex<()>,
+    pub(super) wake_cond: Condvar,
+    /// For a read-only handle: what a follower needs to find the records another process
+    /// appends after this handle opened (`None` for a writer's handle, which publishes them).
+    pub(super) tail: Option<Mutex<Tail>>,
 }
 
 impl Shared {
+    pub(super) fn new(
+        dir: PathBuf,
+        segments: Arc<[Arc<Segment>]>,
+        end: u64,
+        durable_end: u64,
+        log_id: u64,
+        tail: Option<Tail>,
+    ) -> Shared {
+        Shared {
+            dir,
+            segments: RwLock::new(segments),
+            end: AtomicU64::new(end),
+            durable_end: AtomicU64::new(durable_end.min(end)),
+            log_id,
+            waiters: AtomicUsize::new(0),
+            wake: Mutex::new(()),
+            wake_cond: Condvar::new(),
+            tail: tail.map(Mutex::new),
+        }
+    }
+
     pub(super) fn snapshot(&self) -> Snapshot {
         let end = self.end.load(Ordering::Acquire);
         let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner).clone();
         Snapshot { segments, end }
+    }
+
+    /// Called by the writer right after it stored `end` or `durable_end`: wakes the waiting
+    /// followers, if there are any. With none (the common case) this is one relaxed load and
+    /// no system call.
+    ///
+    /// Why a relaxed load suffices: a follower registers in `waiters` and then runs a
+    /// process-wide memory barrier (`membarrier`, see `follow::heavy_barrier`) before it reads
+    /// the end again, and the compiler fence keeps this load after the store in the program.
+    /// So either the follower reads the new end, or this load sees it waiting. Where the
+    /// barrier is not available, followers wait in slices of `follow::FALLBACK_SLICE` instead.
+    #[inline]
+    pub(super) fn wake_waiters(&self) {
+        compiler_fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.wake_all();
+        }
+    }
+
+    /// Wakes every follower waiting on this log (takes the lock, so that a follower between
+    /// checking the end and sleeping cannot miss it).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn wake_all(&self) {
+        let _guard = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wake_cond.notify_all();
     }
 }
 
@@ -69,6 +133,30 @@ impl LogReader {
     pub(crate) fn frame_header_at(&self, offset: u64) -> Result<crate::format::FrameHeader> {
         let snapshot = self.shared.snapshot();
         Ok(snapshot.frame_at(offset)?.1.header)
+    }
+
+    /// Follows the log from offset `from`: every record from `from` on, and then each record
+    /// as the writer publishes it. See [`Follow`] for what it yields and guarantees.
+    ///
+    /// `from` must be a record boundary or the end offset, as for [`LogReader::replay`];
+    /// otherwise the first item is [`StorageError::InvalidOffset`](crate::StorageError::InvalidOffset)
+    /// and the follow ends. **Durability:** it delivers records once they are published
+    /// (in the page cache: a record delivered may still be lost to a power cut). Use
+    /// [`LogReader::follow_durable`] for records on stable storage only.
+    #[must_use]
+    pub fn follow(&self, from: u64) -> Follow {
+        Follow::new(Arc::clone(&self.shared), from, false)
+    }
+
+    /// As [`LogReader::follow`], but delivers a record only once it is on stable storage: once
+    /// a sync (`append_sync`, `sync`, `close`, or the sync on open) that covers it has
+    /// returned. A record appended but never synced is never delivered, even after it is
+    /// published. On a read-only handle, a record is delivered once a later frame in the log
+    /// records that it was synced (each frame says how far the log was durable when it was
+    /// written), so the last records may wait until the writer appends again.
+    #[must_use]
+    pub fn follow_durable(&self, from: u64) -> Follow {
+        Follow::new(Arc::clone(&self.shared), from, true)
     }
 
     /// The offset the next append will get: the end of the published records.

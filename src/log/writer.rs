@@ -164,6 +164,8 @@ impl Writer {
             self.synced_pos = self.pos;
         }
         self.synced_end = self.end();
+        self.shared.durable_end.store(self.synced_end, Ordering::Release);
+        self.shared.wake_waiters();
         Ok(())
     }
 
@@ -305,6 +307,7 @@ impl Writer {
     pub(super) fn publish(&mut self) {
         self.active.publish(self.pos);
         self.shared.end.store(self.end(), Ordering::Release);
+        self.shared.wake_waiters();
     }
 
     /// Publishes what an append wrote, then hands the pager its work: starting the write-out
