@@ -156,6 +156,29 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// A consumer's name is not allowed, its position file is damaged or belongs to another
+    /// log, or its stored position is not a record boundary of the log (see
+    /// [`Consumer`](crate::Consumer)).
+    #[error("consumer `{name}`: {reason}")]
+    Consumer {
+        /// The consumer's name, as given.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A follower of a read-only handle found that a record it had already delivered is no
+    /// longer in the log: a new writer's recovery cut it (it was never synced) and may have
+    /// written other records in its place. The follow ends; start again from a position
+    /// that is still in the log.
+    #[error("the log was cut back behind this follower: {reason}")]
+    CutBehind {
+        /// The offset of the delivered record that is gone or changed.
+        offset: u64,
+        /// What was found there instead.
+        reason: String,
+    },
+
     /// A value could not be encoded.
     #[error("cannot encode: {reason}")]
     Encode {

@@ -62,6 +62,7 @@ mod atomic_file;
 mod cpu;
 pub mod error;
 mod event;
+mod event_follow;
 mod event_log;
 #[cfg(feature = "internals")]
 pub mod format;
@@ -77,6 +78,7 @@ mod segment;
 
 pub use error::{Result, StorageError};
 pub use event::{encode_payload, Event, EventBuilder, EventEnvelope};
+pub use event_follow::EventFollow;
 pub use event_log::{EventLog, EventReplay, IndexedEvents, TimeRangeEvents};
 pub use format::FormatError;
 pub use index::{
@@ -84,7 +86,8 @@ pub use index::{
     INDEX_FILE_NAME, INDEX_MAGIC, INDEX_VERSION,
 };
 pub use log::{
-    DamagedSpan, Follow, FollowStop, Log, LogReader, Next, OpenReport, Options, Payload, Record,
-    RecordRef, RecoveryMode, RepairReport, Replay, TornTail, VerifyReport, DROPPED_SUFFIX,
-    RECORD_BYTES_MAX_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN,
+    Consumer, DamagedSpan, Follow, FollowStop, Log, LogReader, Next, OpenReport, Options, Payload,
+    Record, RecordRef, RecoveryMode, RepairReport, Replay, TornTail, VerifyReport,
+    CONSUMER_NAME_MAX, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT, SEGMENT_BYTES_DEFAULT,
+    SEGMENT_BYTES_MIN,
 };

@@ -28,6 +28,7 @@ fn is_chronicle_name(name: &str) -> bool {
     const FIXED: [&str; 3] = [LOCK_FILE_NAME, DURABLE_FILE_NAME, "DURABLE.tmp"];
     FIXED.contains(&name)
         || crate::rollup::is_page_file_name(name)
+        || super::consumer::is_consumer_file_name(name)
         || name.ends_with(TEMP_FILE_SUFFIX)
         || name.ends_with(DROPPED_SUFFIX)
         || name.split_once(SEGMENT_FILE_SUFFIX).is_some_and(|(_, rest)| {

@@ -2,6 +2,7 @@
 //! on open. It stores byte payloads and never looks inside them.
 
 mod clock;
+mod consumer;
 mod directory;
 mod follow;
 mod merkle;
@@ -23,6 +24,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+pub use consumer::{Consumer, CONSUMER_NAME_MAX};
 pub use follow::{Follow, FollowStop, Next};
 pub use options::{
     Options, RecoveryMode, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT, SEGMENT_BYTES_DEFAULT,
@@ -232,6 +234,39 @@ impl Log {
     #[must_use]
     pub fn follow_durable(&self, from: u64) -> Follow {
         self.reader().follow_durable(from)
+    }
+
+    /// Opens the consumer `name`: a named, durable position in this log, stored in
+    /// `consumer-{name}.pos` in the log's directory, with which a reader resumes where it left
+    /// off after a restart. Nothing is written until [`Consumer::commit`]. Consumers live on
+    /// the raw log, not only on `EventLog`, because a position is an offset of the log,
+    /// whatever its records hold; [`EventLog::consumer`](crate::EventLog::consumer)
+    /// delegates here. Works on read-only handles too (see [`Consumer`]).
+    ///
+    /// # Errors
+    /// [`StorageError::Consumer`] if `name` is empty, longer than [`CONSUMER_NAME_MAX`]
+    /// bytes, starts with a dot or holds anything but ASCII letters, digits, `-`, `_`, `.`;
+    /// or if its position file is damaged or belongs to another log; [`StorageError::Io`].
+    pub fn consumer(&self, name: &str) -> Result<Consumer> {
+        Consumer::open(Arc::clone(&self.shared), name)
+    }
+
+    /// The names of the consumers that have a stored position in this log's directory,
+    /// sorted.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if the directory cannot be listed.
+    pub fn consumers(&self) -> Result<Vec<String>> {
+        consumer::list(&self.shared)
+    }
+
+    /// Removes consumer `name`'s stored position (durably: the directory is synced);
+    /// returns whether it had one.
+    ///
+    /// # Errors
+    /// [`StorageError::Consumer`] for a name [`Log::consumer`] refuses; [`StorageError::Io`].
+    pub fn remove_consumer(&self, name: &str) -> Result<bool> {
+        consumer::remove(&self.shared, name)
     }
 
     /// Reads the one record at `offset`.
