@@ -206,7 +206,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     }
     report.segments = all.len();
     report.end_offset = end;
-    let tail = read_only.then(super::tail::Tail::default);
+    let tail = read_only.then(|| super::tail::Tail::new(last_frame.map(|h| (h.offset, h.crc))));
     let shared =
         Arc::new(Shared::new(dir.to_path_buf(), all.into(), end, known_durable, log_id, tail));
     let writer = match (active, lock) {

@@ -134,6 +134,18 @@ impl Segment {
         File::open(&self.path)?.sync_all()
     }
 
+    /// For a read-only segment whose file another process writes: lets views cover the
+    /// first `len` data bytes (it never shrinks what is viewable), so that a follower can
+    /// look for frames past the end it knows. Readers still bound what they decode by the
+    /// log's published end, which moves only over complete frames (`log/tail.rs`); bytes
+    /// past it may change under the view, as they may for any read-only handle of a live
+    /// log. A writable segment is left as it is: its own writer publishes it.
+    pub(crate) fn extend_published_read_only(&self, len: u64) {
+        if !self.writable {
+            self.published.fetch_max(len.min(self.capacity), Ordering::AcqRel);
+        }
+    }
+
     /// Sets the published length during recovery, before the segment is shared.
     pub(crate) fn set_published_exclusive(&mut self, len: u64) {
         self.publish(len);
