@@ -422,3 +422,59 @@ fn verify_pages_names_a_damaged_page_and_fails() {
     let out = chronicle(&["verify-pages", "/nonexistent/chronicle-log"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn tail_prints_the_last_records_as_json_and_follows_a_growing_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let records = small_log(&log_dir);
+    let path = log_dir.to_str().unwrap();
+    let out = chronicle(&["tail", path, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 10);
+    for (line, (offset, payload)) in lines.iter().zip(&records[90..]) {
+        assert_eq!(line["offset"], *offset);
+        assert_eq!(line["len"], payload.len());
+        assert_eq!(line["payload_hex"], hex(payload));
+    }
+    let from = records[97].0.to_string();
+    let out = chronicle(&["tail", path, "--from", &from, "--json"]);
+    assert_eq!(text(&out.stdout).lines().count(), 3);
+
+    // --follow prints what another writer appends while it runs.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args(["tail", path, "--follow", "--from", &records[99].0.to_string(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = Log::open_with(&log_dir, small()).unwrap();
+    let appended = log.append(b"live record").unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["offset"], records[99].0);
+    let live: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(live["offset"], appended);
+    assert_eq!(live["payload_hex"], hex(b"live record"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn tail_events_prints_event_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("events");
+    let mut events = EventLog::open(&log_dir).unwrap();
+    events
+        .append(&Event::builder("order.placed").namespace("shop").aggregate_id(7).build())
+        .unwrap();
+    events.close().unwrap();
+    let out = chronicle(&["tail", log_dir.to_str().unwrap(), "--events", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(line["event_type"], "order.placed");
+    assert_eq!(line["namespace"], "shop");
+    assert_eq!(line["aggregate_id"], 7);
+}

@@ -13,6 +13,7 @@ mod pages;
 mod proofs;
 mod repair;
 mod stats;
+mod tail;
 mod verify;
 
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     Proof(proofs::ProofArgs),
     /// Print a proof that an older tree of the log is a prefix of a newer one.
     Consistency(proofs::ConsistencyArgs),
+    /// Print the last records of a log, or follow it as another process appends (--follow).
+    Tail(tail::Args),
     /// Check an inclusion or consistency proof, without the log.
     VerifyProof(proofs::VerifyProofArgs),
     /// Check the Merkle tree's stored pages against the log; exit code 1 if one is wrong.
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Head(args) => success(proofs::head(&args)),
         Command::Proof(args) => success(proofs::proof(&args)),
         Command::Consistency(args) => success(proofs::consistency(&args)),
+        Command::Tail(args) => success(tail::run(&args)),
         Command::VerifyProof(args) => Ok(proofs::verify_proof(&args)),
         Command::VerifyPages(args) => pages::run(&args),
     };

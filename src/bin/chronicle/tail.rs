@@ -1,0 +1,139 @@
+//! `chronicle tail`: prints the last records of a log, or follows it as it grows.
+
+use std::collections::VecDeque;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chronicle::{EventEnvelope, Log, Next, Record};
+
+use crate::output::{hex_prefix, quiet_broken_pipe, utc_timestamp, CliResult};
+
+/// Bytes of each payload shown in hex in the text output.
+const HEX_BYTES: usize = 16;
+
+/// Arguments of `chronicle tail`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The log directory (opened read-only; another process may be writing it).
+    dir: PathBuf,
+    /// Keep printing records as they are appended, until interrupted.
+    #[arg(long, short)]
+    follow: bool,
+    /// Start at this offset, a record boundary, instead of the last records.
+    #[arg(long)]
+    from: Option<u64>,
+    /// How many of the last records to print when --from is not given.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    lines: usize,
+    /// Decode each record as a typed event.
+    #[arg(long)]
+    events: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `chronicle tail`.
+pub fn run(args: &Args) -> CliResult {
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    quiet_broken_pipe(tail(args, &mut out))
+}
+
+fn tail(args: &Args, out: &mut impl Write) -> CliResult {
+    let log = Log::open_read_only(&args.dir)?;
+    let from = match args.from {
+        Some(from) => from,
+        None => start_of_last(&log, args.lines)?,
+    };
+    let mut follow = log.follow(from);
+    let wait = if args.follow { Duration::from_secs(3600) } else { Duration::ZERO };
+    loop {
+        match follow.next_timeout(wait) {
+            Next::Record(record) => print_record(args, &record, out)?,
+            Next::Error(err @ chronicle::StorageError::Gap { .. }) => {
+                out.flush()?;
+                eprintln!("warning: {err}");
+            }
+            Next::Error(err) => return Err(err.into()),
+            Next::CaughtUp | Next::TimedOut => {
+                out.flush()?;
+                if !args.follow {
+                    return Ok(());
+                }
+            }
+            Next::Stopped => return Ok(()),
+        }
+    }
+}
+
+/// The offset of the `count`-th last record (the end for 0), by one pass over the offsets.
+fn start_of_last(log: &Log, count: usize) -> Result<u64, chronicle::StorageError> {
+    let mut last = VecDeque::with_capacity(count + 1);
+    let mut replay = log.replay(log.start_offset());
+    while let Some(record) = replay.next_ref() {
+        match record {
+            Ok(record) => last.push_back(record.offset),
+            Err(chronicle::StorageError::Gap { .. }) => continue,
+            Err(err) => return Err(err),
+        }
+        if last.len() > count {
+            last.pop_front();
+        }
+    }
+    Ok(last.front().copied().unwrap_or_else(|| log.end_offset()))
+}
+
+fn print_record(args: &Args, record: &Record, out: &mut impl Write) -> CliResult {
+    if !args.events {
+        if args.json {
+            let line = serde_json::json!({
+                "offset": record.offset,
+                "write_timestamp_ms": record.write_timestamp_ms,
+                "len": record.payload.len(),
+                "payload_hex": hex::encode(&*record.payload),
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(
+                out,
+                "{:>14}  {:<24}  {:>8}  {}",
+                record.offset,
+                utc_timestamp(record.write_timestamp_ms),
+                record.payload.len(),
+                hex_prefix(&record.payload, HEX_BYTES)
+            )?;
+        }
+        return Ok(());
+    }
+    let envelope = EventEnvelope::from_record(record)?;
+    let event = &envelope.event;
+    if args.json {
+        let line = serde_json::json!({
+            "offset": envelope.offset,
+            "write_timestamp_ms": envelope.write_timestamp_ms,
+            "event_type": event.event_type,
+            "namespace": event.namespace,
+            "schema_id": event.schema_id,
+            "schema_version": event.schema_version,
+            "aggregate_id": event.aggregate_id,
+            "payload_hex": hex::encode(&event.payload),
+        });
+        writeln!(out, "{line}")?;
+    } else {
+        let aggregate = event.aggregate_id.map_or_else(|| "-".to_string(), |id| id.to_string());
+        writeln!(
+            out,
+            "{:>14}  {}  type={} namespace={} aggregate={} payload={} bytes {}",
+            envelope.offset,
+            utc_timestamp(envelope.write_timestamp_ms),
+            event.event_type,
+            event.namespace,
+            aggregate,
+            event.payload.len(),
+            hex_prefix(&event.payload, HEX_BYTES)
+        )?;
+    }
+    Ok(())
+}
