@@ -48,7 +48,7 @@ fn four_followers_receive_exactly_the_writers_records() {
                         last_offset = Some(r.offset);
                         expected += 1;
                         // Follower 0 is slow: it sleeps now and then, falling far behind.
-                        if f == 0 && expected % 2000 == 0 {
+                        if f == 0 && expected.is_multiple_of(2000) {
                             thread::sleep(Duration::from_millis(20));
                         }
                     }
@@ -87,7 +87,7 @@ fn four_followers_receive_exactly_the_writers_records() {
                 syncs += 1;
             }
         }
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             // Let the followers catch up and wait now and then, so wake-ups are exercised.
             thread::yield_now();
         }
