@@ -144,6 +144,9 @@ fn lose_unsynced(dir: &Path, durable_end: u64, input: &mut Input<'_>) {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     names.sort();
+    // Directory entries become durable in the order they were made (FORMAT.md 11): once a
+    // segment made since the last sync is lost, so is every later one.
+    let mut segment_lost = false;
     for name in names {
         let path = dir.join(&name);
         let choice = input.byte();
@@ -154,11 +157,13 @@ fn lose_unsynced(dir: &Path, durable_end: u64, input: &mut Input<'_>) {
             let header = SEGMENT_HEADER_LEN as u64;
             // The first byte that may be lost, as a file position.
             let lost_from = header + durable_end.saturating_sub(base);
-            if base >= durable_end && base > 0 && choice.is_multiple_of(4) {
+            let made_since_sync = base >= durable_end && base > 0;
+            if made_since_sync && (segment_lost || choice.is_multiple_of(4)) {
                 fs::remove_file(&path).expect("a segment is removed");
+                segment_lost = true;
                 continue;
             }
-            if base >= durable_end && base > 0 && choice % 4 == 1 {
+            if made_since_sync && choice % 4 == 1 {
                 bytes.fill(0);
             } else {
                 let mut page_start = lost_from / PAGE * PAGE;
