@@ -96,6 +96,9 @@ const TRACE_LEN: usize = 48;
 pub struct Control {
     ops: AtomicU64,
     freeze_at: AtomicU64,
+    /// Cut the power at the n-th next operation of this kind instead (see
+    /// [`Control::freeze_at_nth`]).
+    freeze_at_kind: Mutex<Option<(Op, Option<String>, u64)>>,
     frozen: AtomicBool,
     eio_after_freeze: AtomicBool,
     cut: Mutex<Option<CutPoint>>,
@@ -110,6 +113,7 @@ impl Default for Control {
         Control {
             ops: AtomicU64::new(0),
             freeze_at: AtomicU64::new(u64::MAX),
+            freeze_at_kind: Mutex::new(None),
             frozen: AtomicBool::new(false),
             eio_after_freeze: AtomicBool::new(false),
             cut: Mutex::new(None),
@@ -137,6 +141,14 @@ impl Control {
     pub fn freeze_at(&self, index: u64, after: AfterFreeze) {
         self.eio_after_freeze.store(after == AfterFreeze::Eio, Ordering::SeqCst);
         self.freeze_at.store(index, Ordering::SeqCst);
+    }
+
+    /// Cuts the power just before the `n`-th next operation `op` (counting from 1) on a file
+    /// whose name contains `name` (any file if `None`), which and every later operation then
+    /// behave as `after` says.
+    pub fn freeze_at_nth(&self, op: Op, name: Option<&str>, n: u64, after: AfterFreeze) {
+        self.eio_after_freeze.store(after == AfterFreeze::Eio, Ordering::SeqCst);
+        *self.freeze_at_kind.lock().unwrap() = Some((op, name.map(str::to_string), n));
     }
 
     /// Whether the power has been cut.
@@ -186,7 +198,19 @@ impl Control {
         if op != Op::Read {
             let index = self.ops.fetch_add(1, Ordering::SeqCst) + 1;
             *self.by_op.lock().unwrap().entry(op).or_default() += 1;
-            if index >= self.freeze_at.load(Ordering::SeqCst) && !self.frozen() {
+            let due = {
+                let mut nth = self.freeze_at_kind.lock().unwrap();
+                match nth.as_mut() {
+                    Some((kind, within, left))
+                        if *kind == op && within.as_deref().is_none_or(|w| name.contains(w)) =>
+                    {
+                        *left = left.saturating_sub(1);
+                        *left == 0
+                    }
+                    _ => false,
+                }
+            };
+            if (due || index >= self.freeze_at.load(Ordering::SeqCst)) && !self.frozen() {
                 self.freeze_now(tree, Some(op), name);
             }
             let frozen = self.frozen();

@@ -7,6 +7,7 @@
 //! [`PowerCutMount::new`] prints why and returns `None`, and the test skips.
 #![allow(dead_code, unused_imports)]
 
+pub mod check;
 pub mod control;
 pub mod fs;
 pub mod state;

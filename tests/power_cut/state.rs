@@ -408,9 +408,10 @@ impl FileData {
                 },
             };
             let keep_end = (start + keep).min(end) as usize;
-            for i in start as usize..keep_end {
-                out[i] = self.bytes.get(i).copied().unwrap_or(0);
-            }
+            let (from, to) = (start as usize, keep_end);
+            let written = self.bytes.len().clamp(from, to);
+            out[from..written].copy_from_slice(&self.bytes[from..written]);
+            out[written..to].fill(0);
         }
         out
     }

@@ -53,16 +53,25 @@ pub fn event(seq: u64, len: usize) -> Event {
 
 /// A writer: a raw log or an event log.
 pub enum Handle {
-    Raw(Log),
-    Events(EventLog),
+    Raw(Box<Log>),
+    Events(Box<EventLog>),
 }
 
 impl Handle {
-    pub fn open(dir: &Path, events: bool, options: &Options, index: &IndexOptions) -> Result<Handle> {
+    pub fn open(
+        dir: &Path,
+        events: bool,
+        options: &Options,
+        index: &IndexOptions,
+    ) -> Result<Handle> {
         Ok(if events {
-            Handle::Events(EventLog::open_with_index_options(dir, options.clone(), index.clone())?)
+            Handle::Events(Box::new(EventLog::open_with_index_options(
+                dir,
+                options.clone(),
+                index.clone(),
+            )?))
         } else {
-            Handle::Raw(Log::open_with(dir, options.clone())?)
+            Handle::Raw(Box::new(Log::open_with(dir, options.clone())?))
         })
     }
 
@@ -148,6 +157,8 @@ pub struct Model {
     pub acked: usize,
     pub next_seq: u64,
     pub next_call: u64,
+    /// Where the log ended when it was last checked after a cut.
+    pub checked_end: u64,
 }
 
 impl Model {
