@@ -74,17 +74,21 @@ fn filesystem_keeps_only_what_was_synced() {
     File::open(dir.join("synced")).unwrap().sync_all().unwrap();
     fs::write(dir.join("renamed"), b"two").unwrap();
     File::open(dir.join("renamed")).unwrap().sync_all().unwrap();
-    File::open(&dir).unwrap().sync_all().unwrap(); // both entries are durable
+    fs::write(dir.join("unlinked"), b"four").unwrap();
+    File::open(dir.join("unlinked")).unwrap().sync_all().unwrap();
+    File::open(&dir).unwrap().sync_all().unwrap(); // the three entries are durable
     let mut f = OpenOptions::new().append(true).open(dir.join("synced")).unwrap();
     f.write_all(b" and more").unwrap(); // not synced
     fs::write(dir.join("unsynced entry"), b"three").unwrap();
     File::open(dir.join("unsynced entry")).unwrap().sync_all().unwrap(); // data, not entry
     fs::rename(dir.join("renamed"), dir.join("new name")).unwrap(); // not synced
+    fs::remove_file(dir.join("unlinked")).unwrap(); // not synced
     drop(f);
     fs.cut(CutMode::Strict);
     let dir = fs.path().join("d");
     assert_eq!(fs::read(dir.join("synced")).unwrap(), b"one");
     assert_eq!(fs::read(dir.join("renamed")).unwrap(), b"two");
+    assert_eq!(fs::read(dir.join("unlinked")).unwrap(), b"four");
     assert!(!dir.join("new name").exists() && !dir.join("unsynced entry").exists());
 }
 
