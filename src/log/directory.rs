@@ -124,6 +124,14 @@ pub(super) fn not_a_log(dir: &Path, listing: &Listing, writer: bool) -> StorageE
     StorageError::NotALogDirectory { path: dir.to_path_buf(), found }
 }
 
+/// The directory that holds `dir` (`.` for a relative path of one component).
+pub(super) fn parent_dir(dir: &Path) -> &Path {
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
 fn lock_dir(dir: &Path, create: bool) -> Result<File> {
     let path = dir.join(LOCK_FILE_NAME);
     let file = OpenOptions::new()

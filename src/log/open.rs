@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::clock::{now_ms, RecordClock};
-use super::directory::{list_dir, lock_or_create_dir, not_a_log};
+use super::directory::{list_dir, lock_or_create_dir, not_a_log, parent_dir};
 use super::merkle;
 use super::recovery::{examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView};
 use super::repair::{self, set_aside};
@@ -197,7 +197,14 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             }
             let new =
                 NewFile { bytes: options.segment_bytes, zero_fill: options.zero_fill_segments };
-            Some(Segment::create(dir, new, header, true)?)
+            let first = Segment::create(dir, new, header, true)?;
+            // The log's directory is new too (made by `lock_or_create_dir`, or empty and
+            // likely just made by the caller), and syncing it makes its entries durable, not
+            // its own entry in its parent: without this, a power loss could take the whole
+            // directory, records acknowledged by `append_sync` with it (found by the power-cut
+            // tests, `tests/power_cut_defects.rs`).
+            sync_dir(parent_dir(dir))?;
+            Some(first)
         }
     };
     let sealed = all.clone();

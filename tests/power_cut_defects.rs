@@ -1,0 +1,102 @@
+//! One test per defect the power-cut filesystem (`tests/power_cut/`) found, each the smallest
+//! case that showed it. They skip, saying why, where FUSE cannot be mounted.
+
+#[path = "power_cut/mod.rs"]
+mod power_cut;
+
+use chronicle::{Log, Options};
+use power_cut::{CutMode, PowerCutMount};
+
+/// Creating a log synced its first segment and its own directory, not the directory holding
+/// it: the new directory's entry in its parent was not durable, and a power cut took the whole
+/// log, records acknowledged by `append_sync` included.
+#[test]
+fn new_log_directory_lost_at_power_cut() {
+    let Some(mut fs) = PowerCutMount::new("new_log_directory_lost_at_power_cut") else {
+        return;
+    };
+    let options = Options { segment_bytes: 64 << 10, ..Options::default() };
+    let mut log = Log::open_with(fs.path().join("log"), options.clone()).unwrap();
+    let offset = log.append_sync(b"acknowledged").unwrap();
+    drop(log);
+    fs.cut(CutMode::Strict);
+    let log = Log::open_with(fs.path().join("log"), options).unwrap();
+    let record = log.read_at(offset).expect("the acknowledged record survives the power cut");
+    assert_eq!(&*record.payload, b"acknowledged");
+}
+
+/// Set in the child process of [`read_error_on_a_mapped_segment_kills_the_process`]: the
+/// log's directory.
+const MAP_READ_CHILD: &str = "CHRONICLE_POWER_CUT_MAP_READ_CHILD";
+const MAP_READ_RECORDS: usize = 3000;
+
+/// Replay reads segments through their memory maps, so a read error (`EIO`) on a page of a
+/// segment that is not in the page cache reaches the process as `SIGBUS` when replay touches
+/// it, and kills it: neither an error nor a panic. A child process opens a log on this
+/// process's filesystem (which must outlive it) and, once the pages fail to read, replays
+/// it; the test fails if the child dies of a signal.
+#[test]
+#[ignore = "defect: a read error on a mapped segment page kills the process with SIGBUS"]
+fn read_error_on_a_mapped_segment_kills_the_process() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::{Command, Stdio};
+
+    use power_cut::{Fault, Op};
+    if let Some(dir) = std::env::var_os(MAP_READ_CHILD) {
+        return map_read_child(std::path::Path::new(&dir));
+    }
+    let Some(mut fs) = PowerCutMount::new("read_error_on_a_mapped_segment_kills_the_process")
+    else {
+        return;
+    };
+    let options = Options { segment_bytes: 4 << 20, ..Options::default() };
+    let mut log = Log::open_with(fs.path().join("log"), options).unwrap();
+    for i in 0..MAP_READ_RECORDS {
+        log.append(&[i as u8 | 1; 1000]).unwrap();
+    }
+    log.close().unwrap();
+    fs.remount(); // nothing of the log in the page cache
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "read_error_on_a_mapped_segment_kills_the_process"])
+        .args(["--ignored", "--nocapture", "--test-threads", "1"])
+        .env(MAP_READ_CHILD, fs.path().join("log"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The child has opened the log (reading headers and the last frame with `pread`).
+    while !lines.next().expect("the child opens the log").unwrap().contains("opened the log") {}
+    fs.control().inject(Fault::always(Op::Read, ".seg", libc::EIO));
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let status = child.wait().unwrap();
+    let said: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(fs.control().faults_fired() > 0, "no read failed");
+    assert_eq!(status.signal(), None, "the replay was killed by a signal ({status}): {said:?}");
+    assert!(status.success(), "the child failed: {status}: {said:?}");
+}
+
+/// The child: opens the log read-only, says so, waits for the parent, replays.
+fn map_read_child(dir: &std::path::Path) {
+    use std::io::BufRead as _;
+    let log = Log::open_read_only(dir).unwrap();
+    println!("opened the log");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    let (mut records, mut errors) = (0, 0);
+    for item in log.replay(0) {
+        match item {
+            Ok(record) => {
+                assert_eq!(record.payload.len(), 1000);
+                records += 1;
+            }
+            Err(e) => {
+                println!("replay error after {records} records: {e}");
+                errors += 1;
+            }
+        }
+    }
+    println!("{records} records, {errors} errors");
+    assert!(errors > 0 || records == MAP_READ_RECORDS, "{records} records and no error");
+}
