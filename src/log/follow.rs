@@ -17,6 +17,9 @@ use super::reader::Shared;
 use super::replay::{Record, Replay};
 use crate::error::StorageError;
 
+/// How long a follower at the live end watches for the next record before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
 /// How long a waiting follower sleeps at most between two looks at the end when the
 /// process-wide memory barrier is not available (see [`Shared::wake_waiters`]): a wake-up the
 /// writer missed then costs at most this much delay.
@@ -229,6 +232,19 @@ impl Follow {
     /// passed (at most one slice of it for a read-only handle, which must poll).
     fn wait(&self, remaining: Duration) {
         let shared = &self.shared;
+        // Watch the end for a moment first: a writer that is appending publishes again within
+        // microseconds, and sleeping costs a system call on both sides, a process-wide
+        // barrier here, and a wake-up of every waiting follower on each later publish.
+        if shared.tail.is_none() {
+            let spin_until = Instant::now() + SPIN.min(remaining);
+            while Instant::now() < spin_until {
+                if self.limit() > self.next || self.stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::hint::spin_loop();
+                std::thread::yield_now();
+            }
+        }
         shared.waiters.fetch_add(1, Ordering::SeqCst);
         let barrier = heavy_barrier();
         let slice = if shared.tail.is_some() {
