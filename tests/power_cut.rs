@@ -2,7 +2,7 @@
 //! checked against a FUSE filesystem, mounted by this process, that loses everything not made
 //! durable when the power goes (`tests/power_cut/`).
 //!
-//! Each *session* mounts an empty filesystem and creates a log in it (a raw `Log` in one test,
+//! Each *trial* mounts an empty filesystem and creates a log in it (a raw `Log` in one test,
 //! an `EventLog` with small index checkpoints in the other), with random options (16 or 64 KiB
 //! segments, write-behind, spare segments, zero-filled segments, Merkle pages). Each *round*
 //! sets where the power goes: at the filesystem's `k`-th next write, sync, rename, create,
@@ -27,7 +27,7 @@
 //!   `load_aggregate`) equal the events filtered from a replay;
 //! - `tree_head(None)` equals the RFC 9162 head computed here from the records.
 //!
-//! After half the cuts, and the last of each session, the log is also opened as a writer,
+//! After half the cuts, and the last of each trial, the log is also opened as a writer,
 //! which must keep exactly those records, give the same index answers, and the same tree head
 //! with its pages as when opened with `merkle_rollup: false`. (After the other cuts, the
 //! next round's writer is the first to open it, and it is checked there: it must open.)
@@ -85,7 +85,7 @@ fn env_u64(name: &str) -> Option<u64> {
 #[derive(Default)]
 struct Stats {
     cuts: u64,
-    sessions: u64,
+    trials: u64,
     acked: u64,
     recovered: u64,
     unacked_lost: u64,
@@ -109,19 +109,19 @@ fn campaign(events: bool) {
     let started = Instant::now();
     let mut stats = Stats::default();
     while stats.cuts < cuts {
-        let session = stats.sessions;
-        let session_seed = seed ^ session.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(events);
+        let trial = stats.trials;
+        let trial_seed = seed ^ trial.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(events);
         let ran = panic::catch_unwind(AssertUnwindSafe(|| {
-            run_session(events, session_seed, cuts, &mut stats);
+            run_trial(events, trial_seed, cuts, &mut stats);
         }));
         if let Err(panic) = ran {
             note(&format!(
-                "{name} failed in session {session}: rerun with CHRONICLE_POWER_CUT_SEED={seed} \
-                 (the session's own seed is {session_seed})"
+                "{name} failed in trial {trial}: rerun with CHRONICLE_POWER_CUT_SEED={seed} \
+                 (the trial's own seed is {trial_seed})"
             ));
             panic::resume_unwind(panic);
         }
-        stats.sessions += 1;
+        stats.trials += 1;
     }
     report(name, seed, &stats, started.elapsed().as_secs_f64());
 }
@@ -133,11 +133,11 @@ fn report(name: &str, seed: u64, s: &Stats, secs: f64) {
     let by_op: Vec<String> = by_op.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let by_mode: Vec<String> = s.by_mode.iter().map(|(k, v)| format!("{k} {v}")).collect();
     note(&format!(
-        "{name}: {} cuts in {} sessions, {secs:.1} s (seed {seed}); {} filesystem operations; \
+        "{name}: {} cuts in {} trials, {secs:.1} s (seed {seed}); {} filesystem operations; \
          records acknowledged before the cuts {}, recovered {}, unacknowledged ones lost {}\n  \
          cuts by call: {}\n  cuts by mode: {}\n  cuts by operation: {}",
         s.cuts,
-        s.sessions,
+        s.trials,
         s.fs_ops,
         s.acked,
         s.recovered,
@@ -149,7 +149,7 @@ fn report(name: &str, seed: u64, s: &Stats, secs: f64) {
 }
 
 /// One log on one filesystem, cut and recovered round after round.
-struct Session {
+struct Trial {
     rng: Rng,
     events: bool,
     options: Options,
@@ -161,7 +161,7 @@ struct Session {
     context: String,
 }
 
-fn run_session(events: bool, seed: u64, cuts: u64, stats: &mut Stats) {
+fn run_trial(events: bool, seed: u64, cuts: u64, stats: &mut Stats) {
     let mut rng = Rng(seed);
     let segment_bytes = if rng.below(3) == 0 { 16 << 10 } else { 64 << 10 };
     let options = Options {
@@ -174,17 +174,10 @@ fn run_session(events: bool, seed: u64, cuts: u64, stats: &mut Stats) {
     };
     let index =
         IndexOptions { checkpoint_bytes: [2 << 10, 8 << 10, 32 << 10][rng.below(3) as usize] };
-    let context = format!("session seed {seed}, {options:?}, {index:?}");
-    let mut s = Session {
-        rng,
-        events,
-        options,
-        index,
-        model: Model::default(),
-        ops_per_round: 60,
-        context,
-    };
-    let mut fs = PowerCutMount::new("power-cut session").expect("mounted before");
+    let context = format!("trial seed {seed}, {options:?}, {index:?}");
+    let mut s =
+        Trial { rng, events, options, index, model: Model::default(), ops_per_round: 60, context };
+    let mut fs = PowerCutMount::new("power-cut trial").expect("mounted before");
     let rounds = 1 + s.rng.below(6);
     for round in 0..rounds {
         if stats.cuts >= cuts {
@@ -281,7 +274,7 @@ fn file_kind(name: &str) -> &'static str {
 
 /// Opens the log and runs up to `steps` random calls, stopping once the power is cut. Returns
 /// the call during which it was cut (`"idle"` if it was not: the caller then cuts it).
-fn run_round(fs: &PowerCutMount, s: &mut Session, round: u64, steps: u64) -> &'static str {
+fn run_round(fs: &PowerCutMount, s: &mut Trial, round: u64, steps: u64) -> &'static str {
     let dir = fs.path().join("log");
     let control = fs.control();
     let opening = if round == 0 { "create log" } else { "open" };
@@ -388,7 +381,7 @@ fn record_len(rng: &mut Rng, large_max: usize) -> usize {
 }
 
 /// After a failed call: the power must have been cut (nothing else fails here).
-fn failed(fs: &PowerCutMount, s: &Session, call: &'static str, e: &StorageError) -> &'static str {
+fn failed(fs: &PowerCutMount, s: &Trial, call: &'static str, e: &StorageError) -> &'static str {
     assert!(
         fs.control().frozen(),
         "`{call}` failed with the power on: {e}\n{}\nlast operations:\n  {}",
@@ -439,7 +432,7 @@ fn acknowledge(fs: &PowerCutMount, model: &mut Model) {
 /// Checks the log after a cut with a read-only open (which changes nothing, so that the next
 /// writer's open is the first after the cut and does the recovery's writes), and makes the
 /// model what survived. Returns how many records did.
-fn verify_read_only(fs: &PowerCutMount, s: &mut Session, context: &str) -> usize {
+fn verify_read_only(fs: &PowerCutMount, s: &mut Trial, context: &str) -> usize {
     let dir = fs.path().join("log");
     let fail = |what: String| -> ! { panic!("{what}\n{context}") };
     let opened = if s.events {
@@ -491,7 +484,7 @@ fn verify_read_only(fs: &PowerCutMount, s: &mut Session, context: &str) -> usize
     s.model.recs.len()
 }
 
-fn no_log(s: &mut Session) -> usize {
+fn no_log(s: &mut Trial) -> usize {
     s.model =
         Model { next_seq: s.model.next_seq, next_call: s.model.next_call, ..Model::default() };
     0
@@ -499,7 +492,7 @@ fn no_log(s: &mut Session) -> usize {
 
 /// Checks the log as a writer sees it after `verify_read_only`: the same records, the same
 /// index answers, and the same tree head with pages and without.
-fn verify_writer(fs: &PowerCutMount, s: &mut Session, context: &str) {
+fn verify_writer(fs: &PowerCutMount, s: &mut Trial, context: &str) {
     let dir = fs.path().join("log");
     let fail = |what: String| -> ! { panic!("{what}\n{context}") };
     let handle = Handle::open(&dir, s.events, &s.options, &s.index)
@@ -531,7 +524,7 @@ fn verify_writer(fs: &PowerCutMount, s: &mut Session, context: &str) {
 /// events of an event log, and the tree head computed from them.
 fn check_records(
     handle: &Handle,
-    s: &Session,
+    s: &Trial,
 ) -> Result<(Vec<Rec>, Vec<EventEnvelope>, TreeHead), String> {
     let log = handle.log();
     let candidates: Vec<&Rec> = s.model.candidates().collect();

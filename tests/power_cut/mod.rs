@@ -37,7 +37,7 @@ pub struct PowerCutMount {
     base: tempfile::TempDir,
     mountpoint: PathBuf,
     shared: Arc<Shared>,
-    session: Option<BackgroundSession>,
+    background: Option<BackgroundSession>,
     /// The FUSE connection's number (the minor device number of the mount), to abort it if
     /// a plain unmount is refused.
     connection: u64,
@@ -54,11 +54,11 @@ impl PowerCutMount {
         }
         let base = tempfile::Builder::new().prefix("chronicle-power-cut-").tempdir().ok()?;
         match Self::mount_tree(&base, 0, Tree::new()) {
-            Ok((mountpoint, shared, session, connection)) => Some(PowerCutMount {
+            Ok((mountpoint, shared, background, connection)) => Some(PowerCutMount {
                 base,
                 mountpoint,
                 shared,
-                session: Some(session),
+                background: Some(background),
                 connection,
                 mounts: 1,
             }),
@@ -81,9 +81,9 @@ impl PowerCutMount {
         let mut config = Config::default();
         config.mount_options =
             vec![MountOption::FSName("chronicle-power-cut".to_string()), MountOption::RW];
-        let session = fuser::spawn_mount(fs, &mountpoint, &config)?;
+        let background = fuser::spawn_mount(fs, &mountpoint, &config)?;
         let connection = std::fs::metadata(&mountpoint).map(|m| libc::minor(m.dev()) as u64)?;
-        Ok((mountpoint, shared, session, connection))
+        Ok((mountpoint, shared, background, connection))
     }
 
     /// Where the filesystem is mounted now (a new path after every cut).
@@ -114,11 +114,11 @@ impl PowerCutMount {
         let point = self.control().cut_point().expect("a frozen filesystem has a cut point");
         self.unmount();
         let tree = point.tree.after_cut(mode);
-        let (mountpoint, shared, session, connection) =
+        let (mountpoint, shared, background, connection) =
             Self::mount_tree(&self.base, self.mounts, tree).expect("remount after a power cut");
         self.mountpoint = mountpoint;
         self.shared = shared;
-        self.session = Some(session);
+        self.background = Some(background);
         self.connection = connection;
         self.mounts += 1;
         point
@@ -129,29 +129,29 @@ impl PowerCutMount {
     pub fn remount(&mut self) {
         let tree = self.shared.tree().clone();
         self.unmount();
-        let (mountpoint, shared, session, connection) =
+        let (mountpoint, shared, background, connection) =
             Self::mount_tree(&self.base, self.mounts, tree).expect("remount");
         self.mountpoint = mountpoint;
         self.shared = shared;
-        self.session = Some(session);
+        self.background = Some(background);
         self.connection = connection;
         self.mounts += 1;
     }
 
     fn unmount(&mut self) {
-        let Some(session) = self.session.take() else {
+        let Some(background) = self.background.take() else {
             return;
         };
         let path = CString::new(self.mountpoint.as_os_str().as_bytes()).unwrap();
         // SAFETY: `path` is a valid C string that lives across the call.
         if unsafe { libc::umount2(path.as_ptr(), 0) } != 0 {
             // Busy: something still has a file of it open. End the connection (every request
-            // then fails) and detach the mount, so the session's thread can end.
+            // then fails) and detach the mount, so the background's thread can end.
             abort_connection(self.connection);
             // SAFETY: as above.
             unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
         }
-        let _ = session.join();
+        let _ = background.join();
         let _ = std::fs::remove_dir(&self.mountpoint);
     }
 }
