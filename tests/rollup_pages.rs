@@ -178,6 +178,27 @@ fn deleted_or_torn_page_files_are_rebuilt_byte_for_byte() {
     assert!(std::fs::read(page_file(dir.path(), 1)).unwrap() == level1);
 }
 
+/// A page file left above a level whose file is gone is cut back, not trusted: the level below
+/// fills none of its pages.
+#[test]
+fn a_page_file_above_a_missing_level_is_cut_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = build(dir.path(), 66_000);
+    let head = log.tree_head(None).unwrap();
+    drop(log);
+    let level1 = std::fs::read(page_file(dir.path(), 1)).unwrap();
+    // A stale level-2 file (a level-1 record under the wrong name) above a lost level 1.
+    std::fs::write(page_file(dir.path(), 2), &level1).unwrap();
+    std::fs::remove_file(page_file(dir.path(), 1)).unwrap();
+    let log = Log::open_with(dir.path(), options()).unwrap();
+    assert_eq!(log.tree_head(None).unwrap(), head);
+    let report = log.rollup_report();
+    assert_eq!(report.pages[..3], [(257, 0), (1, 0), (0, 0)], "{report:?}");
+    drop(log);
+    assert_eq!(std::fs::read(page_file(dir.path(), 1)).unwrap(), level1);
+    assert_eq!(std::fs::metadata(page_file(dir.path(), 2)).unwrap().len(), 0);
+}
+
 /// Flips a bit of page `index` of level 0, in the byte at `at` of its record.
 fn flip(dir: &Path, index: usize, at: usize) {
     let path = page_file(dir, 0);

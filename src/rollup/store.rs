@@ -74,6 +74,8 @@ impl PageStore {
             write_error: None,
         };
         let mut cuts = Vec::new();
+        // Every level's file is looked at, even above a missing one: a file left above a gap
+        // is cut back below (no level may hold more than the level below it fills).
         for level in 0..=LEVEL_MAX {
             let path = dir.join(page_file_name(level));
             let file = if writable {
@@ -82,7 +84,8 @@ impl PageStore {
                 File::open(&path)
             };
             let Ok(file) = file else {
-                break;
+                store.levels.push(Level::default());
+                continue;
             };
             let len = file.metadata().map_or(0, |m| m.len());
             let mut on_disk = len / PAGE_RECORD_LEN as u64;
@@ -186,6 +189,9 @@ impl PageStore {
             let file = self.create_file(self.levels.len());
             self.levels.push(Level { file, on_disk: 0, memory: Vec::new() });
         }
+        if self.writable && self.levels[level].file.is_none() && self.levels[level].on_disk == 0 {
+            self.levels[level].file = self.create_file(level);
+        }
         let l = &mut self.levels[level];
         debug_assert_eq!(page.index, l.on_disk + l.memory.len() as u64);
         if self.writable && l.memory.is_empty() {
@@ -215,7 +221,8 @@ impl PageStore {
         if !self.writable {
             return File::open(path).ok();
         }
-        match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
+        // Only a level with no valid page gets a new file, so whatever the name held goes.
+        match OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path) {
             Ok(file) => Some(file),
             Err(e) => {
                 self.write_error =
