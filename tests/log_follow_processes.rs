@@ -136,3 +136,46 @@ fn a_follower_survives_its_writer_being_killed_and_replaced() {
     let everything = collect(&mut again, |position| position >= end);
     assert!(!everything.is_empty());
 }
+
+/// A read-only follower that delivered records a power loss then took (they were never
+/// synced), and that a new writer wrote over, ends with `CutBehind` rather than carrying on
+/// as if the records it delivered were still the log.
+#[test]
+fn a_follower_whose_delivered_records_were_cut_back_gets_cut_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut writer = Log::open_with(&path, small(500)).unwrap();
+    writer.append_sync(b"synced").unwrap();
+    let durable_end = writer.end_offset();
+    let reader = Log::open_read_only(&path).unwrap();
+    let mut follow = reader.follow(0);
+    for i in 0..5 {
+        writer.append(&payload(i, 40)).unwrap();
+    }
+    let end = writer.end_offset();
+    let got = collect(&mut follow, |position| position >= end);
+    assert_eq!(got.len(), 6);
+    // What a power loss could leave: the unsynced records gone.
+    drop(writer);
+    let segment = path.join(format!("{:020}.seg", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[64 + durable_end as usize..].fill(0);
+    std::fs::write(&segment, bytes).unwrap();
+    let mut writer = Log::open_with(&path, small(500)).unwrap();
+    assert_eq!(writer.end_offset(), durable_end);
+    for i in 0..5 {
+        writer.append_sync(&payload(100 + i, 40)).unwrap();
+    }
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(20), "no CutBehind");
+        match follow.next_timeout(Duration::from_millis(50)) {
+            Next::Error(chronicle::StorageError::CutBehind { offset, .. }) => {
+                assert_eq!(offset, got[5].0, "the last record it had delivered");
+                break;
+            }
+            Next::CaughtUp | Next::TimedOut => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
