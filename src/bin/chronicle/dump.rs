@@ -5,10 +5,7 @@ use std::path::PathBuf;
 
 use chronicle::{EventLog, Log};
 
-use crate::output::{hex_prefix, quiet_broken_pipe, utc_timestamp, CliResult};
-
-/// Bytes of each payload shown in hex.
-const HEX_BYTES: usize = 16;
+use crate::output::{event_line, quiet_broken_pipe, record_line, CliResult};
 
 /// Arguments of `chronicle dump`.
 #[derive(Debug, clap::Args)]
@@ -51,14 +48,7 @@ fn dump_records(args: &Args, out: &mut impl Write) -> CliResult {
             break;
         };
         let record = record?;
-        writeln!(
-            out,
-            "{:>14}  {:<24}  {:>8}  {}",
-            record.offset,
-            utc_timestamp(record.write_timestamp_ms),
-            record.payload.len(),
-            hex_prefix(record.payload, HEX_BYTES)
-        )?;
+        writeln!(out, "{}", record_line(record.offset, record.write_timestamp_ms, record.payload))?;
         printed += 1;
     }
     writeln!(out, "{printed} records")?;
@@ -75,22 +65,7 @@ fn dump_events(args: &Args, out: &mut impl Write) -> CliResult {
         if printed >= limit {
             break;
         }
-        let envelope = envelope?;
-        let event = &envelope.event;
-        let aggregate = event.aggregate_id.map_or_else(|| "-".to_string(), |id| id.to_string());
-        writeln!(
-            out,
-            "{:>14}  {}  type={} namespace={} schema={}@{} aggregate={} payload={} bytes {}",
-            envelope.offset,
-            utc_timestamp(envelope.write_timestamp_ms),
-            event.event_type,
-            event.namespace,
-            event.schema_id,
-            event.schema_version,
-            aggregate,
-            event.payload.len(),
-            hex_prefix(&event.payload, HEX_BYTES)
-        )?;
+        writeln!(out, "{}", event_line(&envelope?))?;
         printed += 1;
     }
     writeln!(out, "{printed} events")?;

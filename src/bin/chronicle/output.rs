@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use chronicle::{OpenReport, StorageError};
+use chronicle::{EventEnvelope, OpenReport, StorageError};
 
 /// Why a subcommand failed.
 #[derive(Debug)]
@@ -52,6 +52,38 @@ pub fn quiet_broken_pipe(result: CliResult) -> CliResult {
 }
 
 /// Up to `max` leading bytes as lowercase hex, with `…` when there are more.
+/// Payload bytes shown at the end of a record's or an event's line.
+pub const HEX_BYTES: usize = 16;
+
+/// A record as `dump` and `tail` print it: offset, time, length, first bytes.
+pub fn record_line(offset: u64, write_timestamp_ms: u64, payload: &[u8]) -> String {
+    format!(
+        "{:>14}  {:<24}  {:>8}  {}",
+        offset,
+        utc_timestamp(write_timestamp_ms),
+        payload.len(),
+        hex_prefix(payload, HEX_BYTES)
+    )
+}
+
+/// An event as `dump --events` and `tail --events` print it.
+pub fn event_line(envelope: &EventEnvelope) -> String {
+    let event = &envelope.event;
+    let aggregate = event.aggregate_id.map_or_else(|| "-".to_string(), |id| id.to_string());
+    format!(
+        "{:>14}  {}  type={} namespace={} schema={}@{} aggregate={} payload={} bytes {}",
+        envelope.offset,
+        utc_timestamp(envelope.write_timestamp_ms),
+        event.event_type,
+        event.namespace,
+        event.schema_id,
+        event.schema_version,
+        aggregate,
+        event.payload.len(),
+        hex_prefix(&event.payload, HEX_BYTES)
+    )
+}
+
 pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
     let mut out = String::with_capacity(max * 2 + 3);
     for byte in bytes.iter().take(max) {

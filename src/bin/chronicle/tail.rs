@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use chronicle::{EventEnvelope, Log, Next, Record};
 
-use crate::output::{hex_prefix, quiet_broken_pipe, utc_timestamp, CliResult};
-
-/// Bytes of each payload shown in hex in the text output.
-const HEX_BYTES: usize = 16;
+use crate::output::{event_line, quiet_broken_pipe, record_line, CliResult};
 
 /// Arguments of `chronicle tail`.
 #[derive(Debug, clap::Args)]
@@ -96,14 +93,8 @@ fn print_record(args: &Args, record: &Record, out: &mut impl Write) -> CliResult
             });
             writeln!(out, "{line}")?;
         } else {
-            writeln!(
-                out,
-                "{:>14}  {:<24}  {:>8}  {}",
-                record.offset,
-                utc_timestamp(record.write_timestamp_ms),
-                record.payload.len(),
-                hex_prefix(&record.payload, HEX_BYTES)
-            )?;
+            let line = record_line(record.offset, record.write_timestamp_ms, &record.payload);
+            writeln!(out, "{line}")?;
         }
         return Ok(());
     }
@@ -122,18 +113,7 @@ fn print_record(args: &Args, record: &Record, out: &mut impl Write) -> CliResult
         });
         writeln!(out, "{line}")?;
     } else {
-        let aggregate = event.aggregate_id.map_or_else(|| "-".to_string(), |id| id.to_string());
-        writeln!(
-            out,
-            "{:>14}  {}  type={} namespace={} aggregate={} payload={} bytes {}",
-            envelope.offset,
-            utc_timestamp(envelope.write_timestamp_ms),
-            event.event_type,
-            event.namespace,
-            aggregate,
-            event.payload.len(),
-            hex_prefix(&event.payload, HEX_BYTES)
-        )?;
+        writeln!(out, "{}", event_line(&envelope))?;
     }
     Ok(())
 }
