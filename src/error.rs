@@ -180,9 +180,59 @@ pub enum StorageError {
     },
 
     /// A value could not be encoded.
+    /// An append with an expected version found the aggregate at another version; nothing
+    /// was written. `actual` is the aggregate's current version (its last event's), `None` if
+    /// it has no events.
+    #[error(
+        "aggregate {aggregate_id}: expected {expected}, found {}",
+        actual.map_or_else(|| "no events".to_string(), |v| format!("version {v}"))
+    )]
+    WrongExpectedVersion {
+        /// The aggregate appended to.
+        aggregate_id: u64,
+        /// What the append expected.
+        expected: crate::event::ExpectedVersion,
+        /// The aggregate's version when the append was checked.
+        actual: Option<u64>,
+    },
+
+    /// A batch an append was given breaks a rule of that append (for an expected-version
+    /// append: it is empty, or not every event belongs to the one aggregate); nothing was
+    /// written.
+    #[error("invalid batch: {reason}")]
+    InvalidBatch {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     #[error("cannot encode: {reason}")]
     Encode {
         /// The encoder's message.
+        reason: String,
+    },
+
+    /// A signing or verifier key (signed-note format) could not be read, or does not fit the
+    /// use it was given.
+    #[error("key: {reason}")]
+    Key {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A checkpoint could not be read, its signature did not verify, or it does not match
+    /// what it was checked against.
+    #[error("checkpoint: {reason}")]
+    Checkpoint {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A tile export was refused; nothing a client relies on changed.
+    #[error("tile export to `{}`: {reason}", path.display())]
+    Export {
+        /// The export directory.
+        path: PathBuf,
+        /// Why it was refused.
         reason: String,
     },
 }

@@ -52,10 +52,10 @@ impl EventFollow {
         self.inner.stop_handle()
     }
 
-    /// The offset of the next event this follow will deliver (see [`Follow::position`]).
+    /// The offset of the next event this follow will deliver (see [`Follow::next_offset`]).
     #[must_use]
-    pub fn position(&self) -> u64 {
-        self.inner.position()
+    pub fn next_offset(&self) -> u64 {
+        self.inner.next_offset()
     }
 
     /// Whether every event up to the live end has been delivered (see

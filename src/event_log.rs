@@ -9,13 +9,22 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
-use crate::event::{decode_event, encode_event_into, Event, EventEnvelope};
+use crate::event::{
+    decode_versioned_event, encode_versioned_event_into, Event, EventEnvelope, ExpectedVersion,
+};
 use crate::format::TEMP_FILE_SUFFIX;
 use crate::index::{
     catch_up, catch_up_times, open_index, save_index, AggregateIndex, IndexOptions, IndexReport,
     INDEX_FILE_NAME,
 };
-use crate::log::{Log, LogReader, OpenReport, Options, Replay};
+use crate::log::{Log, LogReader, OpenReport, Options};
+
+mod iter;
+mod versions;
+
+use iter::OffsetsIter;
+pub use iter::{EventReplay, IndexedEvents, TimeRangeEvents};
+use versions::Versions;
 
 /// An append-only store of [`Event`]s in a directory.
 ///
@@ -55,6 +64,8 @@ pub struct EventLog {
     checkpoint_error: Option<String>,
     /// An automatic checkpoint being written on another thread.
     pending: PendingCheckpoint,
+    /// The current version of each aggregate this handle has appended to or checked.
+    versions: Versions,
 }
 
 /// An automatic checkpoint's save, running on its own thread so the append that triggered it
@@ -80,6 +91,12 @@ impl Drop for PendingCheckpoint {
     fn drop(&mut self) {
         // Nobody is left to report to; the next open catches up from whichever file is there.
         let _ = self.finish();
+    }
+}
+
+impl crate::log::HoldsLog for EventLog {
+    fn log_mut(&mut self) -> &mut Log {
+        &mut self.log
     }
 }
 
@@ -171,6 +188,7 @@ impl EventLog {
             saved_end,
             checkpoint_error: None,
             pending: PendingCheckpoint::default(),
+            versions: Versions::default(),
         };
         // Catching up only extends the index, so this cannot underflow; saturating keeps it
         // panic-free all the same.
@@ -197,8 +215,12 @@ impl EventLog {
 
     /// [`EventLog::append`]; with `for_sync`, written the way [`Log::append_sync`] writes a
     /// record it is about to sync.
-    fn append_record(&mut self, event: &Event, for_sync: bool) -> Result<u64> {
-        encode_event_into(event, &mut self.buf)?;
+    pub(crate) fn append_record(&mut self, event: &Event, for_sync: bool) -> Result<u64> {
+        let version = match event.aggregate_id {
+            Some(id) => Some(self.next_version(id)?),
+            None => None,
+        };
+        encode_versioned_event_into(event, version, &mut self.buf)?;
         let offset = if for_sync {
             self.log.append_for_sync(&self.buf)?
         } else {
@@ -206,6 +228,9 @@ impl EventLog {
         };
         let (timestamp, crc) = self.last_stamp();
         self.index.insert_read(offset, self.log.end_offset(), timestamp, crc, event);
+        if let (Some(id), Some(version)) = (event.aggregate_id, version) {
+            self.versions.set(id, version);
+        }
         self.after_append();
         Ok(offset)
     }
@@ -277,10 +302,38 @@ impl EventLog {
     /// # Errors
     /// As [`Log::append_batch`]; nothing is written if any event fails to encode.
     pub fn append_batch(&mut self, events: &[Event]) -> Result<Vec<u64>> {
+        self.append_events(events, None, false)
+    }
+
+    /// Appends events as one batch (see [`EventLog::append_batch`]) and makes it, and
+    /// everything before it, durable before returning, with one sync.
+    ///
+    /// # Errors
+    /// As [`EventLog::append_batch`] and [`Log::append_sync`].
+    pub fn append_batch_sync(&mut self, events: &[Event]) -> Result<Vec<u64>> {
+        let offsets = self.append_events(events, None, true)?;
+        self.log.sync()?;
+        Ok(offsets)
+    }
+
+    /// Appends `events` as one batch, each with its aggregate version (see
+    /// [`EventEnvelope::aggregate_version`]); with `expected`, only if their one aggregate is at
+    /// that version (checked by [`EventLog::check_expected`]). Nothing is written on any
+    /// error. With `for_sync`, written the way [`Log::append_sync`] writes records it syncs.
+    pub(crate) fn append_events(
+        &mut self,
+        events: &[Event],
+        expected: Option<ExpectedVersion>,
+        for_sync: bool,
+    ) -> Result<Vec<u64>> {
+        let versions = match expected {
+            Some(expected) => self.check_expected(expected, events)?,
+            None => self.batch_versions(events)?,
+        };
         self.batch_buf.clear();
         self.batch_ends.clear();
-        for event in events {
-            encode_event_into(event, &mut self.buf)?;
+        for (event, &version) in events.iter().zip(&versions) {
+            encode_versioned_event_into(event, version, &mut self.buf)?;
             self.batch_buf.extend_from_slice(&self.buf);
             self.batch_ends.push(self.batch_buf.len());
         }
@@ -294,7 +347,11 @@ impl EventLog {
                 record
             })
             .collect();
-        let offsets = self.log.append_batch(&records)?;
+        let offsets = if for_sync {
+            self.log.append_batch_for_sync(&records)?
+        } else {
+            self.log.append_batch(&records)?
+        };
         // A batch shares one timestamp; only its last frame's checksum identifies it.
         let (timestamp, crc) = self.last_stamp();
         let end = self.log.end_offset();
@@ -302,8 +359,24 @@ impl EventLog {
             let next = offsets.get(i + 1).copied().unwrap_or(end);
             self.index.insert_read(offset, next, timestamp, crc, event);
         }
+        for (event, version) in events.iter().zip(versions) {
+            if let (Some(id), Some(version)) = (event.aggregate_id, version) {
+                self.versions.set(id, version);
+            }
+        }
         self.after_append();
         Ok(offsets)
+    }
+
+    /// Removes the whole segments before `offset` from the log, as [`Log::truncate_before`]
+    /// does (never past a consumer, only what the Merkle pages cover). The index keeps its
+    /// entries for the removed records, so aggregate versions continue, but no query returns
+    /// them.
+    ///
+    /// # Errors
+    /// As [`Log::truncate_before`].
+    pub fn truncate_before(&mut self, offset: u64) -> Result<crate::RetentionReport> {
+        self.log.truncate_before(offset)
     }
 
     /// Makes every event appended so far durable.
@@ -318,12 +391,12 @@ impl EventLog {
     /// Streaming: memory stays flat. A record that is not a valid event yields `Decode`
     /// naming its offset, and replay ends there.
     pub fn replay(&self, from: u64) -> EventReplay {
-        EventReplay { inner: self.log.replay(from), failed: false }
+        EventReplay::new(self.log.replay(from))
     }
 
     /// Replays events whose offset is in `[from, until)`.
     pub fn replay_until(&self, from: u64, until: u64) -> EventReplay {
-        EventReplay { inner: self.log.replay_until(from, until), failed: false }
+        EventReplay::new(self.log.replay_until(from, until))
     }
 
     /// Reads the one event at `offset`.
@@ -332,10 +405,12 @@ impl EventLog {
     /// `InvalidOffset` if no record starts there, `Decode` if it is not an event.
     pub fn read_at(&self, offset: u64) -> Result<EventEnvelope> {
         let record = self.log.read_at(offset)?;
+        let (event, aggregate_version) = decode_versioned_event(&record.payload, offset)?;
         Ok(EventEnvelope {
             offset,
             write_timestamp_ms: record.write_timestamp_ms,
-            event: decode_event(&record.payload, offset)?,
+            event,
+            aggregate_version,
         })
     }
 
@@ -453,6 +528,7 @@ impl EventLog {
             self.log.frame_header_at(offset)?;
         }
         self.index.truncate(offset);
+        self.versions.clear();
         Ok(catch_up(&mut self.index, &self.log)?.0)
     }
 
@@ -511,8 +587,16 @@ impl EventLog {
     #[must_use]
     pub fn aggregate_events_from(&self, id: u64, from: u64) -> IndexedEvents<'_> {
         let mut offsets = self.index.aggregate(id);
-        offsets.retain(|&o| o >= from);
-        IndexedEvents { log: self, offsets: OffsetsIter::Owned(offsets.into_iter()), failed: false }
+        // The index still lists records that retention removed; they are skipped.
+        let from = from.max(self.log.start_offset());
+        let skipped = offsets.partition_point(|&o| o < from);
+        offsets.drain(..skipped);
+        IndexedEvents {
+            log: self,
+            offsets: OffsetsIter::Owned(offsets.into_iter()),
+            failed: false,
+            position: Some(skipped as u64),
+        }
     }
 
     /// Streams the events whose `event_type` is `event_type` at offsets `from` and after, in
@@ -530,11 +614,13 @@ impl EventLog {
     }
 
     fn indexed<'a>(&'a self, offsets: &'a [u64], from: u64) -> IndexedEvents<'a> {
+        let from = from.max(self.log.start_offset());
         let first = offsets.partition_point(|&o| o < from);
         IndexedEvents {
             log: self,
             offsets: OffsetsIter::Borrowed(offsets.get(first..).unwrap_or_default().iter()),
             failed: false,
+            position: None,
         }
     }
 
@@ -545,8 +631,9 @@ impl EventLog {
     pub fn events_in_time_range(&self, from_ms: u64, to_ms: u64) -> TimeRangeEvents {
         // The time index gives the first such event by binary search.
         let monotonic = self.index.times_monotonic();
+        let log_start = self.log.start_offset();
         let start =
-            if monotonic { self.index.time_scan_start(from_ms) } else { self.log.start_offset() };
+            if monotonic { self.index.time_scan_start(from_ms).max(log_start) } else { log_start };
         let empty = from_ms >= to_ms;
         TimeRangeEvents {
             inner: self.replay(if empty { self.end_offset() } else { start }),
@@ -555,132 +642,5 @@ impl EventLog {
             stop_early: monotonic,
             done: empty,
         }
-    }
-}
-
-/// A streaming iterator over the events at a list of offsets from the index; see
-/// [`EventLog::aggregate_events`]. It ends after the first error.
-#[derive(Debug)]
-pub struct IndexedEvents<'a> {
-    log: &'a EventLog,
-    offsets: OffsetsIter<'a>,
-    failed: bool,
-}
-
-/// The offsets an [`IndexedEvents`] reads: borrowed from the index, or assembled for it.
-#[derive(Debug)]
-enum OffsetsIter<'a> {
-    Borrowed(std::slice::Iter<'a, u64>),
-    Owned(std::vec::IntoIter<u64>),
-}
-
-impl OffsetsIter<'_> {
-    fn next(&mut self) -> Option<u64> {
-        match self {
-            OffsetsIter::Borrowed(offsets) => offsets.next().copied(),
-            OffsetsIter::Owned(offsets) => offsets.next(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            OffsetsIter::Borrowed(offsets) => offsets.len(),
-            OffsetsIter::Owned(offsets) => offsets.len(),
-        }
-    }
-}
-
-impl Iterator for IndexedEvents<'_> {
-    type Item = Result<EventEnvelope>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        let offset = self.offsets.next()?;
-        let event = self.log.read_at(offset);
-        self.failed = event.is_err();
-        Some(event)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.offsets.len()))
-    }
-}
-
-/// A streaming iterator over the events written in a time range; see
-/// [`EventLog::events_in_time_range`]. It ends after the first error.
-#[derive(Debug)]
-pub struct TimeRangeEvents {
-    inner: EventReplay,
-    from_ms: u64,
-    to_ms: u64,
-    /// Whether timestamps are known to be monotonic, so the first one at `to_ms` or later
-    /// ends the range.
-    stop_early: bool,
-    done: bool,
-}
-
-impl Iterator for TimeRangeEvents {
-    type Item = Result<EventEnvelope>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            let item = match self.inner.next() {
-                None => {
-                    self.done = true;
-                    return None;
-                }
-                Some(Err(err)) => {
-                    self.done = true;
-                    return Some(Err(err));
-                }
-                Some(Ok(envelope)) => envelope,
-            };
-            let ts = item.write_timestamp_ms;
-            if ts >= self.to_ms && self.stop_early {
-                self.done = true;
-                return None;
-            }
-            if ts >= self.from_ms && ts < self.to_ms {
-                return Some(Ok(item));
-            }
-        }
-        None
-    }
-}
-
-/// A streaming iterator of [`EventEnvelope`]s; see [`EventLog::replay`].
-#[derive(Debug)]
-pub struct EventReplay {
-    inner: Replay,
-    /// Set after a record failed to decode: replay ends at the first error.
-    failed: bool,
-}
-
-impl EventReplay {
-    /// The offset of the next record this replay would read: where to resume later.
-    #[must_use]
-    pub fn position(&self) -> u64 {
-        self.inner.position()
-    }
-}
-
-impl Iterator for EventReplay {
-    type Item = Result<EventEnvelope>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        let record = match self.inner.next_ref()? {
-            Ok(record) => record,
-            Err(err) => return Some(Err(err)),
-        };
-        let offset = record.offset;
-        let write_timestamp_ms = record.write_timestamp_ms;
-        let decoded = decode_event(record.payload, offset);
-        self.failed = decoded.is_err();
-        Some(decoded.map(|event| EventEnvelope { offset, write_timestamp_ms, event }))
     }
 }

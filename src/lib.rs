@@ -57,6 +57,8 @@
 //! Every fallible call returns [`StorageError`]; no input from disk or from a caller panics.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "archive")]
+pub mod archive;
 mod atomic_file;
 #[allow(unsafe_code)]
 mod cpu;
@@ -75,9 +77,11 @@ mod index;
 mod log;
 pub mod rollup;
 mod segment;
+mod shared_event_log;
+pub mod transparency;
 
 pub use error::{Result, StorageError};
-pub use event::{encode_payload, Event, EventBuilder, EventEnvelope};
+pub use event::{encode_payload, Event, EventBuilder, EventEnvelope, ExpectedVersion};
 pub use event_follow::EventFollow;
 pub use event_log::{EventLog, EventReplay, IndexedEvents, TimeRangeEvents};
 pub use format::FormatError;
@@ -85,9 +89,12 @@ pub use index::{
     load_index, save_index, AggregateIndex, IndexOptions, IndexReport, CHECKPOINT_BYTES_DEFAULT,
     INDEX_FILE_NAME, INDEX_MAGIC, INDEX_VERSION,
 };
+#[cfg(feature = "async")]
+pub use log::FollowStream;
 pub use log::{
     Consumer, DamagedSpan, Follow, FollowStop, Log, LogReader, Next, OpenReport, Options, Payload,
-    Record, RecordRef, RecoveryMode, RepairReport, Replay, TornTail, VerifyReport,
-    CONSUMER_NAME_MAX, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT, SEGMENT_BYTES_DEFAULT,
-    SEGMENT_BYTES_MIN,
+    Record, RecordRef, RecoveryMode, RepairReport, Replay, RetentionReport, SharedLog, TornTail,
+    VerifyReport, CONSUMER_NAME_MAX, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN,
 };
+pub use shared_event_log::SharedEventLog;

@@ -9,14 +9,18 @@
 //!   page; it must yield the same events, answer from its index file without rebuilding it,
 //!   and give the tree head from its page that the records give.
 //!
-//! They are written once by the ignored test `write_fixture_logs`
+//! - `v1-event-versions`: a closed event log whose records store aggregate versions (event
+//!   record layout 2, `FORMAT.md` 7), beside events without an aggregate.
+//!
+//! They are written once by the ignored tests `write_fixture_logs` and
+//! `write_event_versions_fixture`
 //! (`CHRONICLE_WRITE_FIXTURES=1 cargo test --release --test fixture_logs -- --ignored`). Write
 //! them again only to add one, never to make a failing check pass.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chronicle::{Event, EventLog, Log, Options, StorageError};
+use chronicle::{Event, EventLog, ExpectedVersion, Log, Options, StorageError};
 
 const SEGMENT_BYTES: u64 = 4096;
 const RECORDS: usize = 60;
@@ -224,4 +228,84 @@ fn an_event_log_written_by_version_1_answers_from_its_files() {
     let plain = Log::open_with(copy.path(), Options { merkle_rollup: false, ..options() }).unwrap();
     assert_eq!(plain.tree_head(None).unwrap(), head, "the page's head is the records' head");
     assert!(Log::open_read_only(&dir).unwrap().verify_pages(None, None).unwrap().is_clean());
+}
+
+#[test]
+fn versions_of_events_written_before_versions_were_stored_are_their_positions() {
+    let log = EventLog::open_read_only(fixture_dir("v1-event-log")).unwrap();
+    for envelope in log.replay(0) {
+        assert_eq!(envelope.unwrap().aggregate_version, None, "layout 1 stores no version");
+    }
+    for id in 0..5 {
+        let versions: Vec<_> =
+            log.load_aggregate(id).unwrap().iter().map(|e| e.aggregate_version).collect();
+        assert_eq!(versions, (0..EVENTS / 5).map(Some).collect::<Vec<_>>(), "aggregate {id}");
+        assert_eq!(log.aggregate_version(id).unwrap(), Some(EVENTS / 5 - 1));
+    }
+    drop(log);
+    // A writer continues the count, and stores versions from there on.
+    let copy = copy_of("v1-event-log");
+    let mut log = EventLog::open_with(copy.path(), options()).unwrap();
+    let stale = log.append_expecting(ExpectedVersion::Exact(EVENTS / 5 - 2), &[event(0)]);
+    assert!(matches!(stale, Err(StorageError::WrongExpectedVersion { .. })), "{stale:?}");
+    let offsets =
+        log.append_expecting(ExpectedVersion::Exact(EVENTS / 5 - 1), &[event(0)]).unwrap();
+    assert_eq!(log.read_at(offsets[0]).unwrap().aggregate_version, Some(EVENTS / 5));
+}
+
+/// The events of `v1-event-versions`: three aggregates and, every seventh, none.
+fn versioned_event(i: u64) -> Event {
+    let builder = Event::builder("counted").payload(i.to_le_bytes().to_vec());
+    if i % 7 == 6 {
+        builder.build()
+    } else {
+        builder.aggregate_id(100 + i % 3).build()
+    }
+}
+
+const VERSIONED_EVENTS: u64 = 60;
+
+#[test]
+#[ignore = "writes tests/fixtures; run by hand only to add a fixture"]
+fn write_event_versions_fixture() {
+    if std::env::var_os("CHRONICLE_WRITE_FIXTURES").is_none() {
+        return;
+    }
+    let dir = fixture_dir("v1-event-versions");
+    if dir.exists() {
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    let mut log = EventLog::open_with(&dir, options()).unwrap();
+    for i in 0..VERSIONED_EVENTS {
+        log.append(&versioned_event(i)).unwrap();
+    }
+    log.close().unwrap();
+    fs::remove_file(dir.join("LOCK")).ok();
+}
+
+#[test]
+fn an_event_log_with_stored_versions_reads_them_back() {
+    let dir = fixture_dir("v1-event-versions");
+    let log = EventLog::open_read_only(&dir).unwrap();
+    let mut counts = [0u64; 3];
+    let mut seen = 0;
+    for (i, envelope) in (0..).zip(log.replay(0)) {
+        let envelope = envelope.unwrap();
+        assert_eq!(envelope.event, versioned_event(i));
+        let expected = envelope.event.aggregate_id.map(|id| {
+            let slot = &mut counts[(id - 100) as usize];
+            *slot += 1;
+            *slot - 1
+        });
+        assert_eq!(envelope.aggregate_version, expected, "event {i}");
+        seen += 1;
+    }
+    assert_eq!(seen, VERSIONED_EVENTS);
+    for id in 100..103 {
+        let versions: Vec<_> =
+            log.load_aggregate(id).unwrap().iter().map(|e| e.aggregate_version).collect();
+        let count = counts[(id - 100) as usize];
+        assert_eq!(versions, (0..count).map(Some).collect::<Vec<_>>());
+        assert_eq!(log.aggregate_version(id).unwrap(), Some(count - 1));
+    }
 }

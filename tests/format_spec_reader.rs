@@ -408,15 +408,39 @@ fn segment_names(dir: &Path) -> Vec<(u64, String)> {
     names
 }
 
+/// FORMAT.md 6.6: the start record, if there is one: (log_id, start_offset, start_entry).
+fn read_start(dir: &Path) -> Result<Option<(u64, u64, u64)>, SpecError> {
+    let Ok(b) = fs::read(dir.join("START")) else {
+        return Ok(None);
+    };
+    let valid = b.len() == 36
+        && &b[0..4] == b"CHST"
+        && u16_at(&b, 4) == 1
+        && b[6..8] == [0, 0]
+        && u32_at(&b, 32) == crc32fast::hash(&b[..32]);
+    if !valid {
+        return Err(SpecError::Broken { segment: "START".to_string() });
+    }
+    Ok(Some((u64_at(&b, 8), u64_at(&b, 16), u64_at(&b, 24))))
+}
+
 /// Where the log ends: segment index and data position.
 type End = (usize, u64);
 
 /// FORMAT.md section 6.3: checks the segment files and finds where the log ends. Returns the
 /// segments the log keeps (torn creations and what follows them left out) and the end.
 fn recover(dir: &Path) -> Result<(Vec<SpecSegment>, End), SpecError> {
-    let names = segment_names(dir);
+    let mut names = segment_names(dir);
     if names.is_empty() {
         return Err(SpecError::NotALogDirectory);
+    }
+    // 6.6: a start record; segment files below its offset are not part of the log.
+    let start = read_start(dir)?;
+    if let Some((_, start_offset, _)) = start {
+        names.retain(|(base, _)| *base >= start_offset);
+        if names.is_empty() {
+            return Err(SpecError::Broken { segment: "START".to_string() });
+        }
     }
 
     // Step 1: the segment files, in name order; torn creations and what follows them.
@@ -458,6 +482,19 @@ fn recover(dir: &Path) -> Result<(Vec<SpecSegment>, End), SpecError> {
             return Err(SpecError::Corruption { segment: first.name.clone(), offset: first.base });
         }
         segments.truncate(kept);
+    }
+
+    // 6.6: where the log begins.
+    if let Some(first) = segments.first() {
+        let begins_right = match start {
+            Some((log_id, start_offset, _)) => {
+                first.base() == start_offset && first.header.log_id == log_id
+            }
+            None => first.header.prev_last_frame_offset == NO_PREVIOUS_FRAME,
+        };
+        if !begins_right {
+            return Err(SpecError::Broken { segment: first.name.clone() });
+        }
     }
 
     // Step 2: the chain of headers.
@@ -936,10 +973,15 @@ fn event_record_example_of_format_md() {
     let mut log = EventLog::open_with(dir.path(), small()).unwrap();
     let event = Event::builder("a").namespace("n").aggregate_id(7).payload(vec![1, 2]).build();
     log.append(&event).unwrap();
+    log.append(&Event::builder("a").namespace("n").payload(vec![1, 2]).build()).unwrap();
     log.close().unwrap();
     let records = agree_records(dir.path()).unwrap();
-    let expected = [0x96, 0xa1, 0x61, 0xa1, 0x6e, 0xa0, 0x01, 0x07, 0xc4, 0x02, 0x01, 0x02];
+    // The aggregate's first event: version 0 as the seventh element.
+    let expected = [0x97, 0xa1, 0x61, 0xa1, 0x6e, 0xa0, 0x01, 0x07, 0xc4, 0x02, 0x01, 0x02, 0x00];
     assert_eq!(records[0].payload, expected);
+    // Without an aggregate: six elements, a nil aggregate id, no version.
+    let expected = [0x96, 0xa1, 0x61, 0xa1, 0x6e, 0xa0, 0x01, 0xc0, 0xc4, 0x02, 0x01, 0x02];
+    assert_eq!(records[1].payload, expected);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1072,13 +1114,16 @@ fn header_and_link_checks_agree() {
                 broken(&n2),
             ),
             ("previous frame's crc", b2, Box::new(|h| h[32] ^= 1), broken(&n2)),
-            // Not checked: the first segment's previous-frame fields, and reserved bytes.
+            // Without a start record the first segment must follow no frame (6.6): one that
+            // names a previous frame means segment files are missing at the front.
             (
                 "first segment's previous frame",
                 0,
                 Box::new(|h| h[24..36].fill(0x5a)),
-                Ok(records.clone()),
+                broken(&segment_name(0)),
             ),
+            // Not checked: the first segment's previous-frame CRC, and reserved bytes.
+            ("first segment's previous crc", 0, Box::new(|h| h[32] ^= 1), Ok(records.clone())),
             ("reserved bytes", b1, Box::new(|h| h[36] = 1), Ok(records.clone())),
         ];
         for (what, base, edit, expected) in cases {
@@ -1380,4 +1425,38 @@ fn fuzz_corpus_directories_agree() {
         let library = library_read(dir.path());
         assert_eq!(spec, library, "round {round}, input {input:02x?}");
     }
+}
+
+/// FORMAT.md 6.6: a log whose front retention removed, a crash's leftovers below its start,
+/// a damaged start record, and a missing first segment without one.
+#[test]
+fn start_records_and_missing_front_segments_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(dir.path(), small()).unwrap();
+    let offsets: Vec<u64> = (0..2000).map(|i| log.append(&payload(i)).unwrap()).collect();
+    let report = log.truncate_before(offsets[1500]).unwrap();
+    assert!(!report.segments_removed.is_empty(), "{report:?}");
+    log.close().unwrap();
+    let records = agree_records(dir.path()).unwrap();
+    assert_eq!(records[0].offset, report.start_offset);
+    // A segment file below the start (a removal a crash interrupted) is not read.
+    fs::write(
+        dir.path().join(segment_name(0)),
+        fs::read(dir.path().join(segment_name(report.start_offset))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(agree_records(dir.path()).unwrap().len(), records.len());
+    fs::remove_file(dir.path().join(segment_name(0))).unwrap();
+    // A damaged start record refuses the log.
+    let start = dir.path().join("START");
+    let good = fs::read(&start).unwrap();
+    let mut bad = good.clone();
+    bad[17] ^= 4;
+    fs::write(&start, &bad).unwrap();
+    assert!(matches!(agree(dir.path()), Err(SpecError::Broken { .. })));
+    // Without the record, the first segment follows another: segments are missing.
+    fs::remove_file(&start).unwrap();
+    assert!(matches!(agree(dir.path()), Err(SpecError::Broken { .. })));
+    fs::write(&start, &good).unwrap();
+    assert_eq!(agree_records(dir.path()).unwrap().len(), records.len());
 }

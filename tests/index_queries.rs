@@ -321,3 +321,26 @@ fn an_empty_batch_after_a_failed_rebuild_does_not_underflow_the_checkpoint_count
     drop(log);
     assert_eq!(load_index(dir.path().join(INDEX_FILE_NAME)).unwrap().covered_end(), end);
 }
+
+/// What an operator saw: `chronicle index rebuild` on a log whose last record was not an event
+/// (a raw record written through `Log`) saved an index that every later open refused ("event
+/// type lists do not end at the last indexed record") and rebuilt from the whole log. Records
+/// that are not events are covered but not listed (FORMAT.md 8.2), so the lists may end
+/// before the last indexed record.
+#[test]
+fn an_index_whose_last_record_is_not_an_event_loads_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 50);
+    let mut raw = chronicle::Log::open_with(dir.path(), small()).unwrap();
+    raw.append(b"\xff not an event").unwrap();
+    raw.close().unwrap();
+    let mut log = EventLog::open_with(dir.path(), small()).unwrap();
+    assert_eq!(log.index_report().records_not_events, 1);
+    log.checkpoint().unwrap();
+    log.close().unwrap();
+    let log = EventLog::open_with(dir.path(), small()).unwrap();
+    let report = log.index_report();
+    assert!(report.loaded && report.rebuilt_because.is_none(), "{report:?}");
+    assert_eq!(report.records_replayed, 0);
+    assert_eq!(log.index().records(), 50);
+}

@@ -44,7 +44,7 @@ fn a_consumer_resumes_from_its_committed_position_after_reopening() {
         })
         .collect();
     assert_eq!(first, offsets[..10]);
-    consumer.commit(follow.position()).unwrap();
+    consumer.commit(follow.next_offset()).unwrap();
     assert_eq!(consumer.position(), Some(offsets[10]));
     log.close().unwrap();
 
@@ -119,8 +119,8 @@ fn an_event_log_consumer_follows_events() {
         ids.push(envelope.event.aggregate_id);
     }
     assert_eq!(ids, (0..5).map(Some).collect::<Vec<_>>());
-    consumer.commit(follow.position()).unwrap();
-    let mut live = events.follow(follow.position());
+    consumer.commit(follow.next_offset()).unwrap();
+    let mut live = events.follow(follow.next_offset());
     events.append(&Event::builder("order.paid").aggregate_id(9).build()).unwrap();
     match live.next_timeout(Duration::from_secs(5)) {
         Next::Record(envelope) => assert_eq!(envelope.event.event_type, "order.paid"),

@@ -34,7 +34,7 @@ fn follow_replays_then_signals_caught_up_then_delivers_new_records() {
     }
     assert!(matches!(follow.next_timeout(SHORT), Next::CaughtUp));
     assert!(follow.is_caught_up());
-    assert_eq!(follow.position(), log.end_offset());
+    assert_eq!(follow.next_offset(), log.end_offset());
     // Caught up is reported once; then the follower waits and times out.
     let started = Instant::now();
     assert!(matches!(follow.next_timeout(SHORT), Next::TimedOut));
@@ -137,7 +137,7 @@ fn follow_sees_new_segments_as_the_writer_rolls() {
         expected.push((offset, payload(i, 300)));
         // Alternate between reading at once and letting records pile up over rolls.
         if i % 7 == 0 {
-            while follow.position() < log.end_offset() {
+            while follow.next_offset() < log.end_offset() {
                 let got = next_record(&mut follow);
                 assert_eq!(&got, &expected[expected.len() - 1 - count_behind(&expected, &got)]);
             }
@@ -210,7 +210,7 @@ fn durable_follow_delivers_only_synced_records() {
         }
     }
     assert_eq!(n, 100);
-    assert_eq!(durable.position(), synced);
+    assert_eq!(durable.next_offset(), synced);
     assert!(matches!(durable.next_timeout(SHORT), Next::TimedOut));
     // The plain follower sees all 150.
     let plain: Vec<_> = log.replay(0).map(Result::unwrap).collect();
@@ -272,7 +272,7 @@ fn a_durable_follower_of_a_crash_image_never_sees_records_after_the_last_sync() 
     // Dropping the log without close stands for the crash; the follower stays put.
     drop(log);
     assert!(matches!(follow.next_timeout(SHORT), Next::TimedOut));
-    assert_eq!(follow.position(), 100 * common::stride(20));
+    assert_eq!(follow.next_offset(), 100 * common::stride(20));
 }
 
 #[test]

@@ -18,7 +18,7 @@ const CHILD_TEST_NAME: &str = "follow_writer_child";
 fn collect(follow: &mut Follow, until: impl Fn(u64) -> bool) -> Vec<(u64, Vec<u8>)> {
     let started = Instant::now();
     let mut got = Vec::new();
-    while !until(Follow::position(follow)) {
+    while !until(follow.next_offset()) {
         assert!(started.elapsed() < Duration::from_secs(20), "follower stuck at {got:?}");
         match follow.next_timeout(Duration::from_millis(50)) {
             Next::Record(r) => got.push((r.offset, r.payload.to_vec())),
@@ -117,7 +117,7 @@ fn a_follower_survives_its_writer_being_killed_and_replaced() {
         let end = writer.end_offset();
         drop(writer);
         let rest = collect(&mut follow, |position| position >= end);
-        assert_eq!(follow.position(), end, "round {round}");
+        assert_eq!(follow.next_offset(), end, "round {round}");
         // Everything delivered since the start is exactly the log as it now stands.
         let log = Log::open_read_only(&path).unwrap();
         let all: Vec<(u64, Vec<u8>)> =

@@ -54,7 +54,7 @@ fn four_followers_receive_exactly_the_writers_records() {
                     }
                     Next::CaughtUp | Next::TimedOut => {
                         if done.load(Ordering::SeqCst) && follow.is_caught_up() {
-                            return (expected, follow.position());
+                            return (expected, follow.next_offset());
                         }
                     }
                     other => panic!("follower {f}: {other:?}"),

@@ -89,6 +89,10 @@ struct Stats {
     acked: u64,
     recovered: u64,
     unacked_lost: u64,
+    /// Cuts after which the log's front had been removed by retention, and the records so
+    /// removed, summed over those cuts.
+    trimmed_cuts: u64,
+    removed: u64,
     fs_ops: u64,
     /// Cuts by the call the writer was in when the power went.
     by_call: BTreeMap<&'static str, u64>,
@@ -134,7 +138,8 @@ fn report(name: &str, seed: u64, s: &Stats, secs: f64) {
     let by_mode: Vec<String> = s.by_mode.iter().map(|(k, v)| format!("{k} {v}")).collect();
     note(&format!(
         "{name}: {} cuts in {} trials, {secs:.1} s (seed {seed}); {} filesystem operations; \
-         records acknowledged before the cuts {}, recovered {}, unacknowledged ones lost {}\n  \
+         records acknowledged before the cuts {}, recovered {}, unacknowledged ones lost {}; \
+         {} cuts of logs whose front retention had removed ({} records)\n  \
          cuts by call: {}\n  cuts by mode: {}\n  cuts by operation: {}",
         s.cuts,
         s.trials,
@@ -142,6 +147,8 @@ fn report(name: &str, seed: u64, s: &Stats, secs: f64) {
         s.acked,
         s.recovered,
         s.unacked_lost,
+        s.trimmed_cuts,
+        s.removed,
         by_call.join(", "),
         by_mode.join(", "),
         by_op.join(", "),
@@ -239,7 +246,9 @@ fn run_trial(events: bool, seed: u64, cuts: u64, stats: &mut Stats) {
             fs.tree().describe()
         );
         let appended = s.model.candidates().count();
-        let recovered = verify_read_only(&fs, &mut s, &cut_context);
+        let (recovered, removed) = verify_read_only(&fs, &mut s, &cut_context);
+        stats.trimmed_cuts += u64::from(removed > 0);
+        stats.removed += removed as u64;
         if round + 1 == rounds || s.rng.below(2) == 0 {
             verify_writer(&fs, &mut s, &cut_context);
         }
@@ -338,7 +347,10 @@ fn run_round(fs: &PowerCutMount, s: &mut Trial, round: u64, steps: u64) -> &'sta
                 }
                 ("reopen", Ok(()))
             }
-            81..=88 => ("tree_head", h.tree_head().map(|_| ())),
+            81..=84 => ("tree_head", h.tree_head().map(|_| ())),
+            85..=86 => ("consumer_commit", commit_consumer(h, fs, &mut s.model, &mut s.rng)),
+            // Retention of what an earlier round checked (its leaves are known, for the head).
+            87..=88 => ("truncate_before", h.truncate_before(s.model.checked_end).map(|_| ())),
             _ if s.events => ("checkpoint", h.checkpoint()),
             _ => ("read_at", read_back(h, &s.model, &mut s.rng)),
         };
@@ -358,12 +370,36 @@ fn run_round(fs: &PowerCutMount, s: &mut Trial, round: u64, steps: u64) -> &'sta
     }
 }
 
-/// Reads a random appended record back through the writer (a raw log's).
-fn read_back(h: &Handle, model: &Model, rng: &mut Rng) -> chronicle::Result<()> {
-    if model.recs.is_empty() {
+/// Commits the consumer's position at a random acknowledged record still in the log: durable
+/// once the call returns with the power on, else perhaps.
+fn commit_consumer(
+    h: &Handle,
+    fs: &PowerCutMount,
+    model: &mut Model,
+    rng: &mut Rng,
+) -> chronicle::Result<()> {
+    if model.acked == 0 {
         return Ok(());
     }
-    let rec = model.recs[rng.below(model.recs.len() as u64) as usize];
+    let rec = model.recs[rng.below(model.acked as u64) as usize];
+    let position = rec.offset.expect("appended records have offsets").max(h.log().start_offset());
+    model.consumer_pending = Some(position);
+    h.log().consumer(workload::CONSUMER)?.commit(position)?;
+    if !fs.control().frozen() {
+        model.consumer = Some(position);
+        model.consumer_pending = None;
+    }
+    Ok(())
+}
+
+/// Reads a random appended record back through the writer (a raw log's).
+fn read_back(h: &Handle, model: &Model, rng: &mut Rng) -> chronicle::Result<()> {
+    let start = h.log().start_offset();
+    let first = model.recs.iter().take_while(|r| r.offset.is_some_and(|o| o < start)).count();
+    if model.recs.len() == first {
+        return Ok(());
+    }
+    let rec = model.recs[first + rng.below((model.recs.len() - first) as u64) as usize];
     let offset = rec.offset.expect("appended records have offsets");
     let record = h.log().read_at(offset)?;
     assert!(*record.payload == workload::payload(rec.seq, rec.len)[..], "read_at({offset})");
@@ -432,7 +468,7 @@ fn acknowledge(fs: &PowerCutMount, model: &mut Model) {
 /// Checks the log after a cut with a read-only open (which changes nothing, so that the next
 /// writer's open is the first after the cut and does the recovery's writes), and makes the
 /// model what survived. Returns how many records did.
-fn verify_read_only(fs: &PowerCutMount, s: &mut Trial, context: &str) -> usize {
+fn verify_read_only(fs: &PowerCutMount, s: &mut Trial, context: &str) -> (usize, usize) {
     let dir = fs.path().join("log");
     let fail = |what: String| -> ! { panic!("{what}\n{context}") };
     let opened = if s.events {
@@ -451,17 +487,21 @@ fn verify_read_only(fs: &PowerCutMount, s: &mut Trial, context: &str) -> usize {
         }
         Err(e) => fail(format!("the log does not open read-only after the cut: {e}")),
     };
-    let (found, envelopes, head) = check_records(&handle, s).unwrap_or_else(|e| fail(e));
-    if found.len() < s.model.acked {
+    let checked = check_records(&handle, s).unwrap_or_else(|e| fail(e));
+    let (found, envelopes, head, removed) =
+        (checked.found, checked.envelopes, checked.head, checked.removed);
+    if removed + found.len() < s.model.acked {
         fail(format!(
-            "acknowledged records lost: {} of {} acknowledged records survived ({} appended)",
+            "acknowledged records lost: {} of {} acknowledged records survived ({} removed by \
+             retention, {} appended)",
             found.len(),
             s.model.acked,
+            removed,
             s.model.recs.len()
         ));
     }
     let candidates: Vec<&Rec> = s.model.candidates().collect();
-    if let (Some(last), Some(next)) = (found.last(), candidates.get(found.len())) {
+    if let (Some(last), Some(next)) = (found.last(), candidates.get(removed + found.len())) {
         if last.call == next.call {
             fail(format!(
                 "a batch survived in part: record {} survived, not the next",
@@ -476,18 +516,33 @@ fn verify_read_only(fs: &PowerCutMount, s: &mut Trial, context: &str) -> usize {
     if read_only_head != head {
         fail(format!("read-only tree head {read_only_head:?}, computed {head:?}"));
     }
+    // The consumer's position is the last one committed, or one the power cut mid-commit.
+    let position = handle.log().consumer(workload::CONSUMER).map(|c| c.position());
+    match position {
+        Ok(p) if p == s.model.consumer || (p.is_some() && p == s.model.consumer_pending) => {
+            s.model.consumer = p;
+            s.model.consumer_pending = None;
+        }
+        Ok(p) => fail(format!(
+            "consumer position {p:?}, committed {:?}, perhaps {:?}",
+            s.model.consumer, s.model.consumer_pending
+        )),
+        Err(e) => fail(format!("the consumer's position does not read after the cut: {e}")),
+    }
     // What survived is on the disk now, so the next writer must keep all of it.
     s.model.checked_end = head.end_offset;
-    s.model.recs = found;
+    s.model.recs.truncate(removed);
+    s.model.recs.extend(found);
+    s.model.verified = checked.verified;
     s.model.maybe.clear();
     s.model.acked = s.model.recs.len();
-    s.model.recs.len()
+    (s.model.recs.len(), removed)
 }
 
-fn no_log(s: &mut Trial) -> usize {
+fn no_log(s: &mut Trial) -> (usize, usize) {
     s.model =
         Model { next_seq: s.model.next_seq, next_call: s.model.next_call, ..Model::default() };
-    0
+    (0, 0)
 }
 
 /// Checks the log as a writer sees it after `verify_read_only`: the same records, the same
@@ -497,11 +552,13 @@ fn verify_writer(fs: &PowerCutMount, s: &mut Trial, context: &str) {
     let fail = |what: String| -> ! { panic!("{what}\n{context}") };
     let handle = Handle::open(&dir, s.events, &s.options, &s.index)
         .unwrap_or_else(|e| fail(format!("the log does not open as a writer after the cut: {e}")));
-    let (found, envelopes, head) = check_records(&handle, s).unwrap_or_else(|e| fail(e));
-    if found.len() != s.model.recs.len() {
+    let checked = check_records(&handle, s).unwrap_or_else(|e| fail(e));
+    let (found, envelopes, head) = (checked.found, checked.envelopes, checked.head);
+    if checked.removed + found.len() != s.model.recs.len() {
         fail(format!(
-            "the writer's open kept {} records, the read-only open saw {}",
+            "the writer's open kept {} records after {} removed, the read-only open saw {}",
             found.len(),
+            checked.removed,
             s.model.recs.len()
         ));
     }
@@ -510,6 +567,13 @@ fn verify_writer(fs: &PowerCutMount, s: &mut Trial, context: &str) {
     }
     let paged = handle.tree_head().unwrap_or_else(|e| fail(format!("tree_head: {e}")));
     drop(handle);
+    if checked.removed > 0 {
+        // Without pages the tree of a log whose front was removed is not computed (by design).
+        if paged != head {
+            fail(format!("tree heads differ: pages {paged:?}, computed {head:?}"));
+        }
+        return;
+    }
     let plain = Options { merkle_rollup: false, ..s.options.clone() };
     let log = Log::open_with(&dir, plain)
         .unwrap_or_else(|e| fail(format!("the log does not reopen without pages: {e}")));
@@ -522,15 +586,22 @@ fn verify_writer(fs: &PowerCutMount, s: &mut Trial, context: &str) {
 /// Replays the whole log and checks its records against the model: a prefix of the
 /// candidates, at the offsets their appends returned, with the right bytes. Returns them, the
 /// events of an event log, and the tree head computed from them.
-fn check_records(
-    handle: &Handle,
-    s: &Trial,
-) -> Result<(Vec<Rec>, Vec<EventEnvelope>, TreeHead), String> {
+fn check_records(handle: &Handle, s: &Trial) -> Result<Checked, String> {
     let log = handle.log();
-    let candidates: Vec<&Rec> = s.model.candidates().collect();
+    // Retention may have removed a prefix of the records, all of them checked after an earlier
+    // cut (`truncate_before` is asked only up to there), whose leaves the model kept.
+    let start = log.start_offset();
+    let removed = s.model.recs.iter().take_while(|r| r.offset.is_some_and(|o| o < start)).count();
+    let Some(kept) = s.model.verified.get(..removed) else {
+        return Err(format!("retention removed {removed} records, not all of them checked"));
+    };
+    let last_ms = kept.last().map_or(0, |&(_, ms)| ms);
+    let mut verified: Vec<([u8; 32], u64)> = kept.to_vec();
+    let candidates: Vec<&Rec> = s.model.candidates().skip(removed).collect();
     let (mut found, mut envelopes) = (Vec::new(), Vec::new());
-    let mut head = check::HeadBuilder::new(log.start_offset());
-    for (i, item) in log.replay(log.start_offset()).enumerate() {
+    let mut head =
+        check::HeadBuilder::resume(start, kept.iter().map(|&(leaf, _)| leaf).collect(), last_ms);
+    for (i, item) in log.replay(start).enumerate() {
         let record = item.map_err(|e| format!("replay failed after {i} records: {e}"))?;
         let Some(want) = candidates.get(i) else {
             return Err(format!("record {i} at {} was never appended", record.offset));
@@ -555,7 +626,23 @@ fn check_records(
             ));
         }
         head.push(&record);
+        let leaf = *head.leaves().last().expect("just pushed");
+        verified.push((leaf, record.write_timestamp_ms));
         found.push(Rec { offset: Some(record.offset), ..**want });
     }
-    Ok((found, envelopes, head.head()))
+    Ok(Checked { found, envelopes, head: head.head(), removed, verified })
+}
+
+/// What `check_records` found after a cut.
+struct Checked {
+    /// The records in the log, from its start.
+    found: Vec<Rec>,
+    /// Their events, for an event log.
+    envelopes: Vec<EventEnvelope>,
+    /// The tree head over every record the log ever held (removed ones included).
+    head: TreeHead,
+    /// How many of the model's records retention removed.
+    removed: usize,
+    /// The leaf hash and write time of every record, removed ones included.
+    verified: Vec<([u8; 32], u64)>,
 }

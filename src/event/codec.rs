@@ -3,7 +3,7 @@
 //!
 //! # Record layout
 //!
-//! A record is one `MessagePack` array of exactly six elements, in field order:
+//! A record is one `MessagePack` array of six elements, in field order:
 //!
 //! | # | field            | `MessagePack` type                 |
 //! |---|------------------|------------------------------------|
@@ -13,6 +13,11 @@
 //! | 3 | `schema_version` | unsigned integer (fits in 32 bits) |
 //! | 4 | `aggregate_id`   | unsigned integer (64 bits), or nil |
 //! | 5 | `payload`        | bin (bin8, bin16 or bin32)         |
+//!
+//! An event with an aggregate id is written with a seventh element, `aggregate_version` (an
+//! unsigned integer): the number of the aggregate's events before this one (`FORMAT.md` 7).
+//! Records of six elements (written before versions were stored, or of events without an
+//! aggregate) decode with no version.
 //!
 //! Nothing may follow the array: the record is exactly the array. Encoding goes through
 //! rmp-serde's default serializer, which writes structs as arrays and picks the shortest form
@@ -26,8 +31,12 @@ use std::fmt;
 use super::Event;
 use crate::error::{Result, StorageError};
 
-/// The number of elements in an encoded event: one per field of [`Event`].
+/// The number of elements in an encoded event without a stored version: one per field of
+/// [`Event`].
 const EVENT_FIELD_COUNT: usize = 6;
+
+/// The number of elements in an encoded event with its aggregate version.
+const VERSIONED_FIELD_COUNT: usize = 7;
 
 /// Writes `event` into `out` as a record (see the module docs for the layout), replacing what
 /// `out` held. Read it back with [`decode_event`].
@@ -39,13 +48,29 @@ const EVENT_FIELD_COUNT: usize = 6;
 ///
 /// [`StorageError::Encode`] if a string or the payload is longer than `MessagePack` can describe
 /// (`u32::MAX` bytes). `out` is left empty in that case.
+#[cfg(any(test, feature = "internals"))]
 pub(crate) fn encode_event_into(event: &Event, out: &mut Vec<u8>) -> Result<()> {
+    encode_versioned_event_into(event, None, out)
+}
+
+/// [`encode_event_into`], with the aggregate version as a seventh element when `version` is
+/// given and the event has an aggregate id (it is ignored otherwise: a version belongs to an
+/// aggregate). Read it back with [`decode_versioned_event`].
+///
+/// # Errors
+/// As [`encode_event_into`].
+pub(crate) fn encode_versioned_event_into(
+    event: &Event,
+    version: Option<u64>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let version = version.filter(|_| event.aggregate_id.is_some());
     out.clear();
-    out.reserve(encoded_len(event)?);
+    out.reserve(encoded_len(event)? + version.map_or(0, uint_len));
     // Written by hand rather than through rmp-serde: this is on the append path, and the
     // layout is fixed. Every length was checked by `encoded_len`, so the casts below are
     // exact. A unit test keeps the bytes identical to rmp-serde's for the same struct.
-    out.push(0x96);
+    out.push(if version.is_some() { 0x97 } else { 0x96 });
     for string in [&event.event_type, &event.namespace, &event.schema_id] {
         put_str_header(out, string.len() as u32);
         out.extend_from_slice(string.as_bytes());
@@ -57,6 +82,9 @@ pub(crate) fn encode_event_into(event: &Event, out: &mut Vec<u8>) -> Result<()> 
     }
     put_bin_header(out, event.payload.len() as u32);
     out.extend_from_slice(&event.payload);
+    if let Some(version) = version {
+        put_uint(out, version);
+    }
     Ok(())
 }
 
@@ -167,7 +195,7 @@ fn uint_len(value: u64) -> usize {
 /// Decodes a record written by [`encode_event_into`]; `offset` is the record's log offset and
 /// only goes into errors.
 ///
-/// The decode is strict: `bytes` must be exactly one array of the six fields with the types in
+/// The decode is strict: `bytes` must be exactly one array of the six (or seven) fields with the types in
 /// the module docs, and nothing after it. Lengths and integers may use any `MessagePack` width,
 /// not only the shortest, and integers may use the signed forms when they are not negative, so
 /// records from other `MessagePack` writers decode too. It never panics and never allocates more
@@ -180,16 +208,26 @@ fn uint_len(value: u64) -> usize {
 /// schema version above `u32::MAX`), or have bytes left after it. The reason names what was
 /// wrong and at which byte of the record.
 pub(crate) fn decode_event(bytes: &[u8], offset: u64) -> Result<Event> {
+    decode_versioned_event(bytes, offset).map(|(event, _)| event)
+}
+
+/// [`decode_event`], also returning the aggregate version stored in the record (`None` for a
+/// six-element record).
+///
+/// # Errors
+/// As [`decode_event`]; a seventh element is accepted only after a non-nil aggregate id, and
+/// must be a non-negative integer.
+pub(crate) fn decode_versioned_event(bytes: &[u8], offset: u64) -> Result<(Event, Option<u64>)> {
     decode_event_fields(bytes)
         .map_err(|malformed| StorageError::Decode { offset, reason: malformed.to_string() })
 }
 
-/// The body of [`decode_event`], with a cheap error type so that the happy path builds no
-/// strings.
-fn decode_event_fields(bytes: &[u8]) -> std::result::Result<Event, Malformed> {
+/// The body of [`decode_versioned_event`], with a cheap error type so that the happy path
+/// builds no strings.
+fn decode_event_fields(bytes: &[u8]) -> std::result::Result<(Event, Option<u64>), Malformed> {
     let mut reader = Reader { bytes, position: 0 };
     let field_count = reader.array_len()?;
-    if field_count != EVENT_FIELD_COUNT {
+    if field_count != EVENT_FIELD_COUNT && field_count != VERSIONED_FIELD_COUNT {
         return Err(Malformed { position: 0, problem: Problem::FieldCount(field_count) });
     }
     let event_type = reader.str()?.to_owned();
@@ -200,13 +238,22 @@ fn decode_event_fields(bytes: &[u8]) -> std::result::Result<Event, Malformed> {
         .map_err(|_| Malformed { position: version_position, problem: Problem::VersionRange })?;
     let aggregate_id = if reader.nil()? { None } else { Some(reader.uint()?) };
     let payload = reader.bin()?.to_vec();
+    let version = if field_count == VERSIONED_FIELD_COUNT {
+        if aggregate_id.is_none() {
+            return Err(Malformed { position: 0, problem: Problem::VersionWithoutAggregate });
+        }
+        Some(reader.uint()?)
+    } else {
+        None
+    };
     if !reader.bytes.is_empty() {
         return Err(Malformed {
             position: reader.position,
             problem: Problem::TrailingBytes(reader.bytes.len()),
         });
     }
-    Ok(Event { event_type, namespace, schema_id, schema_version, aggregate_id, payload })
+    let event = Event { event_type, namespace, schema_id, schema_version, aggregate_id, payload };
+    Ok((event, version))
 }
 
 /// What was wrong with a record, and at which byte of it.
@@ -230,8 +277,10 @@ enum Problem {
         /// The marker byte found.
         found: u8,
     },
-    /// The top-level array had this many elements instead of six.
+    /// The top-level array had this many elements instead of six or seven.
     FieldCount(usize),
+    /// A seventh element (the aggregate version) followed a nil aggregate id.
+    VersionWithoutAggregate,
     /// The schema version does not fit in 32 bits.
     VersionRange,
     /// A string field is not valid UTF-8.
@@ -248,7 +297,14 @@ impl fmt::Display for Malformed {
                 write!(f, "expected {expected}, found marker byte 0x{found:02x}")?;
             }
             Problem::FieldCount(count) => {
-                write!(f, "expected an array of {EVENT_FIELD_COUNT} fields, found {count}")?;
+                write!(
+                    f,
+                    "expected an array of {EVENT_FIELD_COUNT} or {VERSIONED_FIELD_COUNT} fields, \
+                     found {count}"
+                )?;
+            }
+            Problem::VersionWithoutAggregate => {
+                write!(f, "an aggregate version without an aggregate id")?;
             }
             Problem::VersionRange => write!(f, "schema version does not fit in 32 bits")?,
             Problem::Utf8 => write!(f, "string is not valid UTF-8")?,

@@ -16,7 +16,9 @@ mod tests;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use codec::{decode_event, encode_event_into};
+#[cfg(any(test, feature = "internals"))]
+pub(crate) use codec::encode_event_into;
+pub(crate) use codec::{decode_event, decode_versioned_event, encode_versioned_event_into};
 
 use crate::error::{Result, StorageError};
 
@@ -112,6 +114,12 @@ pub struct EventEnvelope {
     pub write_timestamp_ms: u64,
     /// The event as it was appended.
     pub event: Event,
+    /// The event's version within its aggregate: the number of the aggregate's events before
+    /// it, so its first event has version 0. Assigned by the log and stored in the record.
+    /// `None` for an event without an aggregate id, and for one read from a record written
+    /// before versions were stored (`FORMAT.md` 7) by a replay; the aggregate queries of
+    /// [`EventLog`](crate::EventLog) fill it in from the index for those.
+    pub aggregate_version: Option<u64>,
 }
 
 impl EventEnvelope {
@@ -122,11 +130,13 @@ impl EventEnvelope {
     /// [`StorageError::Decode`](crate::StorageError::Decode) naming the record's offset if its
     /// payload is not an event record (`FORMAT.md` section 7).
     pub fn from_record(record: &crate::Record) -> crate::Result<EventEnvelope> {
-        let event = codec::decode_event(&record.payload, record.offset)?;
+        let (event, aggregate_version) =
+            codec::decode_versioned_event(&record.payload, record.offset)?;
         Ok(EventEnvelope {
             offset: record.offset,
             write_timestamp_ms: record.write_timestamp_ms,
             event,
+            aggregate_version,
         })
     }
 
@@ -139,6 +149,43 @@ impl EventEnvelope {
     /// `MessagePack` encoding of `T`, or if bytes remain after the value.
     pub fn decode_payload<T: DeserializeOwned>(&self) -> Result<T> {
         decode_payload_at(&self.event.payload, self.offset)
+    }
+}
+
+/// What an append with an expected version requires of the aggregate's current version (the
+/// version of its last event; see [`EventEnvelope::aggregate_version`]), as in `KurrentDB`.
+/// The append writes nothing and fails with
+/// [`StorageError::WrongExpectedVersion`] if the aggregate does not match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// No requirement: the events are appended after whatever the aggregate holds.
+    Any,
+    /// The aggregate has no events yet: the first appended event gets version 0.
+    NoStream,
+    /// The aggregate's last event has version `n` (it has `n + 1` events, unless a repair took
+    /// some out): the first appended event gets version `n + 1`.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether an aggregate whose current version is `actual` (`None`: no events) meets this.
+    #[must_use]
+    pub fn is_met_by(self, actual: Option<u64>) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::Exact(n) => actual == Some(n),
+        }
+    }
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no events"),
+            ExpectedVersion::Exact(n) => write!(f, "version {n}"),
+        }
     }
 }
 

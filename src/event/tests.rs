@@ -254,10 +254,20 @@ fn decode_rejects_wrong_arity() {
     .unwrap();
     assert!(decode_error(&five).contains("found 5"));
 
+    let mut eight = encode(&event);
+    eight[0] = 0x98;
+    eight.extend_from_slice(&[0x01, 0x02]);
+    assert!(decode_error(&eight).contains("found 8"));
+
+    // Seven elements hold an aggregate version, which must be an integer, not nil.
     let mut seven = encode(&event);
     seven[0] = 0x97;
     seven.push(0xc0);
-    assert!(decode_error(&seven).contains("found 7"));
+    let error = decode_error(&seven);
+    assert!(
+        error.contains("non-negative integer") || error.contains("without an aggregate id"),
+        "{error}"
+    );
 
     // The same arity in the array16 form is accepted, the wrong one still refused.
     let mut wide = vec![0xdc, 0x00, 0x06];
@@ -387,6 +397,7 @@ fn decode_payload_errors() {
         offset: 4096,
         write_timestamp_ms: 1,
         event: Event::builder("t").payload_serde("not an order").unwrap().build(),
+        aggregate_version: None,
     };
     assert!(matches!(
         envelope.decode_payload::<OrderPlaced>(),
@@ -429,4 +440,41 @@ proptest::proptest! {
     ) {
         let _ = decode_event(&bytes, 0);
     }
+}
+
+#[test]
+fn aggregate_versions_are_a_seventh_element_after_an_aggregate_id() {
+    use super::{decode_versioned_event, encode_versioned_event_into};
+    let event = Event::builder("a").namespace("n").aggregate_id(7).payload(vec![1, 2]).build();
+    let mut out = Vec::new();
+    encode_versioned_event_into(&event, Some(300), &mut out).unwrap();
+    // FORMAT.md 7's example with version 300 (uint 16) after the payload.
+    let expected =
+        [0x97, 0xa1, 0x61, 0xa1, 0x6e, 0xa0, 0x01, 0x07, 0xc4, 0x02, 0x01, 0x02, 0xcd, 0x01, 0x2c];
+    assert_eq!(out, expected);
+    assert_eq!(decode_versioned_event(&out, 0).unwrap(), (event.clone(), Some(300)));
+    // Six elements: no version; the event decodes the same.
+    encode_versioned_event_into(&event, None, &mut out).unwrap();
+    assert_eq!(out[0], 0x96);
+    assert_eq!(decode_versioned_event(&out, 0).unwrap(), (event, None));
+    // A version is never written for an event without an aggregate...
+    let loose = Event::builder("a").build();
+    encode_versioned_event_into(&loose, Some(3), &mut out).unwrap();
+    assert_eq!(out[0], 0x96);
+    // ...and refused when a record holds one after a nil aggregate id.
+    let mut bad = out.clone();
+    bad[0] = 0x97;
+    bad.push(0x03);
+    let err = decode_versioned_event(&bad, 5).unwrap_err().to_string();
+    assert!(err.contains("aggregate version without an aggregate id"), "{err}");
+    // A version that is not a non-negative integer is refused.
+    let mut negative = expected.to_vec();
+    negative.truncate(12);
+    negative.push(0xff); // negative fixint
+    assert!(decode_versioned_event(&negative, 0).is_err());
+    // Eight elements are refused.
+    let mut eight = expected.to_vec();
+    eight[0] = 0x98;
+    eight.push(0x00);
+    assert!(decode_versioned_event(&eight, 0).unwrap_err().to_string().contains("6 or 7"));
 }

@@ -2,7 +2,7 @@
 
 use super::{Input, CREATED_AT_MS, LOG_ID};
 use crate::error::StorageError;
-use crate::event::{decode_event, encode_event_into, Event};
+use crate::event::{decode_versioned_event, encode_event_into, encode_versioned_event_into, Event};
 use crate::format::{
     decode_frame, encode_frame_header, frame_crc, probe_frame, FrameRead, SegmentHeader,
     FLAG_BATCH_CONTINUES, FORMAT_VERSION_MAX, FRAME_ALIGN, FRAME_FLAGS_KNOWN, FRAME_HEADER_LEN,
@@ -158,15 +158,16 @@ pub fn segment_header_decoder(data: &[u8]) {
 /// never longer than the input) to bytes that decode to the same event, and that errors are
 /// decode errors carrying the offset given.
 pub fn event_decoder(data: &[u8]) {
-    match decode_event(data, 8) {
-        Ok(event) => {
+    match decode_versioned_event(data, 8) {
+        Ok((event, version)) => {
+            assert!(version.is_none() || event.aggregate_id.is_some(), "a version needs an id");
             let mut again = Vec::new();
-            if let Err(err) = encode_event_into(&event, &mut again) {
+            if let Err(err) = encode_versioned_event_into(&event, version, &mut again) {
                 panic!("a decoded event must re-encode: {err}");
             }
             assert!(again.len() <= data.len(), "re-encoding grew the record");
-            match decode_event(&again, 8) {
-                Ok(decoded) => assert_eq!(decoded, event),
+            match decode_versioned_event(&again, 8) {
+                Ok(decoded) => assert_eq!(decoded, (event, version)),
                 Err(err) => panic!("a re-encoded event must decode: {err}"),
             }
         }
@@ -312,5 +313,15 @@ pub fn seed_events() -> Vec<(String, Vec<u8>)> {
             .concat(),
         ),
         ("map-not-array".to_string(), vec![0x81, 0xa1, b'a', 0x01]),
+        ("versioned".to_string(), encode_versioned(&full, 7)),
+        ("versioned-wide".to_string(), encode_versioned(&wide, u64::MAX)),
     ]
+}
+
+/// `event` as a record with its aggregate version (layout 2, `FORMAT.md` 7).
+fn encode_versioned(event: &Event, version: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    // As in `seed_events`: these small events always encode.
+    let _ = encode_versioned_event_into(event, Some(version), &mut out);
+    out
 }

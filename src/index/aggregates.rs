@@ -89,6 +89,22 @@ impl Aggregates {
             || self.owned.contains_key(&id)
     }
 
+    /// The offset of aggregate `id`'s last event and how many events it has, in constant time;
+    /// `None` if it has none.
+    pub(super) fn tail(&self, id: u64) -> Option<(u64, u64)> {
+        let first = match (self.frozen.get(&id), self.owned.get(&id)) {
+            (Some(frozen), _) => Some((frozen.last(), frozen.len() as u64)),
+            (None, Some(owned)) => owned.last().map(|&last| (last, owned.len() as u64)),
+            (None, None) => None,
+        };
+        let Some(chain) = self.chains.get(&id) else {
+            return first;
+        };
+        let last = self.offsets.get(chain.last as usize).copied()?;
+        let before = first.map_or(0, |(_, count)| count);
+        Some((last, before + u64::from(chain.count)))
+    }
+
     /// Replaces `list` with the offsets of aggregate `id`, in log order.
     pub(super) fn collect_into(&self, id: u64, file: &[u8], list: &mut Vec<u64>) {
         list.clear();

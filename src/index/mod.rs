@@ -10,7 +10,7 @@
 
 mod aggregates;
 mod file;
-mod hash;
+pub(crate) mod hash;
 mod list;
 mod map;
 mod open;
@@ -459,6 +459,13 @@ impl AggregateIndex {
     /// log order.
     pub fn aggregate_into(&self, id: u64, list: &mut Vec<u64>) {
         self.aggregates.collect_into(id, &self.file, list);
+    }
+
+    /// The offset of aggregate `id`'s last event and the number of its events, in constant
+    /// time; `None` if it has none.
+    #[must_use]
+    pub fn aggregate_tail(&self, id: u64) -> Option<(u64, u64)> {
+        self.aggregates.tail(id)
     }
 
     /// Whether aggregate `id` has at least one event.

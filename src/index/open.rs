@@ -70,7 +70,10 @@ fn check_against(log: &Log, index: &AggregateIndex) -> Result<(), String> {
             ))
         };
     };
-    if index.time_entries().first().is_some_and(|&(_, o)| o < start) {
+    // After retention (a start record, `FORMAT.md` 6.6) the index still lists the removed
+    // records, which queries skip; without one, a log begins at its first record ever.
+    let removed_front = log.reader().start_entry() > 0;
+    if !removed_front && index.time_entries().first().is_some_and(|&(_, o)| o < start) {
         return Err(format!("stored index starts before the log's first record at {start}"));
     }
     // The last frame covered may be a gap a repair left: it is read like a record here.

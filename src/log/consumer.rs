@@ -94,7 +94,7 @@ fn decode(bytes: &[u8]) -> std::result::Result<(u64, u64), String> {
 /// `consumer-{name}.pos` in the log's directory and survives restarts and crashes.
 ///
 /// **Delivery: at least once.** The usual loop is: [`Consumer::follow`], process each record,
-/// then [`Consumer::commit`] the follow's [`Follow::position`]. A crash between processing a
+/// then [`Consumer::commit`] the follow's [`Follow::next_offset`]. A crash between processing a
 /// record and committing means that record is delivered again after the restart. For
 /// **exactly once**, store the position *with your own state*, in the same transaction (for
 /// example in the same database row or file as the effects of the records), and resume with
@@ -155,7 +155,7 @@ impl Consumer {
     }
 
     /// Stores `position` durably as this consumer's position: the offset of the next record
-    /// it has not processed (a [`Follow::position`]), a record boundary of the log or its end.
+    /// it has not processed (a [`Follow::next_offset`]), a record boundary of the log or its end.
     ///
     /// **Durability:** on return the position is on stable storage; a crash leaves the old
     /// position or this one.

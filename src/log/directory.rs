@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use super::repair::{CUT_SUFFIX, DAMAGED_SUFFIX};
+use super::start_record::{read_start_record, StartRecord, START_FILE_NAME};
 use super::DROPPED_SUFFIX;
 use crate::error::{Result, StorageError};
 use crate::format::{
@@ -14,7 +15,13 @@ use crate::format::{
 
 /// Segment files and leftover temporary files found in a log directory.
 pub(super) struct Listing {
+    /// Base offsets of the log's segment files, from its start on.
     pub(super) bases: Vec<u64>,
+    /// The start record, if retention removed segments from the log's front.
+    pub(super) start: Option<StartRecord>,
+    /// Segment files below the start record's offset: left by a removal a crash interrupted,
+    /// and no longer part of the log.
+    pub(super) below_start: Vec<u64>,
     pub(super) temps: Vec<PathBuf>,
     /// Names that no part of Chronicle writes, up to a few (for an error message), and how
     /// many there were.
@@ -25,7 +32,7 @@ pub(super) struct Listing {
 fn is_chronicle_name(name: &str) -> bool {
     // The log layer knows only its own files: a directory that holds an event log's index but
     // no segment is not a log either.
-    const FIXED: [&str; 3] = [LOCK_FILE_NAME, DURABLE_FILE_NAME, "DURABLE.tmp"];
+    const FIXED: [&str; 4] = [LOCK_FILE_NAME, DURABLE_FILE_NAME, "DURABLE.tmp", START_FILE_NAME];
     FIXED.contains(&name)
         || crate::rollup::is_page_file_name(name)
         || super::consumer::is_consumer_file_name(name)
@@ -42,7 +49,13 @@ fn is_chronicle_name(name: &str) -> bool {
 pub(super) fn list_dir(dir: &Path) -> Result<Listing> {
     use rustix::fs::{Dir, Mode, OFlags};
     let failed = |e: rustix::io::Errno| StorageError::io("list log directory", dir, e.into());
-    let mut listing = Listing { bases: Vec::new(), temps: Vec::new(), foreign: (Vec::new(), 0) };
+    let mut listing = Listing {
+        bases: Vec::new(),
+        start: None,
+        below_start: Vec::new(),
+        temps: Vec::new(),
+        foreign: (Vec::new(), 0),
+    };
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(failed)?;
     let entries = Dir::new(fd).map_err(failed)?;
@@ -65,13 +78,28 @@ pub(super) fn list_dir(dir: &Path) -> Result<Listing> {
         }
     }
     listing.bases.sort_unstable();
+    listing.start = read_start_record(dir)?;
+    if let Some(start) = listing.start {
+        let kept = listing.bases.partition_point(|&base| base < start.start_offset);
+        listing.below_start = listing.bases.drain(..kept).collect();
+        if listing.bases.is_empty() && !listing.below_start.is_empty() {
+            return Err(StorageError::BrokenChain {
+                segment: dir.join(START_FILE_NAME),
+                reason: format!(
+                    "the log begins at offset {} by its start record, but no segment file from \
+                     there on exists",
+                    start.start_offset
+                ),
+            });
+        }
+    }
     Ok(listing)
 }
 
 /// Locks `dir` for the one writer. A log's directory holds its lock file, so most opens find
 /// it at once. Without one, the directory is made a log only if it does not exist yet (its
 /// parent must) or holds nothing but Chronicle's own files, unless `among_other_files`.
-pub(super) fn lock_or_create_dir(dir: &Path, among_other_files: bool) -> Result<File> {
+pub(super) fn lock_or_create_dir(dir: &Path, among_other_files: bool) -> Result<DirLock> {
     match lock_dir(dir, false) {
         Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
         locked => return locked,
@@ -132,7 +160,21 @@ pub(super) fn parent_dir(dir: &Path) -> &Path {
     }
 }
 
-fn lock_dir(dir: &Path, create: bool) -> Result<File> {
+/// The writer's lock on a log directory, released when dropped.
+#[derive(Debug)]
+pub(super) struct DirLock(File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Unlocked explicitly, not only by closing the descriptor: a child process forked by
+        // another thread of this process holds a copy of it until it calls `exec`, and the
+        // lock belongs to the open file description they share, so closing alone would leave
+        // the directory locked for that moment (a reopen right after `close` saw `Locked`).
+        let _ = self.0.unlock();
+    }
+}
+
+fn lock_dir(dir: &Path, create: bool) -> Result<DirLock> {
     let path = dir.join(LOCK_FILE_NAME);
     let file = OpenOptions::new()
         .read(true)
@@ -144,7 +186,7 @@ fn lock_dir(dir: &Path, create: bool) -> Result<File> {
     // `flock`-style: held by the open file description, so no other close in this process
     // releases it (unlike a POSIX record lock).
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(DirLock(file)),
         Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
         Err(TryLockError::Error(e)) => Err(StorageError::io("lock log directory", &path, e)),
     }

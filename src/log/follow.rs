@@ -7,7 +7,8 @@
 //! [`Shared::waiters`] and sleeps on the shared condition variable; the writer pays one
 //! relaxed load per publish while nobody waits (see [`Shared::wake_waiters`]). A read-only
 //! handle has no writer in this process: its follower polls the files instead
-//! (`log/tail.rs`).
+//! (`log/tail.rs`). With the `async` feature, `log/follow_stream.rs` wraps a [`Follow`] as a
+//! `Stream` whose task waits the same way, without blocking a thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError};
@@ -134,7 +135,7 @@ impl Follow {
     /// The offset of the next record this follow will deliver: every record before it has
     /// been delivered. Store it to resume later (see [`Consumer`](crate::Consumer)).
     #[must_use]
-    pub fn position(&self) -> u64 {
+    pub fn next_offset(&self) -> u64 {
         self.next
     }
 
@@ -152,7 +153,7 @@ impl Follow {
     }
 
     /// The offset up to which this follow may deliver records now.
-    fn limit(&self) -> u64 {
+    pub(super) fn limit(&self) -> u64 {
         let field = if self.durable { &self.shared.durable_end } else { &self.shared.end };
         field.load(Ordering::Acquire)
     }
@@ -166,40 +167,8 @@ impl Follow {
     pub fn next_timeout(&mut self, timeout: Duration) -> Next {
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            if self.ended || self.stopped.load(Ordering::Acquire) {
-                return Next::Stopped;
-            }
-            match self.replay.next() {
-                Some(Ok(record)) => {
-                    self.next = self.replay.position();
-                    self.caught_up = false;
-                    self.reported_caught_up = false;
-                    return Next::Record(record);
-                }
-                Some(Err(err @ StorageError::Gap { .. })) => {
-                    self.next = self.replay.position();
-                    return Next::Error(err);
-                }
-                Some(Err(err)) => {
-                    self.ended = true;
-                    return Next::Error(err);
-                }
-                None => {}
-            }
-            if self.refresh() {
-                continue;
-            }
-            if let Some(err) = self.poll_other_writer() {
-                self.ended = true;
-                return Next::Error(err);
-            }
-            if self.refresh() {
-                continue;
-            }
-            self.caught_up = true;
-            if !self.reported_caught_up {
-                self.reported_caught_up = true;
-                return Next::CaughtUp;
+            if let Some(next) = self.try_next() {
+                return next;
             }
             let now = Instant::now();
             let remaining = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
@@ -208,6 +177,62 @@ impl Follow {
             }
             self.wait(remaining);
         }
+    }
+
+    /// The next outcome that needs no waiting: a record, an error, [`Next::CaughtUp`] (once
+    /// per arrival at the end) or [`Next::Stopped`]; `None` when nothing new is published
+    /// and the caught-up signal was given. Never returns [`Next::TimedOut`].
+    pub(super) fn try_next(&mut self) -> Option<Next> {
+        loop {
+            if self.ended || self.stopped.load(Ordering::Acquire) {
+                return Some(Next::Stopped);
+            }
+            match self.replay.next() {
+                Some(Ok(record)) => {
+                    self.next = self.replay.position();
+                    self.caught_up = false;
+                    self.reported_caught_up = false;
+                    return Some(Next::Record(record));
+                }
+                Some(Err(err @ StorageError::Gap { .. })) => {
+                    self.next = self.replay.position();
+                    return Some(Next::Error(err));
+                }
+                Some(Err(err)) => {
+                    self.ended = true;
+                    return Some(Next::Error(err));
+                }
+                None => {}
+            }
+            if self.refresh() {
+                continue;
+            }
+            if let Some(err) = self.poll_other_writer() {
+                self.ended = true;
+                return Some(Next::Error(err));
+            }
+            if self.refresh() {
+                continue;
+            }
+            self.caught_up = true;
+            if !self.reported_caught_up {
+                self.reported_caught_up = true;
+                return Some(Next::CaughtUp);
+            }
+            return None;
+        }
+    }
+
+    /// Whether a record past the next offset is published, or the follow was stopped: what
+    /// a waiter re-checks after registering.
+    pub(super) fn has_news(&self) -> bool {
+        self.limit() > self.next || self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The log's shared state.
+    #[cfg(feature = "async")]
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Starts a replay over a fresh snapshot if the live end moved past `next`.
@@ -258,7 +283,7 @@ impl Follow {
             let guard = shared.wake.lock().unwrap_or_else(PoisonError::into_inner);
             // Checked under the lock that `FollowStop::stop` and the writer's wake-up take,
             // after registering as a waiter: a publish or stop after this wakes the wait.
-            if self.limit() <= self.next && !self.stopped.load(Ordering::SeqCst) {
+            if !self.has_news() {
                 let _unused = shared
                     .wake_cond
                     .wait_timeout(guard, slice)
@@ -289,7 +314,7 @@ impl Iterator for Follow {
 /// expedited), so that the writer's plain store of the end and its relaxed load of
 /// `waiters` cannot pass each other unseen (see [`Shared::wake_waiters`]). Returns whether
 /// the barrier ran; if the kernel lacks it, followers wait in [`FALLBACK_SLICE`]s instead.
-fn heavy_barrier() -> bool {
+pub(super) fn heavy_barrier() -> bool {
     use rustix::thread::{membarrier, MembarrierCommand};
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let registered =

@@ -41,6 +41,10 @@ impl EntrySource for LogReader {
         LogReader::end_offset(self)
     }
 
+    fn start_entry(&self) -> u64 {
+        self.shared.start_entry.load(Ordering::Acquire)
+    }
+
     fn each_entry(
         &self,
         from: u64,
@@ -235,6 +239,28 @@ impl Log {
         Err(page_error("stored pages kept failing their checks while being rebuilt"))
     }
 
+    /// For retention: hashes every published record, makes the stored pages durable, and
+    /// returns the offset of the last record under the last level-0 page on disk (records
+    /// before it are in stored pages, so they may be removed); `None` if the log keeps no
+    /// pages or has none on disk yet.
+    ///
+    /// # Errors
+    /// A replay error; [`StorageError::Io`] if the page files cannot be synced.
+    pub(super) fn durable_page_cover(&self) -> Result<Option<u64>> {
+        let Some(handle) = &self.rollup else { return Ok(None) };
+        let reader = self.reader();
+        let mut slot = handle.lock();
+        let rollup = loaded(&mut slot, &reader, handle.log_id, handle.writable)?;
+        rollup.catch_up(&reader, reader.end_offset())?;
+        let on_disk = rollup
+            .store
+            .make_durable()
+            .map_err(|e| StorageError::io("sync page files", reader.dir(), e))?;
+        let Some(last) = on_disk.checked_sub(1) else { return Ok(None) };
+        let page = rollup.store.read_header(0, last).map_err(|bad| page_error(&bad.reason))?;
+        Ok(Some(page.span.last_offset))
+    }
+
     /// The head of the Merkle tree over the log's first `tree_size` records (all published
     /// records by default): its size, root, end offset and last write time.
     ///
@@ -324,6 +350,12 @@ impl Log {
         pages: Option<Range<u64>>,
     ) -> Result<PagesReport> {
         let reader = self.reader();
+        if reader.start_entry() > 0 {
+            return Err(page_error(
+                "checking pages against the log is not supported once retention removed its \
+                 first records (the pages of the removed range cannot be recomputed)",
+            ));
+        }
         verify_pages(reader.dir(), self.log_id(), &reader, level, pages)
     }
 }

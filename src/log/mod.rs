@@ -5,16 +5,24 @@ mod clock;
 mod consumer;
 mod directory;
 mod follow;
+#[cfg(feature = "async")]
+mod follow_stream;
+mod group_commit;
 mod merkle;
 mod open;
 mod options;
 mod pager;
+mod pending_sync;
 mod reader;
 mod recovery;
 mod repair;
 mod replay;
 mod report;
+mod retention;
 mod salvage;
+mod shared_log;
+mod shared_writer;
+mod start_record;
 mod tail;
 #[cfg(test)]
 mod tests;
@@ -26,6 +34,9 @@ use std::sync::Arc;
 
 pub use consumer::{Consumer, CONSUMER_NAME_MAX};
 pub use follow::{Follow, FollowStop, Next};
+#[cfg(feature = "async")]
+pub use follow_stream::FollowStream;
+pub(crate) use group_commit::HoldsLog;
 pub use options::{
     Options, RecoveryMode, DROPPED_SUFFIX, RECORD_BYTES_MAX_DEFAULT, SEGMENT_BYTES_DEFAULT,
     SEGMENT_BYTES_MIN,
@@ -34,6 +45,9 @@ pub use reader::LogReader;
 use reader::Shared;
 pub use replay::{Payload, Record, RecordRef, Replay};
 pub use report::{DamagedSpan, OpenReport, RepairReport, TornTail, VerifyReport};
+pub use retention::RetentionReport;
+pub use shared_log::SharedLog;
+pub(crate) use shared_writer::SharedWriter;
 use writer::Writer;
 
 use crate::error::{Result, StorageError};
@@ -52,6 +66,10 @@ pub struct Log {
     writer: Option<Writer>,
     options: Options,
     report: OpenReport,
+    /// The writer's roll count when the retention policies last ran.
+    seen_rolls: u64,
+    /// Why the retention policies last failed, if they did.
+    retention_error: Option<String>,
 }
 
 impl Log {
@@ -101,6 +119,15 @@ impl Log {
         open::open_log(dir.as_ref(), Options::default(), true)
     }
 
+    /// After a write: runs the retention policies if the writer rolled to a new segment
+    /// since they last ran (one comparison otherwise).
+    #[inline]
+    fn after_write(&mut self) {
+        if self.writer.as_ref().is_some_and(|w| w.rolls != self.seen_rolls) {
+            self.apply_retention_policies();
+        }
+    }
+
     /// The writer, or `ReadOnly`. Each writer operation checks for poisoning itself.
     fn writer(&mut self) -> Result<&mut Writer> {
         // Not `ok_or`: that builds the error on every call and drops it again (the drop glue
@@ -129,7 +156,9 @@ impl Log {
         // `segment::WRITE_THROUGH_FILE_MIN`). A full segment is replaced by the spare made in
         // the background (`Options::prepare_next_segment`) or by one created now, without
         // waiting for the disk: the next sync makes it durable.
-        self.writer()?.append(payload, false)
+        let offset = self.writer()?.append(payload, false)?;
+        self.after_write();
+        Ok(offset)
     }
 
     /// Appends one record and makes it durable before returning its offset.
@@ -154,7 +183,9 @@ impl Log {
     /// `pwritev` whatever its size, so that its page is not in the writer's page tables when
     /// the sync writes it. Durability and errors as [`Log::append`].
     pub(crate) fn append_for_sync(&mut self, payload: &[u8]) -> Result<u64> {
-        self.writer()?.append(payload, true)
+        let offset = self.writer()?.append(payload, true)?;
+        self.after_write();
+        Ok(offset)
     }
 
     /// Appends several records as one batch and returns their offsets, in order.
@@ -171,7 +202,19 @@ impl Log {
     /// [`StorageError::RecordTooLarge`] if any payload exceeds the record limit or the batch
     /// does not fit in a segment (nothing written); otherwise as [`Log::append`].
     pub fn append_batch<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Vec<u64>> {
-        self.writer()?.append_batch(payloads, false)
+        let offsets = self.writer()?.append_batch(payloads, false)?;
+        self.after_write();
+        Ok(offsets)
+    }
+
+    /// Appends a batch that the caller syncs next, as [`Log::append_batch_sync`] does.
+    pub(crate) fn append_batch_for_sync<P: AsRef<[u8]>>(
+        &mut self,
+        payloads: &[P],
+    ) -> Result<Vec<u64>> {
+        let offsets = self.writer()?.append_batch(payloads, true)?;
+        self.after_write();
+        Ok(offsets)
     }
 
     /// Appends a batch (see [`Log::append_batch`]) and makes it, and everything before it,
@@ -181,6 +224,7 @@ impl Log {
     /// As [`Log::append_batch`] and [`Log::append_sync`].
     pub fn append_batch_sync<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Vec<u64>> {
         let offsets = self.writer()?.append_batch(payloads, true)?;
+        self.after_write();
         self.sync()?;
         Ok(offsets)
     }
@@ -202,6 +246,21 @@ impl Log {
         // reports any earlier write-back error of the segment's file, which the kernel reports
         // only once, so the sync could not be trusted.
         self.writer()?.sync()
+    }
+
+    /// Takes what is unsynced for a sync performed without `&mut` access (group commit; see
+    /// `log/pending_sync.rs`).
+    pub(crate) fn begin_sync(&mut self) -> Result<pending_sync::PendingSync> {
+        self.writer()?.begin_sync()
+    }
+
+    /// Records the outcome of a sync taken by [`Log::begin_sync`].
+    pub(crate) fn finish_sync(
+        &mut self,
+        pending: &pending_sync::PendingSync,
+        outcome: Result<()>,
+    ) -> Result<()> {
+        self.writer()?.finish_sync(pending, outcome)
     }
 
     /// Replays the records from offset `from` to the end published when this is called.

@@ -11,6 +11,7 @@ use super::directory::{list_dir, lock_or_create_dir, not_a_log, parent_dir};
 use super::merkle;
 use super::recovery::{examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView};
 use super::repair::{self, set_aside};
+use super::start_record::START_FILE_NAME;
 use super::{Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTail, Writer};
 use crate::error::{Result, StorageError};
 use crate::format::{
@@ -132,6 +133,7 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         }
         drop_torn_creation(dir, &torn_created, later, recorded.as_ref(), read_only, &mut report)?;
     }
+    check_log_start(dir, &listing, segments.first(), log_id, read_only)?;
 
     if repair && !segments.is_empty() {
         // A repair checks every frame, with the durable record as evidence of what was
@@ -194,6 +196,9 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             // segments, which an open refuses: it goes first, durably.
             if durable_file.is_some() {
                 remove_durable_record(dir)?;
+            }
+            if listing.start.is_some() {
+                remove_start_record(dir)?;
             }
             let new =
                 NewFile { bytes: options.segment_bytes, zero_fill: options.zero_fill_segments };
@@ -265,6 +270,8 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
                 zero_fill_segments: options.zero_fill_segments,
                 durable_on_disk,
                 dirty_past_end: false,
+                rolls: 0,
+                sync_in_flight: false,
                 _lock: lock,
                 #[cfg(test)]
                 fail_next_sync: false,
@@ -293,7 +300,11 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             merkle::forget_pages_from(dir, log_id, first);
         }
     }
-    let mut log = Log { rollup: None, shared, writer, options, report };
+    if let Some(start) = listing.start.filter(|_| !report.created) {
+        shared.start_entry.store(start.start_entry, std::sync::atomic::Ordering::Release);
+    }
+    let mut log =
+        Log { rollup: None, shared, writer, options, report, seen_rolls: 0, retention_error: None };
     if log.options.merkle_rollup {
         log.rollup = Some(merkle::RollupHandle::start(log.reader(), log_id, !read_only)?);
     }
@@ -661,6 +672,67 @@ fn drop_torn_creation(
         segments_dropped: dropped,
     });
     Ok(())
+}
+
+/// Checks where the log begins (`FORMAT.md` 6.6): at its start record's offset if it has one
+/// (a writer then removes segment files a crash left below it), else with a first segment that
+/// follows no other. A log whose first segments are missing is refused rather than read as a
+/// shorter log.
+fn check_log_start(
+    dir: &Path,
+    listing: &super::directory::Listing,
+    first: Option<&Segment>,
+    log_id: u64,
+    read_only: bool,
+) -> Result<()> {
+    let Some(first) = first else { return Ok(()) };
+    let broken =
+        |reason: String| StorageError::BrokenChain { segment: first.path().to_path_buf(), reason };
+    match listing.start {
+        Some(start) if start.log_id != log_id => Err(broken(format!(
+            "the start record `{START_FILE_NAME}` was written by log {:#018x}, not this log \
+             ({log_id:#018x})",
+            start.log_id
+        ))),
+        Some(start) if start.start_offset != first.base_offset() => Err(broken(format!(
+            "the start record says the log begins at offset {}, but its first segment begins \
+             at {}: segment files are missing",
+            start.start_offset,
+            first.base_offset()
+        ))),
+        Some(_) => {
+            if !read_only && !listing.below_start.is_empty() {
+                for &base in &listing.below_start {
+                    let path = dir.join(segment_file_name(base));
+                    match fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(StorageError::io("remove segment below the start", path, e))
+                        }
+                    }
+                }
+                sync_dir(dir)?;
+            }
+            Ok(())
+        }
+        None if first.header().prev_last_frame_offset != NO_PREVIOUS_FRAME => Err(broken(format!(
+            "the first segment file begins at offset {} and follows another segment, but there \
+             is no start record: the segment files before it are missing",
+            first.base_offset()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Removes a start record left by an earlier log, durably.
+fn remove_start_record(dir: &Path) -> Result<()> {
+    let record = dir.join(START_FILE_NAME);
+    match fs::remove_file(&record) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("remove start record", record, e)),
+    }
 }
 
 /// Removes the durable record, if any, durably.

@@ -88,6 +88,14 @@ pub struct Options {
     /// log and no durability promise: pages are rebuilt from the log whenever they are missing
     /// or damaged.
     pub merkle_rollup: bool,
+    /// Retention by size: each time a segment fills, whole segments are removed from the
+    /// front while the rest would still hold at least this many bytes of log, as
+    /// [`Log::truncate_before`](super::Log::truncate_before) removes them (never past a
+    /// consumer's position, only records the Merkle pages cover). Default `None`: keep all.
+    pub retention_max_bytes: Option<u64>,
+    /// Retention by age: each time a segment fills, whole segments whose newest record is
+    /// older than this are removed, as for [`Options::retention_max_bytes`]. Default `None`.
+    pub retention_max_age: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -101,6 +109,8 @@ impl Default for Options {
             zero_fill_segments: false,
             create_among_other_files: false,
             merkle_rollup: true,
+            retention_max_bytes: None,
+            retention_max_age: None,
         }
     }
 }

@@ -24,12 +24,19 @@ pub(super) struct Shared {
     pub(super) durable_end: AtomicU64,
     /// The log's identifier (as in every segment header), for consumer position files.
     pub(super) log_id: u64,
+    /// How many records the log had before its first segment (retention removed them): the
+    /// Merkle tree's entry number of the first record (`FORMAT.md` 6.6).
+    pub(super) start_entry: AtomicU64,
     /// Followers waiting for `end` or `durable_end` to move (see [`Shared::wake_waiters`]).
     pub(super) waiters: AtomicUsize,
     /// The lock and condition variable waiting followers sleep on; the writer touches them
     /// only while `waiters` is non-zero.
     pub(super) wake: Mutex<()>,
     pub(super) wake_cond: Condvar,
+    /// The async tasks waiting like the followers above, each counted in `waiters` while it
+    /// is here (see `log/follow_stream.rs`); `wake_all` takes them out and wakes them.
+    #[cfg(feature = "async")]
+    pub(super) tasks: Mutex<Vec<(u64, std::task::Waker)>>,
     /// For a read-only handle: what a follower needs to find the records another process
     /// appends after this handle opened (`None` for a writer's handle, which publishes them).
     pub(super) tail: Option<Mutex<Tail>>,
@@ -50,9 +57,12 @@ impl Shared {
             end: AtomicU64::new(end),
             durable_end: AtomicU64::new(durable_end.min(end)),
             log_id,
+            start_entry: AtomicU64::new(0),
             waiters: AtomicUsize::new(0),
             wake: Mutex::new(()),
             wake_cond: Condvar::new(),
+            #[cfg(feature = "async")]
+            tasks: Mutex::new(Vec::new()),
             tail: tail.map(Mutex::new),
         }
     }
@@ -81,12 +91,16 @@ impl Shared {
     }
 
     /// Wakes every follower waiting on this log (takes the lock, so that a follower between
-    /// checking the end and sleeping cannot miss it).
+    /// checking the end and sleeping cannot miss it), and every async task waiting on it.
     #[cold]
     #[inline(never)]
     pub(super) fn wake_all(&self) {
-        let _guard = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
-        self.wake_cond.notify_all();
+        {
+            let _guard = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+            self.wake_cond.notify_all();
+        }
+        #[cfg(feature = "async")]
+        self.wake_tasks();
     }
 }
 
@@ -163,6 +177,20 @@ impl LogReader {
     #[must_use]
     pub fn end_offset(&self) -> u64 {
         self.shared.end.load(Ordering::Acquire)
+    }
+
+    /// The offset up to which the log is known to be on stable storage (for a read-only
+    /// handle: what the frames it has read prove durable).
+    #[must_use]
+    pub fn durable_offset(&self) -> u64 {
+        self.shared.durable_end.load(Ordering::Acquire)
+    }
+
+    /// How many records retention removed before [`LogReader::start_offset`]: the Merkle
+    /// tree's entry number of the first record still in the log.
+    #[must_use]
+    pub fn start_entry(&self) -> u64 {
+        self.shared.start_entry.load(Ordering::Acquire)
     }
 
     /// The offset of the first record still in the log (0 unless segments were removed).

@@ -1,6 +1,5 @@
 //! The single writer: appends, batches, syncs, rolls to new segments, and the durable record.
 
-use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
@@ -75,8 +74,13 @@ pub(super) struct Writer {
     /// Bytes past the end may not be zero: a failed append may have left part of its frames
     /// there. `close` then records no clean end, so the next open examines them.
     pub(super) dirty_past_end: bool,
+    /// Segments this writer has rolled to (retention policies run after a roll).
+    pub(super) rolls: u64,
+    /// Whether a [`PendingSync`](super::pending_sync::PendingSync) taken from this writer is
+    /// being performed: another may not begin until it is finished.
+    pub(super) sync_in_flight: bool,
     /// Holds the directory's exclusive lock for as long as the writer lives.
-    pub(super) _lock: File,
+    pub(super) _lock: super::directory::DirLock,
     /// Test failpoint: the next data sync fails as if the disk had reported an error.
     #[cfg(test)]
     pub(super) fail_next_sync: bool,
@@ -115,58 +119,11 @@ impl Writer {
         self.clock.now_ms()
     }
 
-    fn check_usable(&self) -> Result<()> {
+    pub(super) fn check_usable(&self) -> Result<()> {
         match &self.poisoned {
             Some(cause) => Err(StorageError::Poisoned { cause: cause.clone() }),
             None => Ok(()),
         }
-    }
-
-    /// Makes everything written so far durable: the unsynced ranges of sealed segments,
-    /// then the active segment. Poisons the writer on failure.
-    pub(super) fn sync(&mut self) -> Result<()> {
-        self.check_usable()?;
-        self.unmap_unsynced();
-        let created = std::mem::take(&mut self.unsynced_created);
-        for segment in &created {
-            if let Err(err) = segment.sync_file() {
-                self.poisoned = Some(err.to_string());
-                return Err(StorageError::io("sync new segment", segment.path(), err));
-            }
-        }
-        if !created.is_empty() {
-            if let Err(err) = crate::segment::sync_dir(&self.shared.dir) {
-                self.poisoned = Some(err.to_string());
-                return Err(err);
-            }
-        }
-        for (segment, from, to) in std::mem::take(&mut self.unsynced_sealed) {
-            if let Err(err) = segment.sync_range(from, to) {
-                self.poisoned = Some(err.to_string());
-                return Err(StorageError::io("sync segment", segment.path(), err));
-            }
-        }
-        if self.pos > self.synced_pos {
-            self.zero_ahead()?;
-            #[cfg(test)]
-            let injected = std::mem::take(&mut self.fail_next_sync)
-                .then(|| std::io::Error::other("injected sync failure"));
-            #[cfg(not(test))]
-            let injected: Option<std::io::Error> = None;
-            let synced = match injected {
-                Some(err) => Err(err),
-                None => self.active.segment().sync_range(self.synced_pos, self.pos),
-            };
-            if let Err(err) = synced {
-                self.poisoned = Some(err.to_string());
-                return Err(StorageError::io("sync segment", self.active.segment().path(), err));
-            }
-            self.synced_pos = self.pos;
-        }
-        self.synced_end = self.end();
-        self.shared.durable_end.store(self.synced_end, Ordering::Release);
-        self.shared.wake_waiters();
-        Ok(())
     }
 
     /// Before a sync that writes out at least [`UNMAP_BEFORE_SYNC_MIN`] of one segment, drops
@@ -174,7 +131,7 @@ impl Writer {
     /// does not write-protect each page with its own TLB-flush interrupt. Smaller syncs skip
     /// it: for them the extra system call cost more than it saved. Advice only: a refusal
     /// changes nothing but speed.
-    fn unmap_unsynced(&self) {
+    pub(super) fn unmap_unsynced(&self) {
         for (segment, from, to) in &self.unsynced_sealed {
             if to - from >= UNMAP_BEFORE_SYNC_MIN {
                 let _ = segment.unmap_pages(*from, *to);
@@ -194,7 +151,7 @@ impl Writer {
     /// also reports any earlier write-back error of the segment's file, and the kernel reports
     /// such an error once per open file, so the sync that follows would not see it again and
     /// would acknowledge records whose pages never reached the disk.
-    fn zero_ahead(&mut self) -> Result<()> {
+    pub(super) fn zero_ahead(&mut self) -> Result<()> {
         // Zeroed far enough past the end, or to the segment's end (a zero-filled segment).
         if self.zeroed_pos >= (self.pos + ZERO_AHEAD_BYTES / 4).min(self.capacity()) {
             return Ok(());
@@ -492,6 +449,7 @@ impl Writer {
         self.fill_requested = filled;
         self.write_behind_requested = 0;
         self.spare_requested = false;
+        self.rolls += 1;
         Ok(())
     }
 

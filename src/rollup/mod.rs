@@ -18,6 +18,7 @@ pub(crate) mod page;
 pub(crate) mod query;
 pub(crate) mod state;
 pub(crate) mod store;
+pub(crate) mod tiles;
 pub(crate) mod tree;
 mod verify;
 

@@ -42,6 +42,9 @@ pub(crate) trait EntrySource {
     fn start_offset(&self) -> u64;
     /// The end of the records this source sees (published, or a read-only snapshot's).
     fn end_offset(&self) -> u64;
+    /// The entry number of the record at [`EntrySource::start_offset`]: how many records
+    /// retention removed before it (`FORMAT.md` 6.6).
+    fn start_entry(&self) -> u64;
     /// Calls `visit` for each record (gaps are not entries) from `from`, a frame boundary, up
     /// to `until`, in order, until `visit` returns `false`.
     ///
@@ -261,6 +264,18 @@ impl Rollup {
     pub(crate) fn catch_up(&mut self, source: &dyn EntrySource, until: u64) -> Result<()> {
         if until <= self.next_offset {
             return Ok(());
+        }
+        // Entries removed by retention can be neither hashed nor skipped: the stored pages
+        // must cover them, or every entry number after them would be wrong.
+        let removed = source.start_entry();
+        if self.entries < removed {
+            return Err(crate::error::StorageError::Proof {
+                reason: format!(
+                    "the log's first {removed} records were removed by retention and the stored \
+                     pages cover only {}: the Merkle tree cannot be computed",
+                    self.entries
+                ),
+            });
         }
         let Rollup { store, edge, entries, next_offset, log_id, .. } = self;
         source.each_entry(*next_offset, until, &mut |entry| {

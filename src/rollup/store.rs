@@ -121,6 +121,25 @@ impl PageStore {
         self.levels.get(usize::from(level)).map_or(0, |l| l.on_disk + l.memory.len() as u64)
     }
 
+    /// Makes the pages written to the files durable (each file's data, then the directory,
+    /// whose entries for new page files are otherwise not synced: pages are derived and are
+    /// normally rebuilt after a loss) and returns how many level-0 pages are on disk. For
+    /// retention, which removes the records those pages were derived from.
+    ///
+    /// # Errors
+    /// The operating system's error.
+    pub(crate) fn make_durable(&self) -> std::io::Result<u64> {
+        for level in &self.levels {
+            if let Some(file) = &level.file {
+                file.sync_data()?;
+            }
+        }
+        if let Some(dir) = &self.dir {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(self.levels.first().map_or(0, |l| l.on_disk))
+    }
+
     /// Levels that hold at least one page.
     pub(crate) fn levels(&self) -> u8 {
         let held = self.levels.iter().take_while(|l| l.on_disk + l.memory.len() as u64 > 0);

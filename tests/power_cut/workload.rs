@@ -144,7 +144,18 @@ impl Handle {
     pub fn tree_head(&self) -> Result<TreeHead> {
         self.log().tree_head(None)
     }
+
+    /// Retention: removes the whole segments before `offset` (`truncate_before`).
+    pub fn truncate_before(&mut self, offset: u64) -> Result<chronicle::RetentionReport> {
+        match self {
+            Handle::Raw(log) => log.truncate_before(offset),
+            Handle::Events(ev) => ev.truncate_before(offset),
+        }
+    }
 }
+
+/// The consumer the workload commits positions of.
+pub const CONSUMER: &str = "projection";
 
 /// What was appended and what was acknowledged, since the log was created.
 #[derive(Debug, Default, Clone)]
@@ -159,6 +170,13 @@ pub struct Model {
     pub next_call: u64,
     /// Where the log ended when it was last checked after a cut.
     pub checked_end: u64,
+    /// The leaf hash and write time of each record checked after a cut (the first
+    /// `verified.len()` of `recs`): the tree head over records retention removed needs them.
+    pub verified: Vec<([u8; 32], u64)>,
+    /// The consumer's durably committed position, if any.
+    pub consumer: Option<u64>,
+    /// A commit that the power may have cut: the position may be this one instead.
+    pub consumer_pending: Option<u64>,
 }
 
 impl Model {

@@ -3,20 +3,24 @@
 //! limits, and prints one table (also written as Markdown, with an SVG chart).
 //!
 //! ```sh
-//! cargo run --release -p chronicle-compare            # the full run: 7 repetitions, ~2.5 min
+//! cargo run --release -p chronicle-compare            # the full run: 7 repetitions, ~6 min
 //! cargo run --release -p chronicle-compare -- --quick # a smoke run: 1/20 of the records
 //! ```
 //!
-//! Options: `--reps N` (repetitions of every workload, default 7), `--quick`, `--engines a,b`
-//! (run only these engines, e.g. to profile one), `--phases small,durable,batches,large` (run
-//! only these groups of workloads), `--skip-limits` (no machine measurements, for profiling),
-//! `--out DIR` (where `results.md` and `chart.svg` go; default: this crate's directory).
+//! Options: `--reps N` (repetitions of every workload, default 7; the event-store phase runs
+//! at most 3), `--quick`, `--engines a,b` (run only these engines, e.g. to profile one),
+//! `--phases small,durable,batches,large,eventstore` (run only these groups of workloads;
+//! `eventstore` is Chronicle's event log against SQLite as an event store, see
+//! [`eventstore`]), `--skip-limits` (no machine measurements, for profiling), `--out DIR`
+//! (where `results.md` and `chart.svg` go; default: this crate's directory; a run without the
+//! log workloads writes no chart).
 //!
 //! Exits with status 1 if any engine fails or any replay returns records different from what
 //! was written.
 
 mod chart;
 mod engines;
+mod eventstore;
 mod limits;
 mod report;
 mod stats;
@@ -101,7 +105,7 @@ impl Config {
                 "--skip-limits" => config.skip_limits = true,
                 "--out" => config.out = PathBuf::from(args.next().ok_or("--out needs a path")?),
                 "-h" | "--help" => {
-                    return Err("usage: chronicle-compare [--reps N] [--quick] [--engines a,b] [--phases small,durable,batches,large] [--skip-limits] [--out DIR]".into())
+                    return Err("usage: chronicle-compare [--reps N] [--quick] [--engines a,b] [--phases small,durable,batches,large,eventstore] [--skip-limits] [--out DIR]".into())
                 }
                 other => return Err(format!("unknown argument {other:?}; try --help")),
             }
@@ -129,9 +133,12 @@ enum Phase {
     Batches,
     /// 10,000 × 64 KiB appended then synced, then replayed.
     Large,
+    /// Chronicle's event log against SQLite as an event store (Chronicle and SQLite only).
+    EventStore,
 }
 
-const PHASES: [Phase; 4] = [Phase::Small, Phase::Durable, Phase::Batches, Phase::Large];
+const PHASES: [Phase; 5] =
+    [Phase::Small, Phase::Durable, Phase::Batches, Phase::Large, Phase::EventStore];
 
 struct Runner {
     config: Config,
@@ -208,6 +215,7 @@ fn phase_workloads(phase: Phase) -> &'static [Workload] {
         Phase::Durable => &[Workload::Durable128],
         Phase::Batches => &[Workload::Batch128],
         Phase::Large => &[Workload::Append64K, Workload::Replay64K],
+        Phase::EventStore => &[],
     }
 }
 
@@ -258,6 +266,7 @@ fn run_phase<E: Engine>(runner: &mut Runner, phase: Phase, dir: &Path) -> Res<()
             // Not timed: check that what was acknowledged reads back.
             replay_checked::<E>(dir, &plan, &pool)?;
         }
+        Phase::EventStore => return Err("the event-store phase has its own runner".into()),
     }
     Ok(())
 }
@@ -289,7 +298,11 @@ impl Drop for Scratch {
     }
 }
 
-fn main_with(config: Config) -> Res<bool> {
+fn main_with(mut config: Config) -> Res<bool> {
+    if config.phases.iter().all(|p| p == "eventstore") && !config.phases.is_empty() {
+        // Nothing else would run in the later repetitions but the machine's limits.
+        config.reps = config.reps.min(eventstore::REPS_MAX);
+    }
     let started = Instant::now();
     let root = std::env::temp_dir().join(format!("chronicle-compare-{}", std::process::id()));
     std::fs::create_dir_all(&root)?;
@@ -327,6 +340,21 @@ fn main_with(config: Config) -> Res<bool> {
             if !runner.config.phases.is_empty() && !runner.config.phases.contains(&name) {
                 continue;
             }
+            if let Phase::EventStore = phase {
+                if rep >= eventstore::REPS_MAX {
+                    continue;
+                }
+                let plan = eventstore::Plan::new(runner.config.shrink);
+                println!("  rep {}/{} EventStore:", rep + 1, runner.config.reps);
+                eventstore::run_rep(
+                    &mut runner.report.eventstore,
+                    &root,
+                    &plan,
+                    &runner.config.engines,
+                    rep,
+                );
+                continue;
+            }
             // Rotate the order of the engines from one repetition to the next.
             for k in 0..ENGINES.len() {
                 let (name, _, run_fn) = ENGINES[(k + rep) % ENGINES.len()];
@@ -358,9 +386,13 @@ fn main_with(config: Config) -> Res<bool> {
     std::fs::create_dir_all(&runner.config.out)?;
     let markdown_path = runner.config.out.join("results.md");
     std::fs::write(&markdown_path, &rendered.markdown)?;
-    let chart_path = runner.config.out.join("chart.svg");
-    chart::draw(&runner.report, &order, &chart_path)?;
-    println!("wrote {} and {}", markdown_path.display(), chart_path.display());
+    if runner.report.has_log_workloads() {
+        let chart_path = runner.config.out.join("chart.svg");
+        chart::draw(&runner.report, &order, &chart_path)?;
+        println!("wrote {} and {}", markdown_path.display(), chart_path.display());
+    } else {
+        println!("wrote {} (no log workloads ran: no chart)", markdown_path.display());
+    }
     println!("total runtime {:.0} s", runtime.as_secs_f64());
     Ok(runner.report.all_ok())
 }

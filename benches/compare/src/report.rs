@@ -200,6 +200,8 @@ pub struct Report {
     machine: Machine,
     outcomes: BTreeMap<(Workload, String), Outcome>,
     engines: Vec<String>,
+    /// The event-store phase's figures (its own workloads, Chronicle and SQLite only).
+    pub eventstore: crate::eventstore::Results,
 }
 
 pub struct Rendered {
@@ -240,7 +242,7 @@ fn rate(value: f64) -> String {
     group(value.round() as u64)
 }
 
-fn short_rate(value: f64) -> String {
+pub fn short_rate(value: f64) -> String {
     if value >= 1e6 {
         format!("{:.2}M", value / 1e6)
     } else if value >= 1e3 {
@@ -260,6 +262,7 @@ impl Report {
             machine,
             outcomes: BTreeMap::new(),
             engines: Vec::new(),
+            eventstore: crate::eventstore::Results::new(crate::eventstore::Plan::new(shrink)),
         }
     }
 
@@ -290,6 +293,12 @@ impl Report {
     /// Whether every run of every engine succeeded.
     pub fn all_ok(&self) -> bool {
         self.outcomes.values().all(|o| o.errors.is_empty() && !o.seconds.is_empty())
+            && self.eventstore.all_ok()
+    }
+
+    /// Whether any of the log workloads (all but the event-store phase) ran.
+    pub fn has_log_workloads(&self) -> bool {
+        !self.outcomes.is_empty()
     }
 
     /// Median records per second (or, for a time workload, median seconds); `None` on error.
@@ -570,6 +579,9 @@ impl Report {
                 format!("{s}{fill}")
             }
         };
+        let log_workloads = self.has_log_workloads();
+        let eventstore =
+            self.eventstore.ran().then(|| self.eventstore.render(&self.machine.chronicle));
         let mut text = String::new();
         let _ = writeln!(text, "{}", self.machine.summary());
         let _ = writeln!(text, "machine limits:");
@@ -577,26 +589,31 @@ impl Report {
             let _ = writeln!(text, "  {what}: {value}");
         }
         let _ = writeln!(text);
-        let line: Vec<String> =
-            headers.iter().enumerate().map(|(i, h)| pad(h, widths[i], i >= 2)).collect();
-        let _ = writeln!(text, "{}", line.join("  "));
-        let mut previous = None;
-        for row in &rows {
-            if previous.is_some() && previous != Some(row.workload) {
-                let _ = writeln!(text);
-            }
-            previous = Some(row.workload);
+        if log_workloads {
             let line: Vec<String> =
-                cells(row).iter().enumerate().map(|(i, c)| pad(c, widths[i], i >= 2)).collect();
+                headers.iter().enumerate().map(|(i, h)| pad(h, widths[i], i >= 2)).collect();
             let _ = writeln!(text, "{}", line.join("  "));
+            let mut previous = None;
+            for row in &rows {
+                if previous.is_some() && previous != Some(row.workload) {
+                    let _ = writeln!(text);
+                }
+                previous = Some(row.workload);
+                let line: Vec<String> =
+                    cells(row).iter().enumerate().map(|(i, c)| pad(c, widths[i], i >= 2)).collect();
+                let _ = writeln!(text, "{}", line.join("  "));
+            }
+            let _ = writeln!(text, "\nmedian and min–max over {} repetitions; MB/s counts payload bytes (10^6 B/s); \"vs chronicle\" is speed relative to Chronicle (>1 = faster).", self.reps);
+            let _ = writeln!(text, "\ntargets:");
+            for line in self.targets() {
+                let _ = writeln!(text, "  {line}");
+            }
+            if rows.iter().any(|r| r.over_limit) {
+                let _ = writeln!(text, "\n(!) faster than the hardware allows a durable write (beyond noise): that engine's sync cannot be reaching the disk.");
+            }
         }
-        let _ = writeln!(text, "\nmedian and min–max over {} repetitions; MB/s counts payload bytes (10^6 B/s); \"vs chronicle\" is speed relative to Chronicle (>1 = faster).", self.reps);
-        let _ = writeln!(text, "\ntargets:");
-        for line in self.targets() {
-            let _ = writeln!(text, "  {line}");
-        }
-        if rows.iter().any(|r| r.over_limit) {
-            let _ = writeln!(text, "\n(!) faster than the hardware allows a durable write (beyond noise): that engine's sync cannot be reaching the disk.");
+        if let Some((es_text, _)) = &eventstore {
+            let _ = writeln!(text, "\n{es_text}");
         }
 
         // Markdown.
@@ -621,12 +638,18 @@ impl Report {
             self.machine.kernel,
             self.machine.filesystem
         );
-        let _ = writeln!(md, "## Workloads\n");
-        for workload in WORKLOADS {
-            let _ =
-                writeln!(md, "- **{}**: {}.", workload.label(), workload.description(self.shrink));
+        if log_workloads {
+            let _ = writeln!(md, "## Workloads\n");
+            for workload in WORKLOADS {
+                let _ = writeln!(
+                    md,
+                    "- **{}**: {}.",
+                    workload.label(),
+                    workload.description(self.shrink)
+                );
+            }
+            let _ = writeln!(md, "\nReplays include opening the log and comparing every record with what was written (a memcmp against the expected bytes); the run exits non-zero if any record differs. The durable workloads' logs are also replayed and compared (untimed). The data is in the page cache when it is replayed. Between measurements every dirty page is flushed (`sync`), untimed.\n");
         }
-        let _ = writeln!(md, "\nReplays include opening the log and comparing every record with what was written (a memcmp against the expected bytes); the run exits non-zero if any record differs. The durable workloads' logs are also replayed and compared (untimed). The data is in the page cache when it is replayed. Between measurements every dirty page is flushed (`sync`), untimed.\n");
         let _ = writeln!(md, "## The machine's limits\n");
         let _ = writeln!(md, "| measurement | result |\n|---|---|");
         for (what, value) in self.limits_lines() {
@@ -647,36 +670,43 @@ impl Report {
              Replays are not marked: reading through a memory map skips the copy that `read` \
              makes, so it can exceed that figure.\n"
         );
-        let _ = writeln!(md, "## Results\n");
-        let _ = writeln!(md, "| {} |", headers.join(" | "));
-        let _ = writeln!(
-            md,
-            "|{}|",
-            headers
-                .iter()
-                .enumerate()
-                .map(|(i, _)| if i >= 2 { "---:" } else { "---" })
-                .collect::<Vec<_>>()
-                .join("|")
-        );
-        for row in &rows {
-            let mut c = cells(row);
-            if row.engine == REFERENCE {
-                for cell in c.iter_mut().skip(1).take(2) {
-                    *cell = format!("**{cell}**");
+        if log_workloads {
+            let _ = writeln!(md, "## Results\n");
+            let _ = writeln!(md, "| {} |", headers.join(" | "));
+            let _ = writeln!(
+                md,
+                "|{}|",
+                headers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| if i >= 2 { "---:" } else { "---" })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            );
+            for row in &rows {
+                let mut c = cells(row);
+                if row.engine == REFERENCE {
+                    for cell in c.iter_mut().skip(1).take(2) {
+                        *cell = format!("**{cell}**");
+                    }
                 }
+                let _ = writeln!(md, "| {} |", c.join(" | "));
             }
-            let _ = writeln!(md, "| {} |", c.join(" | "));
+            let _ = writeln!(md, "\n\"vs chronicle\" is the engine's speed relative to Chronicle's (above 1: faster than Chronicle). MB/s counts payload bytes, 10^6 bytes per second.\n");
+            let _ = writeln!(md, "![Throughput by engine and workload](chart.svg)\n");
+            let _ = writeln!(md, "## Targets from the issue\n");
+            for line in self.targets() {
+                let _ = writeln!(md, "- {}", line.trim_start());
+            }
         }
-        let _ = writeln!(md, "\n\"vs chronicle\" is the engine's speed relative to Chronicle's (above 1: faster than Chronicle). MB/s counts payload bytes, 10^6 bytes per second.\n");
-        let _ = writeln!(md, "![Throughput by engine and workload](chart.svg)\n");
-        let _ = writeln!(md, "## Targets from the issue\n");
-        for line in self.targets() {
-            let _ = writeln!(md, "- {}", line.trim_start());
+        if let Some((_, es_markdown)) = &eventstore {
+            let _ = writeln!(md, "{es_markdown}");
         }
-        let _ = writeln!(md, "\n## Where each engine's sync reaches the disk\n");
-        for (engine, note) in durability {
-            let _ = writeln!(md, "- **{engine}**: {note}");
+        if log_workloads {
+            let _ = writeln!(md, "## Where each engine's sync reaches the disk\n");
+            for (engine, note) in durability {
+                let _ = writeln!(md, "- **{engine}**: {note}");
+            }
         }
         Rendered { text, markdown: md }
     }

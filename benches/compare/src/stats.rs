@@ -42,9 +42,20 @@ impl Samples {
     }
 }
 
+/// The `q` quantile (0 < q ≤ 1) of `values` by the nearest-rank method: the smallest of
+/// them that at least a share `q` of them do not exceed. Sorts `values`; NaN if empty.
+pub fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = (q * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Samples;
+    use super::{percentile, Samples};
 
     #[test]
     fn median_min_max() {
@@ -56,5 +67,14 @@ mod tests {
         assert_eq!((samples.median(), samples.min(), samples.max()), (3.0, 1.0, 5.0));
         samples.push(4.0);
         assert_eq!(samples.median(), 3.5);
+    }
+
+    #[test]
+    fn percentile_is_the_nearest_rank() {
+        let mut values: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(percentile(&mut values, 0.5), 50.0);
+        assert_eq!(percentile(&mut values, 0.99), 99.0);
+        assert_eq!(percentile(&mut values, 1.0), 100.0);
+        assert!(percentile(&mut [], 0.5).is_nan());
     }
 }

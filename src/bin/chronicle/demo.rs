@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chronicle::{Event, EventLog};
 
+use crate::demo_tour;
 use crate::output::{bytes, duration, per_second, write_open_report, CliError, CliResult};
 
 /// Payload bytes of each demo event.
@@ -24,6 +25,7 @@ const AGGREGATE_COUNT: u64 = 10_000;
 
 /// Arguments of `chronicle demo`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  chronicle demo\n  chronicle demo --dir /tmp/demo-log")]
 pub struct Args {
     /// Log directory to use (default: a temporary directory, removed afterwards). An existing
     /// log is appended to; only the demo's own events are verified.
@@ -151,11 +153,13 @@ struct Demo<'a> {
     dir: &'a Path,
     generator: Generator,
     tally: Tally,
+    /// What the demo measured, printed as a table at the end.
+    rows: Vec<demo_tour::Row>,
 }
 
 impl<'a> Demo<'a> {
     fn new(dir: &'a Path) -> Demo<'a> {
-        Demo { dir, generator: Generator::new(), tally: Tally::new() }
+        Demo { dir, generator: Generator::new(), tally: Tally::new(), rows: Vec::new() }
     }
 
     fn run(mut self, args: &Args) -> CliResult {
@@ -174,6 +178,10 @@ impl<'a> Demo<'a> {
         }
         let buffered = began.elapsed();
         let buffered_bytes = log.end_offset() - start;
+        self.rows.push((
+            "append (buffered)".into(),
+            format!("{:.0} events/s", per_second(args.events as f64, buffered)),
+        ));
         let began = Instant::now();
         log.sync()?;
         let sync_time = began.elapsed();
@@ -210,6 +218,14 @@ impl<'a> Demo<'a> {
                 duration(percentile(&latencies, 99)),
                 duration(latencies.last().copied().unwrap_or_default())
             );
+            self.rows.push((
+                "append_sync latency (median, p99)".into(),
+                format!(
+                    "{}, {}",
+                    duration(percentile(&latencies, 50)),
+                    duration(percentile(&latencies, 99))
+                ),
+            ));
         }
 
         // Batches: all or nothing after a crash.
@@ -280,7 +296,25 @@ impl<'a> Demo<'a> {
             start,
             end
         );
+        self.rows.push((
+            "replay".into(),
+            format!("{:.0} events/s", per_second(found.count as f64, replay)),
+        ));
+        self.rows.push(("reopen after a clean close".into(), duration(reopen)));
+        self.tour(log, found.first_offset.unwrap_or(start))
+    }
+
+    /// The capabilities beyond appending and replaying, each checked (`demo_tour.rs`).
+    fn tour(mut self, log: EventLog, some_offset: u64) -> CliResult {
+        let rows = &mut self.rows;
+        demo_tour::aggregate_query(&log, 0, rows)?;
+        demo_tour::proof(&log, some_offset, rows)?;
+        let mut log = log;
+        let live: Vec<Event> = (0..500).map(|k| self.generator.event(k).clone()).collect();
+        demo_tour::follow(&mut log, &live, rows)?;
+        let log = demo_tour::many_writers(log, rows)?;
         log.close()?;
+        demo_tour::print_table(&self.rows);
         Ok(())
     }
 

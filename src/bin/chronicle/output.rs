@@ -16,6 +16,38 @@ pub enum CliError {
     Output(io::Error),
     /// A check made by the tool itself failed, e.g. the demo's replay did not match.
     Failed(String),
+    /// The input or the arguments are wrong (a malformed line of `append`, say).
+    Input(String),
+}
+
+impl CliError {
+    /// The exit status for this error: 1 when the log has a problem (damage found, a check
+    /// failed), 2 when it could not be used at all (usage, access, bad input), as `verify`
+    /// documents for every subcommand.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Storage(
+                StorageError::Corruption { .. }
+                | StorageError::BrokenChain { .. }
+                | StorageError::Gap { .. },
+            )
+            | CliError::Failed(_) => 1,
+            CliError::Storage(_) | CliError::Output(_) | CliError::Input(_) => 2,
+        }
+    }
+}
+
+/// A spinner with a message on standard error, if standard error is a terminal (never in
+/// pipes, files or tests): for steps that may take more than a second.
+pub fn progress(message: &'static str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal as _;
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
 }
 
 impl fmt::Display for CliError {
@@ -23,7 +55,7 @@ impl fmt::Display for CliError {
         match self {
             CliError::Storage(err) => err.fmt(f),
             CliError::Output(err) => write!(f, "cannot write output: {err}"),
-            CliError::Failed(msg) => f.write_str(msg),
+            CliError::Failed(msg) | CliError::Input(msg) => f.write_str(msg),
         }
     }
 }
@@ -66,12 +98,16 @@ pub fn record_line(offset: u64, write_timestamp_ms: u64, payload: &[u8]) -> Stri
     )
 }
 
-/// An event as `dump --events` and `tail --events` print it.
+/// An event as `replay` and `tail --events` print it in a table: its aggregate as `id@version`.
 pub fn event_line(envelope: &EventEnvelope) -> String {
     let event = &envelope.event;
-    let aggregate = event.aggregate_id.map_or_else(|| "-".to_string(), |id| id.to_string());
+    let aggregate = match (event.aggregate_id, envelope.aggregate_version) {
+        (Some(id), Some(version)) => format!("{id}@{version}"),
+        (Some(id), None) => id.to_string(),
+        (None, _) => "-".to_string(),
+    };
     format!(
-        "{:>14}  {}  type={} namespace={} schema={}@{} aggregate={} payload={} bytes {}",
+        "{:>14}  {}  type={} namespace={} schema={}@{} aggregate={} payload={}",
         envelope.offset,
         utc_timestamp(envelope.write_timestamp_ms),
         event.event_type,
@@ -79,9 +115,37 @@ pub fn event_line(envelope: &EventEnvelope) -> String {
         event.schema_id,
         event.schema_version,
         aggregate,
-        event.payload.len(),
-        hex_prefix(&event.payload, HEX_BYTES)
+        crate::payload::table_cell(&event.payload)
     )
+}
+
+/// An event as one JSON object: the fields `append` reads, plus what the log assigned.
+pub fn event_json(envelope: &EventEnvelope) -> serde_json::Value {
+    let event = &envelope.event;
+    let mut object = serde_json::Map::new();
+    object.insert("offset".into(), envelope.offset.into());
+    object.insert("write_timestamp_ms".into(), envelope.write_timestamp_ms.into());
+    object.insert("event_type".into(), event.event_type.clone().into());
+    object.insert("namespace".into(), event.namespace.clone().into());
+    object.insert("schema_id".into(), event.schema_id.clone().into());
+    object.insert("schema_version".into(), event.schema_version.into());
+    object.insert("aggregate_id".into(), event.aggregate_id.into());
+    if let Some(version) = envelope.aggregate_version {
+        object.insert("aggregate_version".into(), version.into());
+    }
+    crate::payload::put_json(&mut object, &event.payload);
+    serde_json::Value::Object(object)
+}
+
+/// A raw record as one JSON object (`tail --json`; `replay --json` for records that are not
+/// events).
+pub fn record_json(offset: u64, write_timestamp_ms: u64, payload: &[u8]) -> serde_json::Value {
+    serde_json::json!({
+        "offset": offset,
+        "write_timestamp_ms": write_timestamp_ms,
+        "len": payload.len(),
+        "payload_hex": hex::encode(payload),
+    })
 }
 
 pub fn hex_prefix(bytes: &[u8], max: usize) -> String {

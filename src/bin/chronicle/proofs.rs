@@ -1,14 +1,17 @@
 //! `chronicle head`, `proof`, `consistency` and `verify-proof`: the Merkle tree over a log's
-//! records, its heads and proofs, as JSON that any RFC 9162 verifier can check.
+//! records, its heads and proofs, as JSON that any RFC 9162 verifier can check, and heads as
+//! signed checkpoints that proofs are checked against.
 
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chronicle::rollup::{ConsistencyProof, Hash, InclusionProof};
-use chronicle::Log;
+use chronicle::transparency::{Checkpoint, SigningKey};
+use chronicle::{Log, StorageError};
 use serde::Serialize;
 
+use crate::keys;
 use crate::output::{CliError, CliResult};
 
 /// Arguments of `chronicle head`.
@@ -16,7 +19,11 @@ use crate::output::{CliError, CliResult};
 #[command(after_help = "Examples:
   chronicle head data/raw --json
   chronicle head data/raw --tree-size 1000 --json
-  chronicle head data/raw --at-ms 1796000000000")]
+  chronicle head data/raw --at-ms 1796000000000
+  chronicle head data/raw --sign log42.key > checkpoint
+
+With --sign or --origin, prints the head as a C2SP checkpoint (origin, tree size, base64
+root), signed by the key if --sign is given.")]
 pub struct HeadArgs {
     /// The log directory.
     dir: PathBuf,
@@ -28,8 +35,15 @@ pub struct HeadArgs {
     #[arg(long, value_name = "MS")]
     at_ms: Option<u64>,
     /// Print one JSON object.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["sign", "origin"])]
     json: bool,
+    /// Print the head as a checkpoint signed with this signing key file (from `chronicle
+    /// keygen`).
+    #[arg(long, value_name = "KEYFILE")]
+    sign: Option<PathBuf>,
+    /// The checkpoint's origin (default: the signing key's name).
+    #[arg(long)]
+    origin: Option<String>,
 }
 
 /// Arguments of `chronicle proof`.
@@ -73,14 +87,35 @@ pub struct ConsistencyArgs {
 #[command(after_help = "Examples:
   chronicle verify-proof proof.json --root 5dc9…4328
   chronicle proof data/raw --offset 0 --json | chronicle verify-proof -
+  chronicle verify-proof proof.json --checkpoint checkpoint --key log42.pub
+  chronicle verify-proof grown.json --old-checkpoint then --checkpoint now --key log42.pub
 
-Exit status: 0 the proof is valid, 1 it is not, 2 it cannot be read.")]
+With --checkpoint, the proof must be for the tree of that signed checkpoint (the newer tree
+for a consistency proof), which must verify with --key. With --old-checkpoint too, the
+consistency proof shows the older checkpoint's tree is a prefix of the newer one's: the log
+was only appended to between them.
+
+Exit status: 0 the proof is valid, 1 it is not (or a checkpoint's signature, origin or tree
+does not match), 2 a file or key cannot be read.")]
 pub struct VerifyProofArgs {
     /// The proof, as `proof` or `consistency` print it with --json; `-` for standard input.
     file: PathBuf,
     /// A root you trust (64 hex digits): the new root for a consistency proof.
     #[arg(long)]
     root: Option<Hash>,
+    /// A signed checkpoint of the proof's tree (the newer tree of a consistency proof).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    checkpoint: Option<PathBuf>,
+    /// A signed checkpoint of the older tree of a consistency proof.
+    #[arg(long, value_name = "FILE", requires = "checkpoint")]
+    old_checkpoint: Option<PathBuf>,
+    /// The verifier key the checkpoints must be signed with: a file holding it (from
+    /// `chronicle keygen`), or the key itself (<name>+<id>+<key>).
+    #[arg(long, value_name = "VERIFIER")]
+    key: Option<String>,
+    /// The origin the checkpoints must name (default: any).
+    #[arg(long, requires = "checkpoint")]
+    origin: Option<String>,
 }
 
 fn print(json: bool, value: &impl Serialize, human: &str) -> CliResult {
@@ -96,11 +131,22 @@ fn print(json: bool, value: &impl Serialize, human: &str) -> CliResult {
 
 /// Runs `chronicle head`.
 pub fn head(args: &HeadArgs) -> CliResult {
+    let key = args.sign.as_deref().map(keys::signing_key).transpose()?;
     let log = Log::open_read_only(&args.dir)?;
     let head = match args.at_ms {
         Some(at) => log.tree_head_at(at)?,
         None => log.tree_head(args.tree_size)?,
     };
+    let origin = args.origin.as_deref().or(key.as_ref().map(SigningKey::name));
+    if let Some(origin) = origin {
+        let checkpoint = Checkpoint::new(origin, &head)?;
+        let text = match &key {
+            Some(key) => checkpoint.sign(key)?,
+            None => checkpoint.body(),
+        };
+        print!("{text}");
+        return Ok(());
+    }
     let human = format!(
         "tree size {}\nroot {}\nend offset {}\nlast write {} ms",
         head.tree_size, head.root, head.end_offset, head.last_write_timestamp_ms
@@ -166,15 +212,32 @@ pub fn verify_proof(args: &VerifyProofArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (what, checked) = match &proof {
-        AnyProof::Inclusion(p) => ("inclusion", p.verify(args.root.as_ref())),
-        AnyProof::Consistency(p) => {
-            ("consistency", p.verify(args.root.as_ref().map(|new| (&p.old_root, new))))
+    let what = match &proof {
+        AnyProof::Inclusion(_) => "inclusion",
+        AnyProof::Consistency(_) => "consistency",
+    };
+    let checkpoints = match read_checkpoints(args) {
+        Ok(checkpoints) => checkpoints,
+        Err(Unusable::Unreadable(reason)) => {
+            eprintln!("error: {reason}");
+            return ExitCode::from(2);
+        }
+        Err(Unusable::Invalid(reason)) => {
+            println!("invalid {what} proof: {reason}");
+            return ExitCode::from(1);
         }
     };
+    let checked = check(&proof, args.root.as_ref(), &checkpoints);
     match checked {
         Ok(()) => {
-            println!("valid {what} proof");
+            let against = match &checkpoints.new {
+                Some(c) => format!(
+                    " for the signed checkpoint of {} at tree size {}",
+                    c.origin, c.tree_size
+                ),
+                None => String::new(),
+            };
+            println!("valid {what} proof{against}");
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -182,4 +245,73 @@ pub fn verify_proof(args: &VerifyProofArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Checks `proof` alone, against a trusted `root` if given, and against the checkpoints.
+fn check(
+    proof: &AnyProof,
+    root: Option<&Hash>,
+    checkpoints: &Checkpoints,
+) -> Result<(), StorageError> {
+    match (proof, &checkpoints.old, &checkpoints.new) {
+        (AnyProof::Inclusion(_), Some(_), _) => Err(StorageError::Checkpoint {
+            reason: "--old-checkpoint is for consistency proofs".to_string(),
+        }),
+        (AnyProof::Inclusion(p), None, new) => {
+            p.verify(root)?;
+            new.as_ref().map_or(Ok(()), |new| new.check_inclusion(p))
+        }
+        (AnyProof::Consistency(p), old, new) => {
+            p.verify(root.map(|new| (&p.old_root, new)))?;
+            match (old, new) {
+                (Some(old), Some(new)) => old.check_consistency(new, Some(p)),
+                (None, Some(new)) if p.new_size != new.tree_size => Err(StorageError::Checkpoint {
+                    reason: format!(
+                        "the proof's newer tree has {} entries, the checkpoint's {}",
+                        p.new_size, new.tree_size
+                    ),
+                }),
+                (None, Some(new)) => p.verify(Some((&p.old_root, &new.root))),
+                (_, None) => Ok(()),
+            }
+        }
+    }
+}
+
+/// The checkpoints `verify-proof` was given, each opened with the verifier key.
+struct Checkpoints {
+    new: Option<Checkpoint>,
+    old: Option<Checkpoint>,
+}
+
+/// Why a checkpoint cannot be used: it (or the key) cannot be read, or it does not verify.
+enum Unusable {
+    Unreadable(String),
+    Invalid(String),
+}
+
+fn read_checkpoints(args: &VerifyProofArgs) -> Result<Checkpoints, Unusable> {
+    let Some(new_path) = &args.checkpoint else {
+        return Ok(Checkpoints { new: None, old: None });
+    };
+    let key = args.key.as_deref().unwrap_or_default();
+    let key = keys::verifier_key(key).map_err(|e| Unusable::Unreadable(e.to_string()))?;
+    let open = |path: &PathBuf| -> Result<Checkpoint, Unusable> {
+        let name = path.display();
+        let bytes = std::fs::read(path)
+            .map_err(|e| Unusable::Unreadable(format!("cannot read checkpoint `{name}`: {e}")))?;
+        Checkpoint::parse_unverified(&bytes)
+            .map_err(|e| Unusable::Unreadable(format!("cannot read `{name}`: {e}")))?;
+        let checkpoint = Checkpoint::open(&bytes, &key)
+            .map_err(|e| Unusable::Invalid(format!("`{name}`: {e}")))?;
+        if let Some(origin) = &args.origin {
+            checkpoint
+                .check_origin(origin)
+                .map_err(|e| Unusable::Invalid(format!("`{name}`: {e}")))?;
+        }
+        Ok(checkpoint)
+    };
+    let new = open(new_path)?;
+    let old = args.old_checkpoint.as_ref().map(open).transpose()?;
+    Ok(Checkpoints { new: Some(new), old })
 }

@@ -7,10 +7,14 @@ use std::time::Duration;
 
 use chronicle::{EventEnvelope, Log, Next, Record};
 
-use crate::output::{event_line, quiet_broken_pipe, record_line, CliResult};
+use crate::output::{
+    event_json, event_line, quiet_broken_pipe, record_json, record_line, CliResult,
+};
 
 /// Arguments of `chronicle tail`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  chronicle tail data/orders -n 20\n  \
+    chronicle tail data/orders --follow --events --json")]
 pub struct Args {
     /// The log directory (opened read-only; another process may be writing it).
     dir: PathBuf,
@@ -85,12 +89,7 @@ fn start_of_last(log: &Log, count: usize) -> Result<u64, chronicle::StorageError
 fn print_record(args: &Args, record: &Record, out: &mut impl Write) -> CliResult {
     if !args.events {
         if args.json {
-            let line = serde_json::json!({
-                "offset": record.offset,
-                "write_timestamp_ms": record.write_timestamp_ms,
-                "len": record.payload.len(),
-                "payload_hex": hex::encode(&*record.payload),
-            });
+            let line = record_json(record.offset, record.write_timestamp_ms, &record.payload);
             writeln!(out, "{line}")?;
         } else {
             let line = record_line(record.offset, record.write_timestamp_ms, &record.payload);
@@ -99,19 +98,8 @@ fn print_record(args: &Args, record: &Record, out: &mut impl Write) -> CliResult
         return Ok(());
     }
     let envelope = EventEnvelope::from_record(record)?;
-    let event = &envelope.event;
     if args.json {
-        let line = serde_json::json!({
-            "offset": envelope.offset,
-            "write_timestamp_ms": envelope.write_timestamp_ms,
-            "event_type": event.event_type,
-            "namespace": event.namespace,
-            "schema_id": event.schema_id,
-            "schema_version": event.schema_version,
-            "aggregate_id": event.aggregate_id,
-            "payload_hex": hex::encode(&event.payload),
-        });
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", event_json(&envelope))?;
     } else {
         writeln!(out, "{}", event_line(&envelope))?;
     }

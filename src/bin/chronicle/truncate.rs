@@ -1,0 +1,59 @@
+//! `chronicle truncate-before`: retention by hand.
+
+use std::path::PathBuf;
+
+use chronicle::Log;
+
+use crate::output::CliResult;
+
+/// Arguments of `chronicle truncate-before`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Removes the whole segments whose records all lie before OFFSET (never \
+    the active one), never past a consumer's stored position and only records the Merkle \
+    pages already cover, unless --force. Durable on return; takes the writer's lock.\n\n\
+Examples:\n  chronicle truncate-before data/orders 1048576\n  \
+    chronicle truncate-before data/orders 1048576 --json")]
+pub struct Args {
+    /// The log directory.
+    dir: PathBuf,
+    /// Remove the segments whose records all lie before this offset.
+    offset: u64,
+    /// Ignore consumer positions and the Merkle pages (tree heads and proofs then fail if no
+    /// stored page covers the removed records).
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `chronicle truncate-before`.
+pub fn run(args: &Args) -> CliResult {
+    let mut log = Log::open(&args.dir)?;
+    let report = if args.force {
+        log.truncate_before_forced(args.offset)?
+    } else {
+        log.truncate_before(args.offset)?
+    };
+    log.close()?;
+    if args.json {
+        let line = serde_json::json!({
+            "start_offset": report.start_offset,
+            "segments_removed": report.segments_removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "records_removed": report.records_removed,
+            "limited_by": report.limited_by,
+        });
+        println!("{line}");
+        return Ok(());
+    }
+    println!(
+        "removed {} segments ({} records); the log now begins at offset {}",
+        report.segments_removed.len(),
+        report.records_removed,
+        report.start_offset
+    );
+    if let Some(why) = &report.limited_by {
+        println!("stopped before offset {}: {why}", args.offset);
+    }
+    Ok(())
+}
