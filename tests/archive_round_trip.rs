@@ -9,7 +9,7 @@ use std::path::Path;
 
 use archive_common::{append_events, records, records_in, small_segments, S3Server};
 use chronicle::archive::{self, BackupOptions, RestoreOptions, RestorePoint};
-use chronicle::{EventLog, Log};
+use chronicle::{EventLog, Log, StorageError};
 
 /// Checks that the log restored in `restored` is the prefix of `original` below `end`: the same
 /// records at the same offsets, the original's tree head for that prefix, and the same answers
@@ -184,4 +184,67 @@ fn file_round_trip_with_a_growing_segment() {
     archive::backup(events.log(), plain.to_str().unwrap(), BackupOptions::default()).unwrap();
     let check = archive::verify_backup(plain.to_str().unwrap(), &[]).unwrap();
     assert!(check.problems.is_empty(), "{:?}", check.problems);
+}
+
+/// Retention and backups together. A backup keeps what retention later removes from the log:
+/// the next backup goes on where the last stopped, and a restore gives the whole history back.
+/// A first backup of a log whose front is already gone restores to a log that begins where the
+/// original now does, knowing how many records came before it.
+#[test]
+fn backups_of_a_log_that_retention_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("backup").display());
+    let mut log = Log::open_with(dir.path().join("log"), small_segments()).unwrap();
+    let payload = |i: usize| vec![(i % 251) as u8; 100 + i * 7 % 300];
+    for i in 0..2000 {
+        log.append(&payload(i)).unwrap();
+    }
+    log.sync().unwrap();
+    let options = BackupOptions { consumer: Some("backup".to_string()), ..Default::default() };
+    let first = archive::backup(&log, &url, options.clone()).unwrap();
+    let shipped = records(&log);
+    let head_before = log.tree_head(None).unwrap(); // also brings the stored pages up to date
+    let trimmed = log.truncate_before(first.end_offset).unwrap();
+    assert!(trimmed.start_offset > 0 && trimmed.records_removed > 0, "{trimmed:?}");
+    for i in 2000..3000 {
+        log.append(&payload(i)).unwrap();
+    }
+    log.sync().unwrap();
+    let second = archive::backup(&log, &url, options).unwrap();
+    assert_eq!(second.end_offset, log.end_offset());
+    let check = archive::verify_backup(&url, &[]).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+
+    // The whole history comes back, with the original's tree heads.
+    let whole = dir.path().join("whole");
+    let report = archive::restore(&url, &whole, &RestoreOptions::default()).unwrap();
+    assert_eq!((report.start_offset, report.end_offset), (0, log.end_offset()));
+    assert!(report.log_checked);
+    let last_shipped = shipped.last().unwrap().0;
+    let mut expected = shipped.clone();
+    expected.extend(records(&log).into_iter().filter(|r| r.0 > last_shipped));
+    assert_eq!(expected.len(), 3000);
+    assert!(records_in(&whole) == expected, "the restored history differs");
+    let restored = Log::open(&whole).unwrap();
+    assert_eq!(restored.tree_head(Some(2000)).unwrap(), head_before);
+    assert_eq!(restored.tree_head(None).unwrap(), log.tree_head(None).unwrap());
+    restored.close().unwrap();
+
+    // A first backup after retention holds the log from its new start.
+    let fresh = format!("file://{}", dir.path().join("fresh").display());
+    archive::backup(&log, &fresh, BackupOptions::default()).unwrap();
+    let front = dir.path().join("front");
+    let report = archive::restore(&fresh, &front, &RestoreOptions::default()).unwrap();
+    assert_eq!((report.start_offset, report.end_offset), (log.start_offset(), log.end_offset()));
+    assert!(records_in(&front) == records(&log), "the restored records differ");
+    let mut restored = Log::open(&front).unwrap();
+    assert_eq!(restored.start_offset(), log.start_offset());
+    assert_eq!(restored.reader().start_entry(), log.reader().start_entry());
+    // No stored pages cover the records before it, so it computes no tree head.
+    assert!(matches!(restored.tree_head(None), Err(StorageError::Proof { .. })));
+    // It is a log like any other: it takes appends and reopens.
+    let offset = restored.append_sync(b"after the restore").unwrap();
+    restored.close().unwrap();
+    let reopened = Log::open_read_only(&front).unwrap();
+    assert_eq!(&*reopened.read_at(offset).unwrap().payload, b"after the restore");
 }

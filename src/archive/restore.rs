@@ -12,6 +12,7 @@ use super::scan::walk_frames;
 use super::store::Store;
 use super::{RestoreOptions, RestorePoint, RestoreReport};
 use crate::format::{segment_file_name, SEGMENT_HEADER_LEN};
+use crate::log::{write_start_record, StartRecord};
 use crate::rollup::TreeHead;
 use crate::Log;
 
@@ -197,6 +198,17 @@ fn restore_into(
             if i == 0 {
                 report.start_offset = manifest.base_offset;
                 report.first_entry = manifest.first_entry;
+                if manifest.base_offset != 0 {
+                    // The backup begins after retention removed the log's front: the restored
+                    // log says where it begins, as the original does (FORMAT.md 6.6), or its
+                    // first segment would read as a missing one.
+                    let start = StartRecord {
+                        log_id: manifest.log_id,
+                        start_offset: manifest.base_offset,
+                        start_entry: manifest.first_entry,
+                    };
+                    write_start_record(dir, &start)?;
+                }
             }
             prev = Some((manifest, entry.manifest_sha256));
         }

@@ -48,6 +48,8 @@ pub use report::{DamagedSpan, OpenReport, RepairReport, TornTail, VerifyReport};
 pub use retention::RetentionReport;
 pub use shared_log::SharedLog;
 pub(crate) use shared_writer::SharedWriter;
+#[cfg(feature = "archive")]
+pub(crate) use start_record::{write_start_record, StartRecord};
 use writer::Writer;
 
 use crate::error::{Result, StorageError};

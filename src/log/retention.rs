@@ -14,9 +14,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::consumer::{self, Consumer};
-use super::start_record::{StartRecord, START_FILE_NAME};
+use super::start_record::{write_start_record, StartRecord};
 use super::{Log, Replay};
-use crate::atomic_file::write_atomically;
 use crate::error::{Result, StorageError};
 use crate::segment::sync_dir;
 
@@ -178,7 +177,7 @@ impl Log {
         let start_entry = self.shared.start_entry.load(Ordering::Acquire) + removed_records;
         let record =
             StartRecord { log_id: self.shared.log_id, start_offset: new_start, start_entry };
-        write_atomically(&self.shared.dir.join(START_FILE_NAME), &record.encode())?;
+        write_start_record(&self.shared.dir, &record)?;
         {
             let mut list = self.shared.segments.write().unwrap_or_else(PoisonError::into_inner);
             *list = segments.get(keep..).unwrap_or_default().to_vec().into();

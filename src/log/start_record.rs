@@ -92,6 +92,15 @@ impl StartRecord {
     }
 }
 
+/// Writes `record` as the start record of the log in `dir`, durably: a temporary file, synced,
+/// renamed over `START`, and the directory synced.
+///
+/// # Errors
+/// [`StorageError::Io`] from any of those steps.
+pub(crate) fn write_start_record(dir: &Path, record: &StartRecord) -> Result<()> {
+    crate::atomic_file::write_atomically(&dir.join(START_FILE_NAME), &record.encode())
+}
+
 /// Reads the start record of the log in `dir`, if it has one.
 ///
 /// # Errors
