@@ -1,9 +1,8 @@
 //! Damage to a backup is refused by restore and reported by `verify_backup`, each naming the
-//! object: single-byte changes sampled over every kind of object (catalog, manifest, a stored
-//! piece and a zstd piece) and each region of it (a segment's header, its frames, its last
-//! frame; a JSON object's start, middle and digest line), a missing piece or manifest, a catalog
-//! that names a missing object, drops or reorders a segment, or names a key outside the backup,
-//! and objects of a newer version.
+//! object: a change of each byte, one at a time, of every kind of object (catalog, manifest, a
+//! stored piece and a zstd piece), a missing piece or manifest, a catalog that names a missing
+//! object, drops or reorders a segment, or names a key outside the backup, and objects of a
+//! newer version.
 
 mod archive_common;
 
@@ -121,22 +120,12 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&bytes[..bytes.len() - 72]).unwrap()
 }
 
-/// Positions to change in an object of `len` bytes: its first and last 64 bytes densely, and
-/// a spread over the rest.
-fn sample_positions(len: usize) -> Vec<usize> {
-    let mut positions: Vec<usize> = (0..len.min(64)).step_by(5).collect();
-    positions.extend((len.saturating_sub(64)..len).step_by(5));
-    positions.extend((1..24).map(|i| i * len / 24));
-    positions.sort_unstable();
-    positions.dedup();
-    positions
-}
-
-/// Changes one byte at each sampled position of `key` in turn and checks each is refused.
-fn flip_each_sampled_byte(fixture: &Fixture, key: &str) {
+/// Changes each byte of `key` in turn and checks that every change is refused. Returns how
+/// many were made.
+fn change_every_byte(fixture: &Fixture, key: &str) -> usize {
     let path = fixture.path(key);
     let original = fs::read(&path).unwrap();
-    for at in sample_positions(original.len()) {
+    for at in 0..original.len() {
         let mut damaged = original.clone();
         damaged[at] ^= 0x20;
         fs::write(&path, &damaged).unwrap();
@@ -144,10 +133,11 @@ fn flip_each_sampled_byte(fixture: &Fixture, key: &str) {
     }
     fs::write(&path, &original).unwrap();
     fixture.assert_sound();
+    original.len()
 }
 
 #[test]
-fn every_kind_of_object_refuses_a_changed_byte() {
+fn every_kind_of_object_refuses_every_changed_byte() {
     let fixture = fixture();
     fixture.assert_sound();
     let (manifests, pieces) = fixture.named();
@@ -155,7 +145,8 @@ fn every_kind_of_object_refuses_a_changed_byte() {
     let raw = pieces.iter().rfind(|k| k.ends_with(".seg")).expect("a stored piece");
     let manifest = manifests[1].clone();
     for key in [&fixture.catalog(), &manifest, zstd, raw] {
-        flip_each_sampled_byte(&fixture, key);
+        let changed = change_every_byte(&fixture, key);
+        println!("{key}: {changed} single-byte changes, each refused and reported");
     }
 }
 
