@@ -1,10 +1,14 @@
-//! Damage campaigns: single-bit flips over every file of a closed and of a crashed ("live")
-//! event log, and structural faults (missing, truncated, reordered, stale and foreign files in
-//! every position). Whatever the damage, the log either gives back exactly what was written
-//! (records, index answers, tree head) or says something is wrong: a result that returns
-//! wrong, missing or extra records without an error is counted as silent and fails the test.
+//! Damage campaigns: single-bit flips over every file of a closed event log, of one whose
+//! front retention removed, and of a crashed ("live") one, and structural faults (missing,
+//! truncated, reordered, stale and foreign files in every position). Each log has a consumer
+//! position, and the trimmed ones a start record. Whatever the damage, the log either gives
+//! back exactly what was written (records, index answers, tree head, the consumer's position)
+//! or says something is wrong: a result that returns wrong, missing or extra records without
+//! an error, or a consumer position past the one committed, is counted as silent and fails the
+//! test. A consumer position read as older than committed, or absent (its file missing or
+//! stale), is counted apart: the consumer sees records again and skips none.
 //!
-//! `CHRONICLE_FLIPS` sets the number of flips (default 10,000, split between the two logs);
+//! `CHRONICLE_FLIPS` sets the number of flips (default 10,000, split between the three logs);
 //! `CHRONICLE_FLIP_SEED` the seed (printed on failure).
 
 mod common;
@@ -31,37 +35,88 @@ fn event(i: u64) -> Event {
         .build()
 }
 
-/// What a log must give back: its events, and the tree head of every size a reader may see.
+/// The consumer every test log has.
+const CONSUMER: &str = "projection";
+
+/// What a log must give back: its events from its start, the tree head of every size a
+/// reader may see, and its consumer's position.
 struct Expected {
     events: Vec<EventEnvelope>,
     /// Events no crash may lose.
     acknowledged: usize,
     heads: BTreeMap<u64, TreeHead>,
+    /// Where the log begins, and how many records retention removed before that.
+    start_offset: u64,
+    start_entry: u64,
+    /// The position [`CONSUMER`] committed last.
+    consumer: u64,
 }
 
-/// Writes `n` events and closes the log, or (if `crash`) syncs only the first `n / 2` and
-/// leaves the rest unsynced when the writer goes away without closing.
-fn build(dir: &Path, n: u64, crash: bool) -> Expected {
+impl Expected {
+    /// What `log`, a writer, holds from its start, of which the first `acknowledged` events
+    /// (all if `None`) must survive, with the tree heads of the sizes a reader may see and the
+    /// position of its consumer.
+    fn of(log: &EventLog, acknowledged: Option<u64>) -> Expected {
+        let reader = log.log().reader();
+        let (start_offset, start_entry) = (reader.start_offset(), reader.start_entry());
+        let events: Vec<EventEnvelope> = log.replay(start_offset).map(|e| e.unwrap()).collect();
+        let first = acknowledged.unwrap_or(events.len() as u64);
+        let heads = (first..=events.len() as u64)
+            .map(|n| start_entry + n)
+            .map(|size| (size, log.log().tree_head(Some(size)).unwrap()))
+            .collect();
+        let consumer = log.consumer(CONSUMER).unwrap().position().unwrap();
+        Expected {
+            acknowledged: first as usize,
+            events,
+            heads,
+            start_offset,
+            start_entry,
+            consumer,
+        }
+    }
+}
+
+/// The shape of a log to damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Closed cleanly.
+    Closed,
+    /// Closed cleanly after retention removed its first half.
+    Trimmed,
+    /// Only the first `n / 2` events synced; the writer went away without closing.
+    Crashed,
+}
+
+/// Writes `n` events, commits a consumer position, and leaves the log as `shape` says.
+fn build(dir: &Path, n: u64, shape: Shape) -> Expected {
     let mut log = EventLog::open_with(dir, options()).unwrap();
+    let mut offsets = Vec::new();
     for i in 0..n {
-        log.append(&event(i)).unwrap();
+        offsets.push(log.append(&event(i)).unwrap());
         if i == n / 2 {
             log.sync().unwrap();
             log.checkpoint().unwrap();
+            log.consumer(CONSUMER).unwrap().commit(offsets[(n / 3) as usize]).unwrap();
         }
         if i % 300 == 0 {
             log.log().tree_head(None).unwrap();
         }
     }
-    let events: Vec<EventEnvelope> = log.replay(0).map(|e| e.unwrap()).collect();
-    let first = if crash { n / 2 + 1 } else { n };
-    let heads = (first..=n).map(|size| (size, log.log().tree_head(Some(size)).unwrap())).collect();
-    if crash {
+    if shape == Shape::Trimmed {
+        log.sync().unwrap();
+        log.log().tree_head(None).unwrap();
+        log.consumer(CONSUMER).unwrap().commit(offsets[(n * 3 / 4) as usize]).unwrap();
+        let report = log.truncate_before(offsets[(n / 2) as usize]).unwrap();
+        assert!(report.start_offset > 0, "retention removed nothing: {report:?}");
+    }
+    let expected = Expected::of(&log, (shape == Shape::Crashed).then_some(n / 2 + 1));
+    if shape == Shape::Crashed {
         drop(log);
     } else {
         log.close().unwrap();
     }
-    Expected { events, acknowledged: first as usize, heads }
+    expected
 }
 
 /// How one damaged log behaved.
@@ -71,6 +126,9 @@ enum Outcome {
     Intact,
     /// Unacknowledged events past a crash dropped; everything given back is right.
     ShorterAfterCrash,
+    /// Everything given back is right, but the consumer's position reads as older than the
+    /// one committed, or as absent: the consumer sees records again, and skips none.
+    ConsumerRewound,
     /// An error said what was wrong; everything given back before it was right.
     Detected,
     /// Something wrong, missing or extra given back without an error.
@@ -89,7 +147,7 @@ fn observe(dir: &Path, writer: bool, expected: &Expected) -> (Outcome, String) {
     };
     let mut got = Vec::new();
     let mut error = None;
-    for item in log.replay(0) {
+    for item in log.replay(expected.start_offset) {
         match item {
             Ok(envelope) => got.push(envelope),
             Err(e) => {
@@ -123,14 +181,24 @@ fn observe(dir: &Path, writer: bool, expected: &Expected) -> (Outcome, String) {
             Err(e) => return (Outcome::Detected, format!("aggregate {id}: {e}")),
         }
     }
-    match (log.log().tree_head(None), expected.heads.get(&(got.len() as u64))) {
+    let size = expected.start_entry + got.len() as u64;
+    match (log.log().tree_head(None), expected.heads.get(&size)) {
         (Ok(head), Some(want)) if head == *want => {}
         (Ok(head), _) => return (Outcome::Silent, format!("tree head {head:?}")),
         (Err(e), _) => return (Outcome::Detected, format!("tree head: {e}")),
     }
-    match got.len() == expected.events.len() {
-        true => (Outcome::Intact, String::new()),
-        false => (Outcome::ShorterAfterCrash, String::new()),
+    let rewound = match log.consumer(CONSUMER).map(|c| c.position()) {
+        Ok(Some(position)) if position == expected.consumer => false,
+        Ok(Some(position)) if position > expected.consumer => {
+            return (Outcome::Silent, format!("consumer position {position}"));
+        }
+        Ok(_) => true,
+        Err(e) => return (Outcome::Detected, format!("consumer: {e}")),
+    };
+    match (rewound, got.len() == expected.events.len()) {
+        (true, _) => (Outcome::ConsumerRewound, String::new()),
+        (false, true) => (Outcome::Intact, String::new()),
+        (false, false) => (Outcome::ShorterAfterCrash, String::new()),
     }
 }
 
@@ -155,6 +223,8 @@ fn kind(path: &Path) -> &'static str {
         Some("seg") => "segment",
         Some("chx") => "index",
         Some("pages") => "rollup pages",
+        Some("pos") => "consumer",
+        _ if path.ends_with("START") => "START",
         _ => "DURABLE",
     }
 }
@@ -226,11 +296,13 @@ fn flips_and_seed() -> (u64, u64) {
 #[test]
 fn single_bit_flips_in_every_file_are_never_silent() {
     let (flips, seed) = flips_and_seed();
-    for (name, crash, share) in
-        [("closed", false, flips * 6 / 10), ("crashed", true, flips * 4 / 10)]
-    {
+    for (name, shape, share) in [
+        ("closed", Shape::Closed, flips * 4 / 10),
+        ("trimmed", Shape::Trimmed, flips * 2 / 10),
+        ("crashed", Shape::Crashed, flips * 4 / 10),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let expected = build(dir.path(), 1_200, crash);
+        let expected = build(dir.path(), 1_200, shape);
         let names: Vec<String> = files(dir.path())
             .iter()
             .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -262,32 +334,35 @@ struct Fixture {
     expected: Expected,
 }
 
-fn fixture(n: u64, segment_bytes: u64) -> Fixture {
+/// Appends events `range` to `log`, commits its consumer at the offset of the event a third
+/// of the way into them, and, if `trim`, removes the segments before the event halfway.
+fn fixture_step(log: &mut EventLog, range: std::ops::Range<u64>, trim: bool) {
+    let offsets: Vec<u64> = range.map(|i| log.append(&event(i)).unwrap()).collect();
+    log.sync().unwrap();
+    log.log().tree_head(None).unwrap();
+    log.consumer(CONSUMER).unwrap().commit(offsets[offsets.len() * 2 / 3]).unwrap();
+    if trim {
+        let report = log.truncate_before(offsets[offsets.len() / 2]).unwrap();
+        assert!(!report.segments_removed.is_empty(), "retention removed nothing: {report:?}");
+    }
+}
+
+fn fixture(n: u64, segment_bytes: u64, trim: bool) -> Fixture {
     let options = Options { segment_bytes, ..Options::default() };
     let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open_with(dir.path(), options.clone()).unwrap();
-    for i in 0..n / 2 {
-        log.append(&event(i)).unwrap();
-    }
-    log.log().tree_head(None).unwrap();
+    fixture_step(&mut log, 0..n / 2, trim);
     log.close().unwrap();
     let stale = copy_dir(dir.path());
     let mut log = EventLog::open_with(dir.path(), options.clone()).unwrap();
-    for i in n / 2..n {
-        log.append(&event(i)).unwrap();
-    }
-    let events: Vec<EventEnvelope> = log.replay(0).map(|e| e.unwrap()).collect();
-    let head = log.log().tree_head(None).unwrap();
+    fixture_step(&mut log, n / 2..n, trim);
+    let expected = Expected::of(&log, None);
     log.close().unwrap();
     let foreign = tempfile::tempdir().unwrap();
     let mut other = EventLog::open_with(foreign.path(), options).unwrap();
-    for i in 0..n {
-        other.append(&event(i)).unwrap();
-    }
-    other.log().tree_head(None).unwrap();
+    fixture_step(&mut other, 0..n / 2, trim);
+    fixture_step(&mut other, n / 2..n, trim);
     other.close().unwrap();
-    let heads = BTreeMap::from([(n, head)]);
-    let expected = Expected { events, acknowledged: n as usize, heads };
     Fixture { dir, stale, foreign, expected }
 }
 
@@ -308,7 +383,8 @@ fn faults(f: &Fixture) -> Vec<Fault> {
         let bytes = fs::read(&path).unwrap();
         let at = |what: &str| format!("{what} {}", kind(&path));
         faults.push((at("missing"), path.clone(), None));
-        for cut in [0, 64.min(bytes.len()), bytes.len() / 2] {
+        // Cuts shorter than the file (a consumer position or start record is under 64 bytes).
+        for cut in [0, 64, bytes.len() / 2].into_iter().filter(|&cut| cut < bytes.len()) {
             faults.push((at("truncated"), path.clone(), Some(bytes[..cut].to_vec())));
         }
         if let Some(stale) = read(f.stale.path(), name).filter(|s| *s != bytes) {
@@ -330,9 +406,12 @@ fn faults(f: &Fixture) -> Vec<Fault> {
 fn structural_faults_in_every_position_are_never_silent() {
     let mut counts: BTreeMap<(String, Outcome), u64> = BTreeMap::new();
     let mut silent = Vec::new();
-    // Several segments, and a log of only one.
-    for (n, segment_bytes) in [(1_200, 16 << 10), (300, 1 << 20)] {
-        let f = fixture(n, segment_bytes);
+    // Several segments, the same after retention removed the front ones, and a log of only
+    // one segment.
+    for (n, segment_bytes, trim) in
+        [(1_200, 16 << 10, false), (1_200, 16 << 10, true), (300, 1 << 20, false)]
+    {
+        let f = fixture(n, segment_bytes, trim);
         for (what, path, bytes) in faults(&f) {
             for writer in [false, true] {
                 let copy = copy_dir(f.dir.path());
