@@ -11,9 +11,13 @@
 //!
 //! - `v1-event-versions`: a closed event log whose records store aggregate versions (event
 //!   record layout 2, `FORMAT.md` 7), beside events without an aggregate.
+//! - `v1-trimmed`: a closed log after retention removed its front segments, with its start
+//!   record, a consumer position and a stored page; it must begin where the record says, yield
+//!   the records after that, give the tree head recorded when it was written
+//!   (`v1-trimmed.head.json`), and take appends that extend that tree.
 //!
-//! They are written once by the ignored tests `write_fixture_logs` and
-//! `write_event_versions_fixture`
+//! They are written once by the ignored tests `write_fixture_logs`,
+//! `write_event_versions_fixture` and `write_trimmed_fixture`
 //! (`CHRONICLE_WRITE_FIXTURES=1 cargo test --release --test fixture_logs -- --ignored`). Write
 //! them again only to add one, never to make a failing check pass.
 
@@ -308,4 +312,86 @@ fn an_event_log_with_stored_versions_reads_them_back() {
         assert_eq!(versions, (0..count).map(Some).collect::<Vec<_>>());
         assert_eq!(log.aggregate_version(id).unwrap(), Some(count - 1));
     }
+}
+
+/// Records of `v1-trimmed`; retention removed the segments before record
+/// `TRIMMED_BEFORE` (as far as whole segments and stored pages allow), and its consumer
+/// `reports` committed the offset of record `TRIMMED_CONSUMER`.
+const TRIMMED_RECORDS: usize = 300;
+const TRIMMED_BEFORE: usize = 270;
+const TRIMMED_CONSUMER: usize = 280;
+
+/// The tree head of `v1-trimmed` over all its records, recorded when it was written (the
+/// records it was computed from are gone from the log).
+fn trimmed_head_file() -> PathBuf {
+    fixture_dir("v1-trimmed.head.json")
+}
+
+#[test]
+#[ignore = "writes tests/fixtures; run by hand only to add a fixture"]
+fn write_trimmed_fixture() {
+    if std::env::var_os("CHRONICLE_WRITE_FIXTURES").is_none() {
+        return;
+    }
+    let dir = fixture_dir("v1-trimmed");
+    if dir.exists() {
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    let mut log = Log::open_with(&dir, options()).unwrap();
+    let offsets: Vec<u64> =
+        (0..TRIMMED_RECORDS).map(|i| log.append(&payload(i)).unwrap()).collect();
+    log.sync().unwrap();
+    let head = log.tree_head(None).unwrap();
+    log.consumer("reports").unwrap().commit(offsets[TRIMMED_CONSUMER]).unwrap();
+    let report = log.truncate_before(offsets[TRIMMED_BEFORE]).unwrap();
+    assert!(report.records_removed > 0, "{report:?}");
+    log.close().unwrap();
+    fs::remove_file(dir.join("LOCK")).ok();
+    fs::write(trimmed_head_file(), serde_json::to_vec_pretty(&head).unwrap()).unwrap();
+}
+
+#[test]
+fn a_log_trimmed_by_retention_in_version_1_begins_at_its_start_record() {
+    let dir = fixture_dir("v1-trimmed");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let first_segment: u64 = names[0].strip_suffix(".seg").unwrap().parse().unwrap();
+    names.retain(|n| !n.ends_with(".seg"));
+    assert_eq!(names, ["DURABLE", "START", "consumer-reports.pos", "rollup-0.pages"]);
+    let head: chronicle::rollup::TreeHead =
+        serde_json::from_slice(&fs::read(trimmed_head_file()).unwrap()).unwrap();
+
+    let log = Log::open_read_only(&dir).unwrap();
+    // It begins at its first segment, after the records retention removed.
+    assert!(first_segment > 0);
+    assert_eq!(log.start_offset(), first_segment);
+    let removed = log.reader().start_entry() as usize;
+    assert!((1..TRIMMED_BEFORE).contains(&removed), "{removed} records removed");
+    let records: Vec<(u64, Vec<u8>)> = log
+        .replay(first_segment)
+        .map(|r| r.unwrap())
+        .map(|r| (r.offset, r.payload.to_vec()))
+        .collect();
+    let payloads: Vec<&Vec<u8>> = records.iter().map(|r| &r.1).collect();
+    let want: Vec<Vec<u8>> = (removed..TRIMMED_RECORDS).map(payload).collect();
+    assert!(payloads.iter().copied().eq(want.iter()), "the records after its start");
+    assert!(matches!(log.replay(0).next(), Some(Err(StorageError::InvalidOffset { .. }))));
+    // Its pages keep the tree of its whole history.
+    assert_eq!(log.tree_head(None).unwrap(), head);
+    let position = log.consumer("reports").unwrap().position();
+    assert_eq!(position, Some(records[TRIMMED_CONSUMER - removed].0));
+    drop(log);
+
+    // A writer goes on from it, and its tree grows from the recorded one.
+    let copy = copy_of("v1-trimmed");
+    let mut log = Log::open_with(copy.path(), options()).unwrap();
+    assert_eq!(log.start_offset(), first_segment);
+    log.append_sync(b"after the trim").unwrap();
+    let grown = log.tree_head(None).unwrap();
+    assert_eq!(grown.tree_size, head.tree_size + 1);
+    let proof = log.consistency_proof(head.tree_size, Some(grown.tree_size)).unwrap();
+    proof.verify(Some((&head.root, &grown.root))).unwrap();
 }
