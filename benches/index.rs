@@ -35,7 +35,7 @@ fn event(i: u64) -> Event {
 
 /// No automatic checkpoints: the benchmarks save (or not) explicitly.
 fn manual() -> IndexOptions {
-    IndexOptions { checkpoint_bytes: 0 }
+    IndexOptions { checkpoint_bytes: 0, ..IndexOptions::default() }
 }
 
 fn build(dir: &Path) {

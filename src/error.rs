@@ -179,7 +179,24 @@ pub enum StorageError {
         reason: String,
     },
 
-    /// A value could not be encoded.
+    /// An event log's index file is missing or unusable, and retention has removed records
+    /// from the log: the file was the only record of the aggregates whose events were all
+    /// removed, so it is not rebuilt without them unless
+    /// [`IndexOptions::rebuild_after_retention`](crate::IndexOptions::rebuild_after_retention)
+    /// says so. Restore the file (from a copy taken after the removal) or rebuild knowingly.
+    #[error(
+        "the event index `{}` cannot be used ({reason}), and retention removed records that \
+         only it described; restore it, or open with IndexOptions::rebuild_after_retention to \
+         rebuild it without them (their aggregates then start again at version 0)",
+        path.display()
+    )]
+    IndexLost {
+        /// The index file.
+        path: std::path::PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
     /// An append with an expected version found the aggregate at another version; nothing
     /// was written. `actual` is the aggregate's current version (its last event's), `None` if
     /// it has no events.
@@ -205,6 +222,7 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// A value could not be encoded.
     #[error("cannot encode: {reason}")]
     Encode {
         /// The encoder's message.

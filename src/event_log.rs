@@ -69,18 +69,21 @@ pub struct EventLog {
 }
 
 /// An automatic checkpoint's save, running on its own thread so the append that triggered it
-/// only pays for a snapshot of the index. Dropping it waits for the save, so two saves (or a
-/// save and a new open of the same directory) never race on the temporary file.
+/// only pays for a snapshot of the index, with the covered end of that snapshot. Dropping it
+/// waits for the save, so two saves (or a save and a new open of the same directory) never
+/// race on the temporary file.
 #[derive(Debug, Default)]
-struct PendingCheckpoint(Option<std::thread::JoinHandle<Result<()>>>);
+struct PendingCheckpoint(Option<(std::thread::JoinHandle<Result<()>>, u64)>);
 
 impl PendingCheckpoint {
-    /// Waits for the save in progress, if any, and returns its outcome.
-    fn finish(&mut self) -> Result<()> {
-        match self.0.take().map(std::thread::JoinHandle::join) {
-            None | Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(err))) => Err(err),
-            Some(Err(_)) => Err(StorageError::Encode {
+    /// Waits for the save in progress, if any, and returns its outcome: the covered end it
+    /// saved, or `None` if none was in progress.
+    fn finish(&mut self) -> Result<Option<u64>> {
+        let Some((handle, end)) = self.0.take() else { return Ok(None) };
+        match handle.join() {
+            Ok(Ok(())) => Ok(Some(end)),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(StorageError::Encode {
                 reason: "the index checkpoint thread panicked".to_string(),
             }),
         }
@@ -149,7 +152,7 @@ impl EventLog {
         Self::from_log(Log::open_read_only(dir)?, IndexOptions::default())
     }
 
-    fn from_log(log: Log, index_options: IndexOptions) -> Result<EventLog> {
+    fn from_log(mut log: Log, index_options: IndexOptions) -> Result<EventLog> {
         let index_path = log.dir().join(INDEX_FILE_NAME);
         if !log.is_read_only() {
             // A save interrupted before its rename leaves this behind; it is never read.
@@ -161,7 +164,8 @@ impl EventLog {
                 Err(e) => return Err(StorageError::io("remove temporary index file", tmp, e)),
             }
         }
-        let (index, index_report) = open_index(&log, &index_path)?;
+        let (index, index_report) =
+            open_index(&log, &index_path, index_options.rebuild_after_retention)?;
         if !index_report.loaded && !log.is_read_only() {
             // An unusable file would be refused again on every open until the next save;
             // removing it now also keeps anyone from mistaking it for this log's index.
@@ -176,6 +180,9 @@ impl EventLog {
         // After a rebuild nothing usable is stored, but counting from the start makes a
         // large rebuild save at once (below) and a small one wait for the next checkpoint.
         let saved_end = index_report.covered_offset;
+        // What the file on disk covers: retention must not remove what it does not describe.
+        let on_disk = if index_report.loaded { saved_end } else { log.start_offset() };
+        log.set_retention_floor(Some(on_disk));
         let mut event_log = EventLog {
             log,
             buf: Vec::new(),
@@ -195,7 +202,10 @@ impl EventLog {
         let caught_up = event_log.index.covered_end().saturating_sub(event_log.saved_end);
         let threshold = event_log.index_options.checkpoint_bytes;
         let due = threshold != 0 && caught_up >= threshold;
-        if due && !event_log.log.is_read_only() {
+        // A file cut back to the log describes records past its end that new appends would
+        // write differently: it is replaced before any.
+        let cut_back = event_log.index_report.cut_back_from.is_some();
+        if (due || cut_back) && !event_log.log.is_read_only() {
             event_log.checkpoint()?;
         }
         Ok(event_log)
@@ -263,9 +273,7 @@ impl EventLog {
     /// stored index stays the older one, which the next open catches up.
     #[cold]
     fn auto_checkpoint(&mut self) {
-        if let Err(err) = self.pending.finish() {
-            self.checkpoint_error = Some(err.to_string());
-        }
+        self.finish_pending_checkpoint();
         self.saved_end = self.index.covered_end();
         if self.index.last_record_offset().is_some() && self.index.last_crc().is_none() {
             // Only after `rebuild_index_from`: the checksum must be read from the log first.
@@ -280,7 +288,7 @@ impl EventLog {
             .name("chronicle-checkpoint".to_string())
             .spawn(move || save_index(&path, &snapshot));
         match spawned {
-            Ok(handle) => self.pending = PendingCheckpoint(Some(handle)),
+            Ok(handle) => self.pending = PendingCheckpoint(Some((handle, self.saved_end))),
             Err(err) => self.checkpoint_error = Some(format!("cannot start a thread: {err}")),
         }
     }
@@ -369,14 +377,29 @@ impl EventLog {
     }
 
     /// Removes the whole segments before `offset` from the log, as [`Log::truncate_before`]
-    /// does (never past a consumer, only what the Merkle pages cover). The index keeps its
-    /// entries for the removed records, so aggregate versions continue, but no query returns
-    /// them.
+    /// does (never past a consumer, only what the Merkle pages cover). The index is saved
+    /// first and keeps its entries for the removed records, so aggregate versions continue,
+    /// but no query returns them. From then on the index file is the only record of the
+    /// versions of aggregates whose events were all removed (see
+    /// [`IndexOptions::rebuild_after_retention`]). The size and age policies
+    /// ([`Options::retention_max_bytes`]) remove only what the last completed index save
+    /// covers.
     ///
     /// # Errors
-    /// As [`Log::truncate_before`].
+    /// As [`EventLog::checkpoint`] and [`Log::truncate_before`].
     pub fn truncate_before(&mut self, offset: u64) -> Result<crate::RetentionReport> {
+        self.checkpoint()?;
         self.log.truncate_before(offset)
+    }
+
+    /// As [`EventLog::truncate_before`], but past consumers' positions and the Merkle pages'
+    /// cover, as [`Log::truncate_before_forced`].
+    ///
+    /// # Errors
+    /// As [`EventLog::checkpoint`] and [`Log::truncate_before_forced`].
+    pub fn truncate_before_forced(&mut self, offset: u64) -> Result<crate::RetentionReport> {
+        self.checkpoint()?;
+        self.log.truncate_before_forced(offset)
     }
 
     /// Makes every event appended so far durable.
@@ -466,9 +489,7 @@ impl EventLog {
             return Err(StorageError::ReadOnly);
         }
         // An automatic save in progress finishes first; this one then replaces it.
-        if let Err(err) = self.pending.finish() {
-            self.checkpoint_error = Some(err.to_string());
-        }
+        self.finish_pending_checkpoint();
         catch_up_times(&mut self.index, &self.log)?;
         if let (Some(offset), None) = (self.index.last_record_offset(), self.index.last_crc()) {
             let crc = self.log.frame_header_at(offset)?.crc;
@@ -476,8 +497,19 @@ impl EventLog {
         }
         save_index(&self.index_path, &self.index)?;
         self.saved_end = self.index.covered_end();
+        self.log.set_retention_floor(Some(self.saved_end));
         self.checkpoint_error = None;
         Ok(())
+    }
+
+    /// Waits for an automatic save in progress, keeping its failure for
+    /// [`EventLog::checkpoint_error`] or letting retention go as far as it saved.
+    fn finish_pending_checkpoint(&mut self) {
+        match self.pending.finish() {
+            Ok(Some(end)) => self.log.set_retention_floor(Some(end)),
+            Ok(None) => {}
+            Err(err) => self.checkpoint_error = Some(err.to_string()),
+        }
     }
 
     /// Why the last automatic checkpoint failed, if it did (cleared by a successful save).

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::event::{decode_versioned_event, Event, EventEnvelope, ExpectedVersion};
 use crate::event_log::{EventLog, EventReplay};
 use crate::log::{LogReader, SharedWriter};
@@ -132,7 +132,15 @@ impl SharedEventLog {
         let skipped = offsets.partition_point(|&o| o < start);
         let mut events = Vec::with_capacity(offsets.len() - skipped);
         for (position, &offset) in (0u64..).zip(&offsets).skip(skipped) {
-            let record = reader.read_at(offset)?;
+            let record = match reader.read_at(offset) {
+                Ok(record) => record,
+                // Retention, run by another thread's append since the offsets were taken,
+                // removed it: skipped as those below `start` are.
+                Err(StorageError::InvalidOffset { .. }) if offset < reader.start_offset() => {
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             let (event, stored) = decode_versioned_event(&record.payload, offset)?;
             events.push(EventEnvelope {
                 offset,
@@ -186,9 +194,12 @@ impl SharedEventLog {
     /// # Errors
     /// As [`EventLog::close`].
     pub fn close(self) -> Result<()> {
-        match self.into_event_log() {
-            Ok(log) => log.close(),
-            Err(shared) => shared.sync(),
+        self.inner.sync()?;
+        // Not `Arc::try_unwrap`: of two last handles closing at once, both could fail and the
+        // log would close with neither. Exactly one of them gets it here.
+        match Arc::into_inner(self.inner) {
+            Some(inner) => inner.into_inner().close(),
+            None => Ok(()),
         }
     }
 

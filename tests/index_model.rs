@@ -64,7 +64,7 @@ fn make(spec: &(u8, u8, Option<u8>), i: usize) -> Event {
 
 fn open(dir: &Path) -> EventLog {
     // Small checkpoint interval, so automatic saves happen too.
-    let options = IndexOptions { checkpoint_bytes: 1536 };
+    let options = IndexOptions { checkpoint_bytes: 1536, ..IndexOptions::default() };
     EventLog::open_with_index_options(dir, small(), options).unwrap()
 }
 

@@ -236,7 +236,7 @@ fn rebuild_index_from_replays_only_from_the_offset() {
 fn automatic_and_explicit_checkpoints_save_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(INDEX_FILE_NAME);
-    let options = IndexOptions { checkpoint_bytes: 1024 };
+    let options = IndexOptions { checkpoint_bytes: 1024, ..IndexOptions::default() };
     let mut log = EventLog::open_with_index_options(dir.path(), small(), options.clone()).unwrap();
     assert!(!path.exists(), "nothing to save yet");
     let mut saves = 0;
@@ -297,7 +297,7 @@ fn an_empty_batch_after_a_failed_rebuild_does_not_underflow_the_checkpoint_count
     // leaves it covering less; an empty batch then changes nothing, and the subtraction
     // panicked a debug build (a release build wrapped and saved the partial index).
     let dir = tempfile::tempdir().unwrap();
-    let options = IndexOptions { checkpoint_bytes: 1 << 20 };
+    let options = IndexOptions { checkpoint_bytes: 1 << 20, ..IndexOptions::default() };
     let mut log = EventLog::open_with_index_options(dir.path(), small(), options).unwrap();
     append_range(&mut log, 0, 10, 100);
     log.checkpoint().unwrap();

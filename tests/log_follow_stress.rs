@@ -1,5 +1,5 @@
 //! One writer (single appends, batches, syncs, 8 KiB segments that roll every few
-//! milliseconds) and four followers, one of them slow, for 5 s (`CHRONICLE_FOLLOW_STRESS_SECS`
+//! milliseconds) and four followers, one of them slow, for 10 s (`CHRONICLE_FOLLOW_STRESS_SECS`
 //! to change it): each follower must receive exactly the writer's records, in order, with no
 //! gap, no duplicate and no error.
 
@@ -23,7 +23,7 @@ fn four_followers_receive_exactly_the_writers_records() {
     let secs: u64 = std::env::var("CHRONICLE_FOLLOW_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
     let options = Options { segment_bytes: 8192, ..Options::default() };
     let mut log = Log::open_with(dir.path().join("log"), options).unwrap();

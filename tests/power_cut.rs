@@ -179,8 +179,10 @@ fn run_trial(events: bool, seed: u64, cuts: u64, stats: &mut Stats) {
         merkle_rollup: rng.below(6) != 0,
         ..Options::default()
     };
-    let index =
-        IndexOptions { checkpoint_bytes: [2 << 10, 8 << 10, 32 << 10][rng.below(3) as usize] };
+    let index = IndexOptions {
+        checkpoint_bytes: [2 << 10, 8 << 10, 32 << 10][rng.below(3) as usize],
+        ..IndexOptions::default()
+    };
     let context = format!("trial seed {seed}, {options:?}, {index:?}");
     let mut s =
         Trial { rng, events, options, index, model: Model::default(), ops_per_round: 60, context };

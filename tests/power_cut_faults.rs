@@ -284,7 +284,7 @@ fn failed_rename_of_an_index_checkpoint() {
         return;
     };
     let dir = fs.path().join("log");
-    let index = IndexOptions { checkpoint_bytes: 0 };
+    let index = IndexOptions { checkpoint_bytes: 0, ..IndexOptions::default() };
     let mut ev = EventLog::open_with_index_options(&dir, options(), index.clone()).unwrap();
     for seq in 0..50 {
         ev.append(&event(seq, 50)).unwrap();

@@ -53,11 +53,17 @@ pub struct IndexOptions {
     // The append that crosses it only takes a snapshot of the index in memory; the file is
     // encoded and written on another thread.
     pub checkpoint_bytes: u64,
+    /// Rebuild a missing or unusable index file from the log even after retention removed
+    /// records from it. The file was then the only record of the aggregates whose events were
+    /// all removed: a rebuild forgets them, and their next events start again at version 0.
+    /// Default `false`: such an open fails with [`StorageError::IndexLost`], so that no
+    /// expected-version append is checked against versions that were silently lost.
+    pub rebuild_after_retention: bool,
 }
 
 impl Default for IndexOptions {
     fn default() -> Self {
-        IndexOptions { checkpoint_bytes: CHECKPOINT_BYTES_DEFAULT }
+        IndexOptions { checkpoint_bytes: CHECKPOINT_BYTES_DEFAULT, rebuild_after_retention: false }
     }
 }
 
@@ -80,6 +86,10 @@ pub struct IndexReport {
     /// [`Log`](crate::Log) into the event log's directory). They are not indexed; replaying
     /// them yields [`StorageError::Decode`](crate::StorageError::Decode).
     pub records_not_events: u64,
+    /// After retention: the offset up to which the stored index covered the log, past the
+    /// log's end (a power cut took the log's unsynced tail), when it was cut back to the log
+    /// instead of rebuilt. A writer's open then saves the index again at once.
+    pub cut_back_from: Option<u64>,
 }
 
 /// Up to this many distinct names, a lookup compares the name with each instead of hashing.

@@ -11,12 +11,26 @@ use crate::format::frame_stride;
 use crate::log::Log;
 
 /// Loads the index stored at `path` if it is usable for `log`, otherwise starts an empty
-/// one, and catches it up with the log. Never fails because of the index file: any problem
-/// with it becomes `rebuilt_because`. Fails only if the log itself cannot be read.
-pub(crate) fn open_index(log: &Log, path: &Path) -> Result<(AggregateIndex, IndexReport)> {
+/// one, and catches it up with the log. A problem with the index file becomes
+/// `rebuilt_because`, unless retention removed records from the log: the file was then the
+/// only record of them, and without `rebuild_after_retention` the open fails
+/// ([`StorageError::IndexLost`]). Otherwise fails only if the log itself cannot be read.
+pub(crate) fn open_index(
+    log: &Log,
+    path: &Path,
+    rebuild_after_retention: bool,
+) -> Result<(AggregateIndex, IndexReport)> {
     let start = log.start_offset();
+    let mut cut_back_from = None;
     let stored = match load_index(path) {
-        Ok(index) => check_against(log, &index).map(|()| index),
+        Ok(index) => match check_against(log, &index) {
+            Ok(()) => Ok(index),
+            Err(_) if index.covered_end() > log.end_offset() && log.reader().start_entry() > 0 => {
+                cut_back_from = Some(index.covered_end());
+                Ok(cut_back(index, log))
+            }
+            Err(reason) => Err(reason),
+        },
         Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             Err(format!("no index file at `{}`", path.display()))
         }
@@ -24,6 +38,9 @@ pub(crate) fn open_index(log: &Log, path: &Path) -> Result<(AggregateIndex, Inde
     };
     let (mut index, loaded, rebuilt_because) = match stored {
         Ok(index) => (index, true, None),
+        Err(reason) if log.reader().start_entry() > 0 && !rebuild_after_retention => {
+            return Err(StorageError::IndexLost { path: path.to_path_buf(), reason });
+        }
         Err(reason) => (AggregateIndex::starting_at(start), false, Some(reason)),
     };
     let covered_offset = index.covered_end();
@@ -34,8 +51,24 @@ pub(crate) fn open_index(log: &Log, path: &Path) -> Result<(AggregateIndex, Inde
         records_replayed,
         rebuilt_because,
         records_not_events,
+        cut_back_from,
     };
     Ok((index, report))
+}
+
+/// A stored index that covers records the log no longer holds, after retention: a power cut
+/// took the log's unsynced tail, which the index (saved without syncing the log) had covered.
+/// It is cut back to the log rather than rebuilt, which would forget the aggregates whose
+/// events retention removed: below the log's end it describes the same records, since a log
+/// after a cut is a prefix of what was written. It keeps its entries up to its last listed
+/// record before the log's end, which the catch-up then reads again with everything after it.
+/// The file must then be replaced before anything is appended (`EventLog` saves at once): new
+/// records at those offsets would differ from what it describes.
+fn cut_back(mut index: AggregateIndex, log: &Log) -> AggregateIndex {
+    index.truncate(log.end_offset());
+    let from = index.last_record_offset().map_or(log.start_offset(), |o| o.max(log.start_offset()));
+    index.truncate(from);
+    index
 }
 
 /// Checks that a stored index describes a prefix of `log`: it covers no more than the log

@@ -82,7 +82,7 @@ pub(super) fn list_dir(dir: &Path) -> Result<Listing> {
     if let Some(start) = listing.start {
         let kept = listing.bases.partition_point(|&base| base < start.start_offset);
         listing.below_start = listing.bases.drain(..kept).collect();
-        if listing.bases.is_empty() && !listing.below_start.is_empty() {
+        if listing.bases.is_empty() {
             return Err(StorageError::BrokenChain {
                 segment: dir.join(START_FILE_NAME),
                 reason: format!(

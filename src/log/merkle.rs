@@ -241,24 +241,30 @@ impl Log {
 
     /// For retention: hashes every published record, makes the stored pages durable, and
     /// returns the offset of the last record under the last level-0 page on disk (records
-    /// before it are in stored pages, so they may be removed); `None` if the log keeps no
-    /// pages or has none on disk yet.
+    /// before it are in stored pages, so they may be removed); `UpTo(None)` if the log keeps
+    /// no pages or has none on disk yet.
     ///
     /// # Errors
     /// A replay error; [`StorageError::Io`] if the page files cannot be synced.
-    pub(super) fn durable_page_cover(&self) -> Result<Option<u64>> {
-        let Some(handle) = &self.rollup else { return Ok(None) };
+    pub(super) fn durable_page_cover(&self) -> Result<PageCover> {
+        let Some(handle) = &self.rollup else { return Ok(PageCover::UpTo(None)) };
         let reader = self.reader();
         let mut slot = handle.lock();
         let rollup = loaded(&mut slot, &reader, handle.log_id, handle.writable)?;
+        if rollup.entries < reader.start_entry() {
+            // Records were removed that no stored page covers (by `truncate_before_forced`
+            // with the pages off, or their pages were lost since): no tree head can be
+            // computed, whatever is removed now.
+            return Ok(PageCover::TreeLost);
+        }
         rollup.catch_up(&reader, reader.end_offset())?;
         let on_disk = rollup
             .store
             .make_durable()
             .map_err(|e| StorageError::io("sync page files", reader.dir(), e))?;
-        let Some(last) = on_disk.checked_sub(1) else { return Ok(None) };
+        let Some(last) = on_disk.checked_sub(1) else { return Ok(PageCover::UpTo(None)) };
         let page = rollup.store.read_header(0, last).map_err(|bad| page_error(&bad.reason))?;
-        Ok(Some(page.span.last_offset))
+        Ok(PageCover::UpTo(Some(page.span.last_offset)))
     }
 
     /// The head of the Merkle tree over the log's first `tree_size` records (all published
@@ -362,4 +368,13 @@ impl Log {
 
 fn page_error(reason: &str) -> StorageError {
     StorageError::Proof { reason: format!("the rollup's pages: {reason}") }
+}
+
+/// How far the stored Merkle pages let retention remove records.
+pub(super) enum PageCover {
+    /// Up to the last record under the last level-0 page on disk; `None` if there is none.
+    UpTo(Option<u64>),
+    /// No limit: records were already removed that no stored page covers, so the tree cannot
+    /// be computed whatever is removed now.
+    TreeLost,
 }

@@ -26,6 +26,7 @@ mod start_record;
 mod tail;
 #[cfg(test)]
 mod tests;
+mod torn_creation;
 mod writer;
 
 use std::path::Path;
@@ -72,6 +73,9 @@ pub struct Log {
     seen_rolls: u64,
     /// Why the retention policies last failed, if they did.
     retention_error: Option<String>,
+    /// Retention keeps the records from this offset on: an event log's index is saved only up
+    /// to here (see [`Log::set_retention_floor`]).
+    retention_floor: Option<u64>,
 }
 
 impl Log {
@@ -458,5 +462,13 @@ impl Log {
         let Some(writer) = self.writer.as_mut() else { return Ok(()) };
         writer.sync()?;
         writer.record_close()
+    }
+
+    /// Refuses every later write, as a failed sync does: a thread panicked while it held a
+    /// shared writer, and may have left an append half done.
+    pub(crate) fn poison(&mut self, cause: &str) {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.poisoned.get_or_insert_with(|| cause.to_string());
+        }
     }
 }

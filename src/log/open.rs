@@ -1,5 +1,6 @@
-//! Opening a log: header validation, the durable record, torn creations, and carrying out the
-//! recovery [`Plan`] (the directory's listing and lock are `directory.rs`'s).
+//! Opening a log: header validation, the durable record, and carrying out the recovery
+//! [`Plan`] (the directory's listing and lock are `directory.rs`'s, torn creations
+//! `torn_creation.rs`'s).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -9,20 +10,55 @@ use std::sync::Arc;
 use super::clock::{now_ms, RecordClock};
 use super::directory::{list_dir, lock_or_create_dir, not_a_log, parent_dir};
 use super::merkle;
-use super::recovery::{examine_after_chain, plan, walk_chain, Outcome, Plan, SegmentView};
+use super::recovery::{plan, walk_chain, Outcome, Plan, SegmentView};
 use super::repair::{self, set_aside};
-use super::start_record::START_FILE_NAME;
+use super::start_record::{StartRecord, START_FILE_NAME};
+use super::torn_creation::{drop_torn_creation, is_torn_creation};
 use super::{Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTail, Writer};
 use crate::error::{Result, StorageError};
 use crate::format::{
-    decode_frame, segment_file_name, DurableRecord, FormatError, FrameHeader, FrameRead,
-    SegmentHeader, DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION, FRAME_ALIGN,
-    FRAME_HEADER_LEN, NO_PREVIOUS_FRAME, OFFSET_LIMIT, SEGMENT_HEADER_LEN,
+    decode_frame, segment_file_name, DurableRecord, FrameHeader, FrameRead, SegmentHeader,
+    DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION, FRAME_HEADER_LEN, NO_PREVIOUS_FRAME,
+    SEGMENT_HEADER_LEN,
 };
 use crate::segment::{sync_dir, NewFile, Segment, SegmentWriter};
 
+/// How many times a read-only open starts again because the directory changed while it ran.
+const READ_ONLY_OPEN_ATTEMPTS: usize = 8;
+
 /// Opens the log in `dir`; see [`Log::open_with`] and [`Log::open_read_only`].
 pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
+    if !read_only {
+        return open_log_once(dir, options, false);
+    }
+    // The writer, in another process, goes on while this open lists the directory and opens
+    // each file: it creates segments (a listing made meanwhile may hold a later one and miss
+    // an earlier one) and retention removes them from the front (a listed file may be gone, or
+    // the start record no longer match the listing). Either makes a healthy log look broken.
+    // Damage leaves the directory as it is, so an open that failed while the directory changed
+    // starts again.
+    let mut attempts = 1;
+    loop {
+        let before = directory_state(dir);
+        match open_log_once(dir, options.clone(), true) {
+            Err(_) if attempts < READ_ONLY_OPEN_ATTEMPTS && directory_state(dir) != before => {
+                attempts += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// What a read-only open depends on of the directory: the start record and the segment files.
+fn directory_state(dir: &Path) -> Option<(Option<StartRecord>, Vec<u64>)> {
+    let listing = list_dir(dir).ok()?;
+    let mut bases = listing.below_start;
+    bases.extend(listing.bases);
+    Some((listing.start, bases))
+}
+
+/// One attempt of [`open_log`].
+fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
     options.validate()?;
     let repair = options.recovery.repairs();
     if read_only && repair {
@@ -181,6 +217,18 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
         // Refused above; kept so that a read-only open never creates anything.
         None if read_only => None,
         None => {
+            if let Some(start) = &listing.start {
+                // Only torn creations from the start on: the log the record speaks of is gone,
+                // and a new one is not made over it (FORMAT.md 6.6).
+                return Err(StorageError::BrokenChain {
+                    segment: dir.join(START_FILE_NAME),
+                    reason: format!(
+                        "the log begins at offset {} by its start record, but no segment from \
+                         there on could be read",
+                        start.start_offset
+                    ),
+                });
+            }
             let header = SegmentHeader {
                 version: FORMAT_VERSION,
                 flags: 0,
@@ -196,9 +244,6 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
             // segments, which an open refuses: it goes first, durably.
             if durable_file.is_some() {
                 remove_durable_record(dir)?;
-            }
-            if listing.start.is_some() {
-                remove_start_record(dir)?;
             }
             let new =
                 NewFile { bytes: options.segment_bytes, zero_fill: options.zero_fill_segments };
@@ -303,8 +348,16 @@ pub(super) fn open_log(dir: &Path, options: Options, read_only: bool) -> Result<
     if let Some(start) = listing.start.filter(|_| !report.created) {
         shared.start_entry.store(start.start_entry, std::sync::atomic::Ordering::Release);
     }
-    let mut log =
-        Log { rollup: None, shared, writer, options, report, seen_rolls: 0, retention_error: None };
+    let mut log = Log {
+        rollup: None,
+        shared,
+        writer,
+        options,
+        report,
+        seen_rolls: 0,
+        retention_error: None,
+        retention_floor: None,
+    };
     if log.options.merkle_rollup {
         log.rollup = Some(merkle::RollupHandle::start(log.reader(), log_id, !read_only)?);
     }
@@ -586,94 +639,6 @@ fn read_durable_file(dir: &Path) -> Option<DurableRecord> {
     DurableRecord::decode(buffer.get(..len)?).ok()
 }
 
-/// Whether the segment file at `path`, whose name gives base offset `base` and whose header
-/// failed to decode, is what a power loss leaves of a segment created without syncing: a file
-/// shorter than its header, or a header of zeros (its page never reached the disk). Only at a
-/// base a segment can have: below [`OFFSET_LIMIT`] and aligned, so that the offsets its frames
-/// are checked against do not overflow.
-fn is_torn_creation(path: &Path, base: u64) -> bool {
-    use std::io::Read as _;
-    if base >= OFFSET_LIMIT || !base.is_multiple_of(FRAME_ALIGN as u64) {
-        return false;
-    }
-    let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
-    // Only the header is read: the file may be gigabytes long.
-    match File::open(path).and_then(|f| f.take(SEGMENT_HEADER_LEN as u64).read_to_end(&mut header))
-    {
-        Ok(len) => len < SEGMENT_HEADER_LEN || header.iter().all(|&b| b == 0),
-        Err(_) => false,
-    }
-}
-
-/// Sets aside the torn creations `torn` (base offset and path, in order; the first one is the
-/// first torn creation of the log) and every other segment after the first (`later`), which
-/// were all created after the last sync, unless something records a durable point past the
-/// first one's base: then its header was durable and is damaged, which is corruption. A
-/// read-only open just leaves them out.
-fn drop_torn_creation(
-    dir: &Path,
-    torn: &[(u64, PathBuf)],
-    mut later: Vec<Segment>,
-    recorded: Option<&DurableRecord>,
-    read_only: bool,
-    report: &mut OpenReport,
-) -> Result<()> {
-    let Some((base, path)) = torn.first() else { return Ok(()) };
-    let base = *base;
-    let mut evidence = recorded.map_or(0, |r| r.durable_end);
-    let mut frames = 0;
-    // The torn files' own frames (read, not mapped: they have no valid header), checked
-    // against the base offsets their names give, can show that a sync followed their
-    // creation, which would have made the first one's header durable.
-    for (torn_base, torn_path) in torn {
-        let Ok(bytes) = fs::read(torn_path) else { continue };
-        let data = bytes.get(SEGMENT_HEADER_LEN..).unwrap_or_default();
-        // The data region, as for any segment: whole frame alignment units.
-        let data = data.get(..data.len() / FRAME_ALIGN * FRAME_ALIGN).unwrap_or_default();
-        let whole = [(0, data.len() as u64)];
-        let walk = walk_chain(data, *torn_base, 0);
-        let after = examine_after_chain(data, *torn_base, walk.chain_end, &whole);
-        evidence = evidence.max(walk.max_durable_end);
-        evidence = evidence.max(after.max_durable.map_or(0, |(durable, _)| durable));
-        frames += walk.frames + after.stray_frames;
-    }
-    for segment in &mut later {
-        evidence = evidence.max(segment.header().durable_offset);
-        let (base, extents) = (segment.base_offset(), segment.data_extents());
-        let data = segment.data_exclusive();
-        let walk = walk_chain(data, base, 0);
-        let after = examine_after_chain(data, base, walk.chain_end, &extents);
-        evidence = evidence.max(walk.max_durable_end);
-        evidence = evidence.max(after.max_durable.map_or(0, |(durable, _)| durable));
-        frames += walk.frames + after.stray_frames;
-    }
-    if evidence > base {
-        return Err(StorageError::Corruption {
-            segment: path.clone(),
-            offset: base,
-            kind: FormatError::LostDurableData { durable_end: evidence },
-        });
-    }
-    let mut paths = torn.to_vec();
-    paths.extend(later.iter().map(|s| (s.base_offset(), s.path().to_path_buf())));
-    paths.sort_unstable();
-    drop(later);
-    let mut dropped = Vec::new();
-    for (_, path) in paths {
-        dropped.push(if read_only { path } else { set_aside(&path)? });
-    }
-    if !read_only {
-        sync_dir(dir)?;
-    }
-    report.torn_tail = Some(TornTail {
-        offset: base,
-        bytes: 0,
-        frames_dropped: frames,
-        segments_dropped: dropped,
-    });
-    Ok(())
-}
-
 /// Checks where the log begins (`FORMAT.md` 6.6): at its start record's offset if it has one
 /// (a writer then removes segment files a crash left below it), else with a first segment that
 /// follows no other. A log whose first segments are missing is refused rather than read as a
@@ -722,16 +687,6 @@ fn check_log_start(
             first.base_offset()
         ))),
         None => Ok(()),
-    }
-}
-
-/// Removes a start record left by an earlier log, durably.
-fn remove_start_record(dir: &Path) -> Result<()> {
-    let record = dir.join(START_FILE_NAME);
-    match fs::remove_file(&record) {
-        Ok(()) => sync_dir(dir),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StorageError::io("remove start record", record, e)),
     }
 }
 

@@ -91,7 +91,10 @@ pub struct Options {
     /// Retention by size: each time a segment fills, whole segments are removed from the
     /// front while the rest would still hold at least this many bytes of log, as
     /// [`Log::truncate_before`](super::Log::truncate_before) removes them (never past a
-    /// consumer's position, only records the Merkle pages cover). Default `None`: keep all.
+    /// consumer's position, only records the Merkle pages cover; in an event log, only what
+    /// its last completed index save covers, so also keep
+    /// [`IndexOptions::checkpoint_bytes`](crate::IndexOptions::checkpoint_bytes) in mind).
+    /// Default `None`: keep all.
     pub retention_max_bytes: Option<u64>,
     /// Retention by age: each time a segment fills, whole segments whose newest record is
     /// older than this are removed, as for [`Options::retention_max_bytes`]. Default `None`.

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::consumer::{self, Consumer};
+use super::merkle::PageCover;
 use super::start_record::{write_start_record, StartRecord};
 use super::{Log, Replay};
 use crate::error::{Result, StorageError};
@@ -37,7 +38,9 @@ impl Log {
     /// Removes the whole segments whose records all lie before `offset` (the active segment
     /// is never removed), never past a consumer's stored position, and only records that the
     /// stored Merkle pages already cover, so that every earlier tree head and every proof for
-    /// the remaining records stays computable. Returns what was removed and, if less than
+    /// the remaining records stays computable (unless the tree is lost already: records were
+    /// removed that no stored page covers, as [`Log::truncate_before_forced`] does on a log
+    /// without pages; the pages then limit nothing). Returns what was removed and, if less than
     /// asked, why ([`RetentionReport::limited_by`]).
     ///
     /// **Durability:** on return the removal is durable; a crash part-way through is finished
@@ -114,6 +117,14 @@ impl Log {
         }
     }
 
+    /// Keeps retention, forced or not, from removing records at or after `floor`. An event
+    /// log sets it to the end of its last durable index save: after retention, the saved index
+    /// is the only record of the versions of aggregates whose events were all removed, so
+    /// nothing goes that it does not describe.
+    pub(crate) fn set_retention_floor(&mut self, floor: Option<u64>) {
+        self.retention_floor = floor;
+    }
+
     fn remove_front(&mut self, offset: u64, force: bool) -> Result<RetentionReport> {
         if self.writer.is_none() {
             return Err(StorageError::ReadOnly);
@@ -139,6 +150,11 @@ impl Log {
             let why = "the active segment is never removed".to_string();
             limit_to(last.base_offset(), why, &mut report);
         }
+        if let Some(floor) = self.retention_floor {
+            // Even when forced: the index must describe what goes (`set_retention_floor`).
+            let why = format!("the event index is saved only up to offset {floor}");
+            limit_to(floor, why, &mut report);
+        }
         if !force {
             for name in consumer::list(&self.shared)? {
                 let position = Consumer::open(Arc::clone(&self.shared), &name)?.position();
@@ -147,16 +163,21 @@ impl Log {
                     limit_to(position, why, &mut report);
                 }
             }
-            let cover = self.durable_page_cover()?;
-            let why = match cover {
-                Some(last) => {
-                    format!("the stored Merkle pages cover the records before offset {last} so far")
+            match self.durable_page_cover()? {
+                PageCover::UpTo(Some(last)) => {
+                    let why = format!(
+                        "the stored Merkle pages cover the records before offset {last} so far"
+                    );
+                    limit_to(last, why, &mut report);
                 }
-                None => "no stored Merkle page covers the records yet (or the log keeps none: \
-                         see truncate_before_forced)"
-                    .to_string(),
-            };
-            limit_to(cover.unwrap_or(start), why, &mut report);
+                PageCover::UpTo(None) => {
+                    let why = "no stored Merkle page covers the records yet (or the log keeps \
+                               none: see truncate_before_forced)"
+                        .to_string();
+                    limit_to(start, why, &mut report);
+                }
+                PageCover::TreeLost => {}
+            }
         }
         // Segments [0, keep) go: the first kept one begins at or before the limit.
         let keep = segments.iter().rposition(|s| s.base_offset() <= limit).unwrap_or(0);
@@ -174,7 +195,15 @@ impl Log {
                 Err(err) => return Err(err),
             }
         }
-        let start_entry = self.shared.start_entry.load(Ordering::Acquire) + removed_records;
+        let start_entry = self
+            .shared
+            .start_entry
+            .load(Ordering::Acquire)
+            .checked_add(removed_records)
+            .ok_or_else(|| StorageError::BrokenChain {
+                segment: self.shared.dir.join(super::start_record::START_FILE_NAME),
+                reason: "the start record's count of removed records overflows".to_string(),
+            })?;
         let record =
             StartRecord { log_id: self.shared.log_id, start_offset: new_start, start_entry };
         write_start_record(&self.shared.dir, &record)?;

@@ -138,9 +138,12 @@ impl SharedLog {
     /// # Errors
     /// As [`Log::close`].
     pub fn close(self) -> Result<()> {
-        match self.into_log() {
-            Ok(log) => log.close(),
-            Err(shared) => shared.sync(),
+        self.inner.sync()?;
+        // Not `Arc::try_unwrap`: of two last handles closing at once, both could fail and the
+        // log would close with neither. Exactly one of them gets it here.
+        match Arc::into_inner(self.inner) {
+            Some(inner) => inner.into_inner().close(),
+            None => Ok(()),
         }
     }
 

@@ -2,11 +2,15 @@
 //! [`SharedEventLog`](crate::SharedEventLog)) holds: the writer behind a lock, its group
 //! commit, and a reader that needs neither.
 
-use std::sync::{Mutex, PoisonError};
+use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
 
 use super::group_commit::{lock, GroupCommit, HoldsLog};
 use super::LogReader;
 use crate::error::Result;
+
+/// What a writer left locked by a panicking thread is poisoned with.
+const PANICKED: &str = "a thread panicked while it held the writer";
 
 /// A writer shared by many threads.
 #[derive(Debug)]
@@ -77,12 +81,25 @@ impl<T: HoldsLog> SharedWriter<T> {
     /// [`StorageError::Poisoned`](crate::StorageError::Poisoned) if a thread panicked while
     /// holding the lock.
     pub(crate) fn read<R>(&self, read: impl FnOnce(&T) -> R) -> Result<R> {
-        Ok(read(&*lock(&self.writer)?))
+        let guard = lock(&self.writer)?;
+        // `read` has only `&T`, so its panic left nothing half done: it must not poison the
+        // lock, which would refuse every later write. The panic goes on once the lock is free.
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| read(&guard)));
+        drop(guard);
+        Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     }
 
-    /// The writer itself, once no other handle shares it.
+    /// The writer itself, once no other handle shares it. A writer a thread panicked while
+    /// holding comes back poisoned: it refuses every write, and closing it fails.
     pub(crate) fn into_inner(self) -> T {
-        self.writer.into_inner().unwrap_or_else(PoisonError::into_inner)
+        match self.writer.into_inner() {
+            Ok(writer) => writer,
+            Err(poisoned) => {
+                let mut writer = poisoned.into_inner();
+                writer.log_mut().poison(PANICKED);
+                writer
+            }
+        }
     }
 
     /// Runs `f` with the writer locked for writing, for test failpoints.

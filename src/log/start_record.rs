@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use crate::error::{Result, StorageError};
-use crate::format::crc32;
+use crate::format::{crc32, FRAME_HEADER_LEN};
 
 /// The file's name in the log directory.
 pub const START_FILE_NAME: &str = "START";
@@ -88,7 +88,18 @@ impl StartRecord {
         if b.get(6..8) != Some(&[0, 0][..]) {
             return Err("reserved bytes are not zero".to_string());
         }
-        Ok(StartRecord { log_id: u64_at(8), start_offset: u64_at(16), start_entry: u64_at(24) })
+        let record =
+            StartRecord { log_id: u64_at(8), start_offset: u64_at(16), start_entry: u64_at(24) };
+        // Every record takes at least a frame header, so no more records than that fit before
+        // the start (FORMAT.md 6.6); a larger count would overflow the tree's entry numbers.
+        let most = record.start_offset / FRAME_HEADER_LEN as u64;
+        if record.start_entry > most {
+            return Err(format!(
+                "it counts {} records before offset {}, where at most {most} fit",
+                record.start_entry, record.start_offset
+            ));
+        }
+        Ok(record)
     }
 }
 

@@ -20,6 +20,13 @@
 //!   lost them. If the last frame this handle published is gone or changed, the follow ends
 //!   with [`StorageError::CutBehind`].
 //!
+//! - **Retention:** when the writer's retention writes a new start record (`START`, `FORMAT.md`
+//!   6.6), the handle drops the segments below the new start from its list (replays already
+//!   running keep theirs), so their files' space is freed, and takes the new start entry. It
+//!   keeps its last segment, from which the next roll goes on. If retention removed records
+//!   this handle had not published yet, no roll can reach them: the follow ends with
+//!   [`StorageError::InvalidOffset`], as a replay from before the start would.
+//!
 //! The durable end of a read-only handle moves with the frames it reads: each frame records
 //! how far the log was durable when it was written (`FrameHeader::durable_end`).
 
@@ -28,6 +35,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::reader::Shared;
+use super::start_record::{read_start_record, START_FILE_NAME};
 use crate::error::{Result, StorageError};
 use crate::format::{decode_frame, segment_file_name, FrameRead, FLAG_BATCH_CONTINUES};
 use crate::segment::Segment;
@@ -39,12 +47,14 @@ pub(super) struct Tail {
     last: Option<(u64, u32)>,
     /// The base offset and inode of the last segment's file, as this handle mapped it.
     inode: Option<(u64, u64)>,
+    /// The inode of the start record last read, and the start offset it gave.
+    start: Option<(u64, u64)>,
 }
 
 impl Tail {
     /// A tail for a handle whose last published frame is `last`.
     pub(super) fn new(last: Option<(u64, u32)>) -> Tail {
-        Tail { last, inode: None }
+        Tail { last, inode: None, start: None }
     }
 
     /// Looks for complete frames past the published end and publishes them, or for the next
@@ -59,6 +69,7 @@ impl Tail {
             return Ok(());
         }
         self.check_last_frame(shared)?;
+        self.follow_start(shared)?;
         let snapshot = shared.snapshot();
         let Some(last_segment) = snapshot.segments.last() else { return Ok(()) };
         let base = last_segment.base_offset();
@@ -79,7 +90,16 @@ impl Tail {
         let end = snapshot.end;
         let next_path = shared.dir.join(segment_file_name(end));
         if end == base || !next_path.exists() {
-            return Ok(());
+            return match self.start {
+                Some((_, start)) if start > end => Err(StorageError::InvalidOffset {
+                    offset: end,
+                    reason: format!(
+                        "retention removed the records from offset {end} to {start} before \
+                         this reader read them; the log now begins at offset {start}"
+                    ),
+                }),
+                _ => Ok(()),
+            };
         }
         // Frames may have been completed between the first look and the roll.
         if self.publish_new_frames(shared) {
@@ -136,6 +156,38 @@ impl Tail {
         shared.end.store(published, Ordering::Release);
         shared.durable_end.store(durable.min(published), Ordering::Release);
         true
+    }
+
+    /// Reads the start record if it changed since the last look (a new file each time, so a
+    /// new inode), and drops the segments below it from the handle's list, all but the last.
+    fn follow_start(&mut self, shared: &Shared) -> Result<()> {
+        let Ok(meta) = std::fs::metadata(shared.dir.join(START_FILE_NAME)) else { return Ok(()) };
+        if self.start.is_some_and(|(ino, _)| ino == meta.ino()) {
+            return Ok(());
+        }
+        let Some(start) = read_start_record(&shared.dir)? else { return Ok(()) };
+        if start.log_id != shared.log_id {
+            return Err(StorageError::BrokenChain {
+                segment: shared.dir.join(START_FILE_NAME),
+                reason: format!(
+                    "the start record was written by log {:#018x}, not this log ({:#018x})",
+                    start.log_id, shared.log_id
+                ),
+            });
+        }
+        self.start = Some((meta.ino(), start.start_offset));
+        let mut segments = shared.segments.write().unwrap_or_else(PoisonError::into_inner);
+        let last = segments.len().saturating_sub(1);
+        let first_kept =
+            segments.iter().position(|s| s.base_offset() >= start.start_offset).unwrap_or(last);
+        let first_kept = first_kept.min(last);
+        if first_kept > 0 {
+            *segments = segments.get(first_kept..).unwrap_or_default().to_vec().into();
+        }
+        if segments.first().is_some_and(|s| s.base_offset() == start.start_offset) {
+            shared.start_entry.store(start.start_entry, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Checks that the last frame published still holds the same record.

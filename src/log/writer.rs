@@ -211,12 +211,16 @@ impl Writer {
         through_file: bool,
     ) -> Result<Vec<u64>> {
         self.check_usable()?;
+        // The caller's `as_ref` runs once per payload, here, before anything changes: one that
+        // panics (or answers differently the second time) can then leave no half-written
+        // batch behind for a later record to complete.
+        let payloads: Vec<&[u8]> = payloads.iter().map(AsRef::as_ref).collect();
         let max = self.record_bytes_max;
         let mut total = 0u64;
         // Whether any record goes through the map (see `publish_appended`).
         let mut through_map = false;
-        for payload in payloads {
-            let len = payload.as_ref().len();
+        for payload in &payloads {
+            let len = payload.len();
             if len as u64 > max {
                 return Err(StorageError::RecordTooLarge { len: len as u64, max });
             }
@@ -236,7 +240,7 @@ impl Writer {
         }
         let timestamp = self.timestamp();
         if through_file {
-            let written = self.write_frames_through_file(payloads, timestamp);
+            let written = self.write_frames_through_file(&payloads, timestamp);
             let offsets = written.inspect_err(|_| self.dirty_past_end = true)?;
             self.publish_appended(false);
             return Ok(offsets);
@@ -245,7 +249,7 @@ impl Writer {
         let (start, last_frame) = (self.pos, self.last_frame);
         for (i, payload) in payloads.iter().enumerate() {
             let flags = if i == last { 0 } else { FLAG_BATCH_CONTINUES };
-            match self.write_frame(payload.as_ref(), timestamp, flags) {
+            match self.write_frame(payload, timestamp, flags) {
                 Ok(offset) => offsets.push(offset),
                 Err(err) => {
                     // Forget the unpublished part of the batch, so that no later frame can
@@ -477,9 +481,9 @@ impl Writer {
     /// Used for records that are synced right away: their pages then never enter the
     /// writer's page tables, so the sync need not write-protect them, which cost more than
     /// the system call (single `append_sync`s of 128 bytes took about 10 % less time).
-    fn write_frames_through_file<P: AsRef<[u8]>>(
+    fn write_frames_through_file(
         &mut self,
-        payloads: &[P],
+        payloads: &[&[u8]],
         timestamp_ms: u64,
     ) -> Result<Vec<u64>> {
         /// Zeros for the padding after a frame (the region is zero already; `pwritev` needs
@@ -489,8 +493,7 @@ impl Writer {
         let last = payloads.len().saturating_sub(1);
         let mut headers = Vec::with_capacity(payloads.len());
         let mut offsets = Vec::with_capacity(payloads.len());
-        for (i, payload) in payloads.iter().enumerate() {
-            let payload = payload.as_ref();
+        for (i, &payload) in payloads.iter().enumerate() {
             let flags = if i == last { 0 } else { FLAG_BATCH_CONTINUES };
             let offset = self.end();
             let header = self.frame_header(payload, timestamp_ms, flags);
@@ -499,8 +502,7 @@ impl Writer {
             offsets.push(offset);
         }
         let mut bufs: Vec<&[u8]> = Vec::with_capacity(payloads.len() * 3);
-        for (header, payload) in headers.iter().zip(payloads) {
-            let payload = payload.as_ref();
+        for (header, &payload) in headers.iter().zip(payloads) {
             bufs.push(header);
             bufs.push(payload);
             let padding = frame_stride(payload.len()) as usize - FRAME_HEADER_LEN - payload.len();

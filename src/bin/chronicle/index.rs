@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chronicle::{EventLog, IndexReport};
+use chronicle::{EventLog, IndexOptions, IndexReport, Options};
 
 use crate::output::{progress, CliResult};
 
@@ -44,7 +44,11 @@ pub fn run(args: &Args) -> CliResult {
         }
         Action::Rebuild(target) => {
             let bar = progress("rebuilding the index from the log");
-            let mut log = EventLog::open(&target.dir)?;
+            // Asked for by hand: an index file lost after retention is rebuilt too, forgetting
+            // the aggregates whose events were all removed (IndexOptions docs).
+            let options = IndexOptions { rebuild_after_retention: true, ..IndexOptions::default() };
+            let mut log =
+                EventLog::open_with_index_options(&target.dir, Options::default(), options)?;
             let start = log.log().start_offset();
             let read = log.rebuild_index_from(start)?;
             log.checkpoint()?;

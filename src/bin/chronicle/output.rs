@@ -29,7 +29,8 @@ impl CliError {
             CliError::Storage(
                 StorageError::Corruption { .. }
                 | StorageError::BrokenChain { .. }
-                | StorageError::Gap { .. },
+                | StorageError::Gap { .. }
+                | StorageError::IndexLost { .. },
             )
             | CliError::Failed(_) => 1,
             CliError::Storage(_) | CliError::Output(_) | CliError::Input(_) => 2,

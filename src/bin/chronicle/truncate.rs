@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chronicle::Log;
+use chronicle::{EventLog, Log, INDEX_FILE_NAME};
 
 use crate::output::CliResult;
 
@@ -27,15 +27,26 @@ pub struct Args {
     json: bool,
 }
 
-/// Runs `chronicle truncate-before`.
+/// Runs `chronicle truncate-before`. An event log (a directory with an index file) is opened
+/// as one, so that its index is saved before anything is removed.
 pub fn run(args: &Args) -> CliResult {
-    let mut log = Log::open(&args.dir)?;
-    let report = if args.force {
-        log.truncate_before_forced(args.offset)?
+    let report = if args.dir.join(INDEX_FILE_NAME).exists() {
+        let mut log = EventLog::open(&args.dir)?;
+        let report = match args.force {
+            true => log.truncate_before_forced(args.offset)?,
+            false => log.truncate_before(args.offset)?,
+        };
+        log.close()?;
+        report
     } else {
-        log.truncate_before(args.offset)?
+        let mut log = Log::open(&args.dir)?;
+        let report = match args.force {
+            true => log.truncate_before_forced(args.offset)?,
+            false => log.truncate_before(args.offset)?,
+        };
+        log.close()?;
+        report
     };
-    log.close()?;
     if args.json {
         let line = serde_json::json!({
             "start_offset": report.start_offset,
