@@ -417,7 +417,8 @@ fn read_start(dir: &Path) -> Result<Option<(u64, u64, u64)>, SpecError> {
         && &b[0..4] == b"CHST"
         && u16_at(&b, 4) == 1
         && b[6..8] == [0, 0]
-        && u32_at(&b, 32) == crc32fast::hash(&b[..32]);
+        && u32_at(&b, 32) == crc32fast::hash(&b[..32])
+        && u64_at(&b, 24) <= u64_at(&b, 16) / 32;
     if !valid {
         return Err(SpecError::Broken { segment: "START".to_string() });
     }

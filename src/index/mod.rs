@@ -56,7 +56,8 @@ pub struct IndexOptions {
     /// Rebuild a missing or unusable index file from the log even after retention removed
     /// records from it. The file was then the only record of the aggregates whose events were
     /// all removed: a rebuild forgets them, and their next events start again at version 0.
-    /// Default `false`: such an open fails with [`StorageError::IndexLost`], so that no
+    /// Default `false`: such an open fails with
+    /// [`StorageError::IndexLost`](crate::StorageError::IndexLost), so that no
     /// expected-version append is checked against versions that were silently lost.
     pub rebuild_after_retention: bool,
 }

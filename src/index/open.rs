@@ -63,7 +63,9 @@ pub(crate) fn open_index(
 /// after a cut is a prefix of what was written. It keeps its entries up to its last listed
 /// record before the log's end, which the catch-up then reads again with everything after it.
 /// The file must then be replaced before anything is appended (`EventLog` saves at once): new
-/// records at those offsets would differ from what it describes.
+/// records at those offsets would differ from what it describes. (An index file of another
+/// log that reaches further would be cut back too: the file holds no log id to tell them
+/// apart, and its last record, past the end, cannot be checked.)
 fn cut_back(mut index: AggregateIndex, log: &Log) -> AggregateIndex {
     index.truncate(log.end_offset());
     let from = index.last_record_offset().map_or(log.start_offset(), |o| o.max(log.start_offset()));

@@ -194,6 +194,11 @@ impl Tail {
     fn check_last_frame(&self, shared: &Shared) -> Result<()> {
         let Some((offset, crc)) = self.last else { return Ok(()) };
         let snapshot = shared.snapshot();
+        if offset < snapshot.start() {
+            // Retention removed its segment (`follow_start`), not a new writer's recovery; the
+            // next roll still checks that the new segment follows it.
+            return Ok(());
+        }
         match snapshot.frame_at(offset) {
             Ok((_, frame)) if frame.header.crc == crc => Ok(()),
             Ok((_, frame)) => Err(StorageError::CutBehind {
