@@ -3,10 +3,13 @@
 //! survives a crash part-way through, and a missing first segment is refused, not read as a
 //! shorter log.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 
 use chronicle::{Log, Options, StorageError, SEGMENT_BYTES_MIN};
+use common::segment_bases;
 
 fn options() -> Options {
     Options { segment_bytes: SEGMENT_BYTES_MIN.max(64 << 10), ..Options::default() }
@@ -24,22 +27,6 @@ fn build(dir: &Path, n: u64) -> Vec<u64> {
     let offsets = (0..n).map(|i| log.append(&payload(i)).unwrap()).collect();
     log.close().unwrap();
     offsets
-}
-
-fn segment_bases(dir: &Path) -> Vec<u64> {
-    let mut bases: Vec<u64> = fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            e.unwrap()
-                .file_name()
-                .into_string()
-                .unwrap()
-                .strip_suffix(".seg")
-                .map(|s| s.parse().unwrap())
-        })
-        .collect();
-    bases.sort_unstable();
-    bases
 }
 
 fn records_from(log: &Log, from: u64) -> Vec<(u64, Vec<u8>)> {

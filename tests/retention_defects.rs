@@ -1,11 +1,14 @@
 //! One test per defect found in retention (`FORMAT.md` 6.6) and what reads a log beside it:
 //! each says what went wrong and what must happen instead.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chronicle::{Log, Next, Options, StorageError};
+use common::segment_bases;
 
 fn options() -> Options {
     Options { segment_bytes: 64 << 10, ..Options::default() }
@@ -15,22 +18,6 @@ fn payload(i: u64) -> Vec<u8> {
     let mut p = i.to_le_bytes().to_vec();
     p.resize(100 + (i % 50) as usize, (i % 251) as u8);
     p
-}
-
-fn segment_bases(dir: &Path) -> Vec<u64> {
-    let mut bases: Vec<u64> = fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            e.unwrap()
-                .file_name()
-                .into_string()
-                .unwrap()
-                .strip_suffix(".seg")
-                .map(|s| s.parse().unwrap())
-        })
-        .collect();
-    bases.sort_unstable();
-    bases
 }
 
 /// Copies every file of `from` into `to`: the directory as a process crash would leave it

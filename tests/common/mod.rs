@@ -338,3 +338,20 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// The base offsets of the segment files in `dir`, in order.
+pub fn segment_bases(dir: &Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .into_string()
+                .unwrap()
+                .strip_suffix(".seg")
+                .map(|s| s.parse().unwrap())
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
