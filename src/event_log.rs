@@ -101,6 +101,10 @@ impl crate::log::HoldsLog for EventLog {
     fn log_mut(&mut self) -> &mut Log {
         &mut self.log
     }
+
+    fn close(self) -> Result<()> {
+        EventLog::close(self)
+    }
 }
 
 impl EventLog {

@@ -24,11 +24,18 @@ use crate::error::{Result, StorageError};
 pub(crate) trait HoldsLog {
     /// The log.
     fn log_mut(&mut self) -> &mut Log;
+
+    /// Closes it, as its own `close` does.
+    fn close(self) -> Result<()>;
 }
 
 impl HoldsLog for Log {
     fn log_mut(&mut self) -> &mut Log {
         self
+    }
+
+    fn close(self) -> Result<()> {
+        Log::close(self)
     }
 }
 

@@ -138,13 +138,7 @@ impl SharedLog {
     /// # Errors
     /// As [`Log::close`].
     pub fn close(self) -> Result<()> {
-        self.inner.sync()?;
-        // Not `Arc::try_unwrap`: of two last handles closing at once, both could fail and the
-        // log would close with neither. Exactly one of them gets it here.
-        match Arc::into_inner(self.inner) {
-            Some(inner) => inner.into_inner().close(),
-            None => Ok(()),
-        }
+        SharedWriter::close(self.inner)
     }
 
     /// The log itself, if this is the last handle; otherwise this handle back.

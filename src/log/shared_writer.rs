@@ -3,7 +3,7 @@
 //! commit, and a reader that needs neither.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::group_commit::{lock, GroupCommit, HoldsLog};
 use super::LogReader;
@@ -87,6 +87,21 @@ impl<T: HoldsLog> SharedWriter<T> {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| read(&guard)));
         drop(guard);
         Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    }
+
+    /// Makes everything durable and, if `this` is the last handle, closes the writer; otherwise
+    /// it stays open for the other handles.
+    ///
+    /// # Errors
+    /// As [`SharedWriter::sync`], then as the writer's own `close`.
+    pub(crate) fn close(this: Arc<Self>) -> Result<()> {
+        this.sync()?;
+        // Not `Arc::try_unwrap`: of two last handles closing at once, both could fail and the
+        // log would close with neither. Exactly one of them gets it here.
+        match Arc::into_inner(this) {
+            Some(shared) => shared.into_inner().close(),
+            None => Ok(()),
+        }
     }
 
     /// The writer itself, once no other handle shares it. A writer a thread panicked while
