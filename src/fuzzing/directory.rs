@@ -14,7 +14,7 @@ use super::directory_input::{
 use super::{RECORD_BYTES_MAX, SEGMENT_BYTES};
 use crate::error::StorageError;
 use crate::format::{FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_FILE_SUFFIX};
-use crate::log::{Log, Options, RecoveryMode};
+use crate::log::{Log, Options, RecoveryMode, WithoutBackgroundThreads};
 
 /// A directory under the system's temporary directory, removed when dropped.
 pub(super) struct ScratchDir {
@@ -179,6 +179,7 @@ pub struct DirectoryOutcome {
 /// The body of [`open_directory`], returning what it saw.
 #[must_use]
 pub fn open_directory_outcome(data: &[u8]) -> DirectoryOutcome {
+    let _threads = WithoutBackgroundThreads::new();
     let image = build_segments(data);
     let scratch = ScratchDir::new();
     let dir = scratch.path.join("log");

@@ -2,11 +2,12 @@
 //! overwritten by them, must never panic and never change an answer.
 
 use std::fs;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
 use super::directory::ScratchDir;
-use crate::log::{Log, Options};
+use crate::log::{Log, Options, WithoutBackgroundThreads};
 use crate::rollup::page::{Page, PAGE_RECORD_LEN};
 
 /// Mode byte of a pages input: the rest is one page record to decode.
@@ -73,17 +74,51 @@ fn answers(log: &Log) -> Vec<String> {
     out
 }
 
+/// The intact log every `PAGES_IN_LOG` input starts from: its files and its answers. Built
+/// once per process (with the same options, the same records and so the same answers each
+/// time), since building it took most of an input's time.
+struct Template {
+    files: Vec<(std::ffi::OsString, Vec<u8>)>,
+    answers: Vec<String>,
+}
+
+const PAGE_FILE: &str = "rollup-0.pages";
+
+fn options() -> Options {
+    Options { segment_bytes: 16 << 10, ..Options::default() }
+}
+
+fn template() -> &'static Template {
+    static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let scratch = ScratchDir::new();
+        let mut log = Log::open_with(&scratch.path, options()).expect("a new log opens");
+        for i in 0..RECORDS {
+            log.append(&i.to_le_bytes().repeat(1 + i as usize % 5)).expect("an append succeeds");
+        }
+        let answers = answers(&log);
+        log.close().expect("the log closes");
+        let files = fs::read_dir(&scratch.path)
+            .expect("the log directory lists")
+            .map(|entry| {
+                let entry = entry.expect("a directory entry");
+                (entry.file_name(), fs::read(entry.path()).expect("a log file reads"))
+            })
+            .collect();
+        Template { files, answers }
+    })
+}
+
 fn in_log(flags: u8, mask: &[u8]) {
+    let _threads = WithoutBackgroundThreads::new();
+    let template = template();
     let scratch = ScratchDir::new();
     let dir = &scratch.path;
-    let options = Options { segment_bytes: 16 << 10, ..Options::default() };
-    let mut log = Log::open_with(dir, options.clone()).expect("a new log opens");
-    for i in 0..RECORDS {
-        log.append(&i.to_le_bytes().repeat(1 + i as usize % 5)).expect("an append succeeds");
+    for (name, bytes) in &template.files {
+        fs::write(dir.join(name), bytes).expect("a log file is written");
     }
-    let expected = answers(&log);
-    log.close().expect("the log closes");
-    let path = dir.join("rollup-0.pages");
+    let expected = &template.answers;
+    let path = dir.join(PAGE_FILE);
     let intact = fs::read(&path).expect("the pages were stored");
     let log_id = intact.get(8..16).map_or([0; 8], |b| b.try_into().unwrap_or_default());
 
@@ -118,12 +153,12 @@ fn in_log(flags: u8, mask: &[u8]) {
         let named = report.problems.iter().any(|p| p.level == 0 && p.index == index as u64);
         assert!(now == was || named, "page {index} differs but verify_pages missed it: {report:?}");
     }
-    let log = Log::open_with(dir, options).expect("the log reopens");
+    let log = Log::open_with(dir, options()).expect("the log reopens");
     let read_only = Log::open_read_only(dir).expect("the log opens read-only");
     if flags & PAGES_RESEAL == 0 {
         // Damage the checksums catch never changes an answer.
-        assert_eq!(answers(&log), expected, "damaged pages changed an answer");
-        assert_eq!(answers(&read_only), expected, "a read-only open answered otherwise");
+        assert_eq!(&answers(&log), expected, "damaged pages changed an answer");
+        assert_eq!(&answers(&read_only), expected, "a read-only open answered otherwise");
     } else {
         // A page forged behind good checksums may change a head (verify_pages names it,
         // above), but every proof handed out still verifies against the log's own heads.

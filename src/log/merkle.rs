@@ -88,7 +88,8 @@ pub(super) struct RollupHandle {
 
 impl RollupHandle {
     /// Loads the pages of the log `reader` reads (writing to them if `writable`) and, for a
-    /// writer, starts the hashing thread.
+    /// writer, starts the hashing thread (unless [`super::background`] forbids it: queries
+    /// then hash everything).
     ///
     /// # Errors
     /// A replay error while checking the stored pages against the log.
@@ -96,11 +97,17 @@ impl RollupHandle {
         let state = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let thread_error = Arc::new(Mutex::new(None));
-        let thread = match writable {
+        let thread = match writable && super::background::threads_allowed() {
             true => Some(spawn_hasher(&state, &stop, &thread_error, reader, log_id)?),
             false => None,
         };
         Ok(RollupHandle { state, log_id, writable, thread_error, stop, thread })
+    }
+
+    /// Whether a hashing thread was started.
+    #[cfg(test)]
+    pub(super) fn has_thread(&self) -> bool {
+        self.thread.is_some()
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Rollup>> {

@@ -1,6 +1,7 @@
 //! The raw record log: an ordered set of segments, one writer, offsets, replay, and recovery
 //! on open. It stores byte payloads and never looks inside them.
 
+mod background;
 mod clock;
 mod consumer;
 mod directory;
@@ -33,6 +34,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+#[cfg(any(test, feature = "internals"))]
+pub(crate) use background::WithoutBackgroundThreads;
 pub use consumer::{Consumer, CONSUMER_NAME_MAX};
 pub use follow::{Follow, FollowStop, Next};
 #[cfg(feature = "async")]

@@ -143,6 +143,8 @@ impl Shared {
 pub(crate) struct Pager {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// No helper threads ([`Pager::without_threads`]): a spare is made by the caller.
+    inline: bool,
 }
 
 impl std::fmt::Debug for Pager {
@@ -169,18 +171,35 @@ impl Pager {
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(_) => {
-                    drop(Pager { shared, threads });
+                    drop(Pager { shared, threads, inline: false });
                     return None;
                 }
             }
         }
-        Some(Pager { shared, threads })
+        Some(Pager { shared, threads, inline: false })
+    }
+
+    /// A pager without helper threads (see `super::background`): it makes a spare segment
+    /// in the writer's thread when asked for one, so that the log's files go through the same
+    /// steps, and leaves out filling ahead and write-behind, which change only speed.
+    pub(crate) fn without_threads() -> Pager {
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new() });
+        Pager { shared, threads: Vec::new(), inline: true }
+    }
+
+    /// How many helper threads this pager started.
+    #[cfg(test)]
+    pub(crate) fn thread_count(&self) -> usize {
+        self.threads.len()
     }
 
     /// Asks for `segment`'s data region to be filled with zeros up to `target`, ahead of the
     /// writer ([`PagerHandle::fill_ahead`]). A different segment than before replaces it (the
     /// writer moved on).
     pub(crate) fn fill_ahead(&self, segment: PagerHandle, target: u64) {
+        if self.inline {
+            return;
+        }
         let mut state = self.shared.state();
         let same = state.segment.as_ref().is_some_and(|s| s.same_segment(&segment));
         if !same {
@@ -195,6 +214,9 @@ impl Pager {
     /// Tells the helper that the writer moved on to `segment`, whose data region is already
     /// filled up to `filled` (it was a spare).
     pub(crate) fn adopt(&self, segment: PagerHandle, filled: u64) {
+        if self.inline {
+            return;
+        }
         let mut state = self.shared.state();
         state.segment = Some(segment);
         state.done = filled;
@@ -205,10 +227,18 @@ impl Pager {
     /// of data filled, unless one is already asked for or made.
     pub(crate) fn request_spare(&self, dir: PathBuf, new: NewFile, fill_bytes: u64) {
         let mut state = self.shared.state();
-        if matches!(state.spare, Spare::None | Spare::Failed) {
-            state.spare = Spare::Wanted { dir, new, fill_bytes };
-            self.shared.wake.notify_all();
+        if !matches!(state.spare, Spare::None | Spare::Failed) {
+            return;
         }
+        if self.inline {
+            state.spare = match SpareSegment::create(&dir, new) {
+                Ok(spare) => Spare::Ready { spare, fill_bytes: 0 },
+                Err(_) => Spare::Failed,
+            };
+            return;
+        }
+        state.spare = Spare::Wanted { dir, new, fill_bytes };
+        self.shared.wake.notify_all();
     }
 
     /// Takes the spare segment: `None` if there is none (or it was not started yet: the request
@@ -229,7 +259,7 @@ impl Pager {
     /// Asks for the write-out of data bytes `[from, to)` of `segment` to be started. The
     /// writer must not write into that range again (it only appends after it).
     pub(crate) fn write_behind(&self, segment: PagerHandle, from: u64, to: u64) {
-        if to <= from {
+        if to <= from || self.inline {
             return;
         }
         let mut state = self.shared.state();

@@ -281,7 +281,10 @@ impl Writer {
         self.publish();
         if !self.pager_tried {
             self.pager_tried = true;
-            self.pager = Pager::start();
+            self.pager = match super::background::threads_allowed() {
+                true => Pager::start(),
+                false => Some(Pager::without_threads()),
+            };
         }
         let Some(pager) = &self.pager else {
             return;

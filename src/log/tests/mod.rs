@@ -5,4 +5,5 @@ mod group_commit;
 mod pager_requests;
 mod poison;
 mod release;
+mod without_threads;
 mod zero_ahead;
