@@ -280,6 +280,43 @@ fn a_forged_link_after_an_unreadable_page_is_named() {
     assert!(log.verify_pages(None, None).unwrap().is_clean());
 }
 
+/// Found by the `rollup_pages` fuzz target: a page forged behind good checksums in two
+/// places, a child hash and the first offset in its header. An inclusion proof read only the
+/// forged child and was given with a forged root; the head asked next checked the header,
+/// rebuilt the page and gave the true root, against which the proof failed. Proofs now run
+/// the head's checks first.
+#[test]
+fn a_proof_checks_its_pages_as_a_head_does_so_both_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = build(dir.path(), 600);
+    let offsets: Vec<u64> = log.replay(0).map(|r| r.unwrap().offset).collect();
+    let true_root = log.tree_head(Some(300)).unwrap().root;
+    let true_consistency = log.consistency_proof(100, Some(300)).unwrap();
+    drop(log);
+    let forge_page_1 = |dir: &Path| {
+        forge(dir, 1, |record| {
+            record[CHILDREN_AT + 32 * 32] ^= 1;
+            record[36] ^= 0x80;
+        })
+    };
+    forge_page_1(dir.path());
+    // Read-only: a writer's hashing thread could find the header first.
+    let log = Log::open_read_only(dir.path()).unwrap();
+    let proof = log.inclusion_proof(offsets[0], Some(300)).unwrap();
+    let head = log.tree_head(Some(300)).unwrap();
+    assert_eq!(proof.root, head.root, "the proof's root is not the head's");
+    assert_eq!(proof.root, true_root);
+    proof.verify(Some(&head.root)).unwrap();
+    drop(log);
+
+    forge_page_1(dir.path());
+    // Read-only: a writer's hashing thread could find the header first.
+    let log = Log::open_read_only(dir.path()).unwrap();
+    let consistency = log.consistency_proof(100, Some(300)).unwrap();
+    assert_eq!(consistency, true_consistency);
+    assert_eq!(log.tree_head(Some(300)).unwrap().root, consistency.new_root);
+}
+
 #[test]
 fn pages_over_records_a_crash_took_away_are_dropped() {
     let dir = tempfile::tempdir().unwrap();

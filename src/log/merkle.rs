@@ -315,7 +315,7 @@ impl Log {
         old_size: u64,
         new_size: Option<u64>,
     ) -> Result<ConsistencyProof> {
-        self.with_rollup(|rollup, _| rollup.consistency(old_size, new_size))
+        self.with_rollup(|rollup, reader| rollup.consistency(reader, old_size, new_size))
     }
 
     /// What the rollup has hashed and stored, and what it found when it loaded its pages

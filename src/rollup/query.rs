@@ -227,7 +227,17 @@ impl Rollup {
             let (root, end_offset) = (empty_root(), source.start_offset());
             return Ok(TreeHead { tree_size: 0, root, end_offset, last_write_timestamp_ms: 0 });
         }
-        let root = tree::root(&Pages::new(self), size)?;
+        self.head_from(&Pages::new(self), source, size)
+    }
+
+    /// [`Rollup::head`] of a size from 1 to the entries hashed, reading `pages`.
+    fn head_from(
+        &self,
+        pages: &Pages<'_>,
+        source: &dyn EntrySource,
+        size: u64,
+    ) -> QueryResult<TreeHead> {
+        let root = tree::root(pages, size)?;
         let last = self.entry_info(source, size - 1)?;
         Ok(TreeHead {
             tree_size: size,
@@ -235,6 +245,25 @@ impl Rollup {
             end_offset: last.end,
             last_write_timestamp_ms: last.write_ms,
         })
+    }
+
+    /// The root of the tree of `size` entries (at least 1), checked as [`Rollup::head`] checks
+    /// it: every proof runs these checks, so that a page forged behind good checksums, which a
+    /// head of the same size would find and rebuild, is rebuilt before the proof is given and
+    /// not after; a proof's root is then the head's. The check of the last entry is left out
+    /// where retention removed it: no head of that size can be given, but a proof can.
+    fn checked_root(
+        &self,
+        pages: &Pages<'_>,
+        source: &dyn EntrySource,
+        size: u64,
+    ) -> QueryResult<Hash> {
+        let root = tree::root(pages, size)?;
+        match self.entry_info(source, size - 1) {
+            Ok(_) => Ok(root),
+            Err(QueryError::Log(_)) if size - 1 < source.start_entry() => Ok(root),
+            Err(err) => Err(err),
+        }
     }
 
     /// The head of the largest tree whose last entry was written at or before `at_ms`.
@@ -320,7 +349,7 @@ impl Rollup {
         let audit_path = tree::inclusion_path(&pages, index, 0, size)?;
         // Self-check: a stored node that does not match its children (a page forged with
         // good checksums) would make a path that does not lead to the tree's root.
-        let root = tree::root(&pages, size)?;
+        let root = self.checked_root(&pages, source, size)?;
         if tree::root_from_inclusion_path(index, size, &leaf, &audit_path) != Some(root) {
             return Err(pages.culprit(page, "an inclusion path did not lead to the root"));
         }
@@ -340,6 +369,7 @@ impl Rollup {
     /// entries (all by default).
     pub(crate) fn consistency(
         &self,
+        source: &dyn EntrySource,
         old_size: u64,
         new_size: Option<u64>,
     ) -> QueryResult<ConsistencyProof> {
@@ -360,7 +390,8 @@ impl Rollup {
             true => Vec::new(),
             false => tree::consistency_path(&pages, old_size, new_size)?,
         };
-        let (old_root, new_root) = (tree::root(&pages, old_size)?, tree::root(&pages, new_size)?);
+        let old_root = self.checked_root(&pages, source, old_size)?;
+        let new_root = self.checked_root(&pages, source, new_size)?;
         // Self-check, as for inclusion proofs.
         if !tree::verify_consistency_path(old_size, new_size, &old_root, &new_root, &proof) {
             let page = (old_size - 1) / FANOUT as u64;
