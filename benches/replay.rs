@@ -23,7 +23,13 @@ const LARGE_LEN: usize = 64 << 10;
 /// outside the timed region (see the recovery benchmarks for its cost). Returns the time and
 /// checks the count, so a broken replay cannot pass as a fast one.
 fn time_next_ref(dir: &std::path::Path, expected: u64) -> Duration {
+    time_next_ref_with(dir, expected, false)
+}
+
+/// [`time_next_ref`], with read checks (`Log::set_read_checks`) as `read_checks` says.
+fn time_next_ref_with(dir: &std::path::Path, expected: u64, read_checks: bool) -> Duration {
     let log = Log::open_read_only(dir).unwrap();
+    log.set_read_checks(read_checks);
     let start = Instant::now();
     let mut replay = log.replay(0);
     let (mut records, mut bytes) = (0u64, 0u64);
@@ -109,6 +115,12 @@ fn replay_1m(c: &mut Criterion) {
         let log_dir = fixture().log();
         b.iter_custom(|iters| (0..iters).map(|_| time_next_ref(&log_dir, RECORDS)).sum());
     });
+    group.bench_function("log_replay_next_ref_read_checks", |b| {
+        let log_dir = fixture().log();
+        b.iter_custom(|iters| {
+            (0..iters).map(|_| time_next_ref_with(&log_dir, RECORDS, true)).sum()
+        });
+    });
     group.bench_function("log_replay_iterator", |b| {
         let log_dir = fixture().log();
         b.iter_custom(|iters| (0..iters).map(|_| time_iterator(&log_dir, RECORDS)).sum());
@@ -139,6 +151,12 @@ fn replay_64k(c: &mut Criterion) {
     group.bench_function("log_replay_next_ref", |b| {
         let log_dir = fixture().log();
         b.iter_custom(|iters| (0..iters).map(|_| time_next_ref(&log_dir, LARGE_RECORDS)).sum());
+    });
+    group.bench_function("log_replay_next_ref_read_checks", |b| {
+        let log_dir = fixture().log();
+        b.iter_custom(|iters| {
+            (0..iters).map(|_| time_next_ref_with(&log_dir, LARGE_RECORDS, true)).sum()
+        });
     });
     // The floor for any checked replay: CRC-32 of as many bytes, 64 KiB at a time, from one
     // 256 MiB buffer (too big for the caches, like the mapped segments).

@@ -613,6 +613,13 @@ pub fn stored_offset(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(read_array(h, FH_OFFSET)))
 }
 
+/// The length field of the frame header at the start of `bytes` (header and payload, no
+/// padding), read without validating anything; `None` if fewer than eight bytes remain.
+#[must_use]
+pub fn stored_frame_len(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(read_array(bytes.get(..FH_OFFSET)?, FH_LEN)))
+}
+
 /// The checksum stored in an encoded frame header.
 #[must_use]
 pub fn header_crc(header: &[u8; FRAME_HEADER_LEN]) -> u32 {

@@ -269,6 +269,44 @@ fn replay_bounds_at_every_boundary_through_every_reader() {
     log.close().unwrap();
     let log = Log::open_with(dir.path(), small(max as u64)).unwrap();
     check_reads(&log, &recs, 3);
+    // Read checks (`set_read_checks`) change no answer, through the log and its readers.
+    log.set_read_checks(true);
+    check_reads(&log, &recs, 3);
+    check_reads(&log.reader(), &recs, 5);
+    let ro = Log::open_read_only(dir.path()).unwrap();
+    ro.set_read_checks(true);
+    check_reads(&ro, &recs, 5);
+}
+
+/// Read checks read a segment into memory a MiB at a time, and a larger record whole: records
+/// on both sides of those windows, some larger than a window, replay alike with and without.
+#[test]
+fn read_checks_replay_records_larger_than_their_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = chronicle::Options { segment_bytes: 8 << 20, ..chronicle::Options::default() };
+    let mut log = Log::open_with(dir.path(), options).unwrap();
+    let lens = [100, 3 << 20, 5, (1 << 20) - 40, 1 << 20, 777, (3 << 20) + 3, 0, 4000];
+    let mut expected = Vec::new();
+    for round in 0..3u8 {
+        for (i, &len) in lens.iter().enumerate() {
+            let payload = vec![round.wrapping_mul(31).wrapping_add(i as u8); len];
+            expected.push((log.append(&payload).unwrap(), payload));
+        }
+    }
+    log.close().unwrap();
+    let log = Log::open_read_only(dir.path()).unwrap();
+    log.set_read_checks(true);
+    assert!(segments(dir.path()).len() >= 3);
+    for from in [0, 1, 4, 9, 13, 26] {
+        let got: Vec<(u64, Vec<u8>)> = log
+            .replay(expected[from].0)
+            .map(|r| r.unwrap())
+            .map(|r| (r.offset, r.payload.to_vec()))
+            .collect();
+        assert!(got == expected[from..], "replay from record {from} differs");
+    }
+    log.set_read_checks(false);
+    assert_eq!(log.replay(0).count(), expected.len());
 }
 
 #[test]

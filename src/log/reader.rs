@@ -1,7 +1,7 @@
 //! The state shared between the writer and its readers, and the [`LogReader`] handle.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{compiler_fence, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 
 use super::follow::Follow;
@@ -37,6 +37,9 @@ pub(super) struct Shared {
     /// is here (see `log/follow_stream.rs`); `wake_all` takes them out and wakes them.
     #[cfg(feature = "async")]
     pub(super) tasks: Mutex<Vec<(u64, std::task::Waker)>>,
+    /// Whether replays read each window of a segment into the page tables before touching it
+    /// ([`Log::set_read_checks`](super::Log::set_read_checks)).
+    pub(super) read_checks: AtomicBool,
     /// For a read-only handle: what a follower needs to find the records another process
     /// appends after this handle opened (`None` for a writer's handle, which publishes them).
     pub(super) tail: Option<Mutex<Tail>>,
@@ -63,6 +66,7 @@ impl Shared {
             wake_cond: Condvar::new(),
             #[cfg(feature = "async")]
             tasks: Mutex::new(Vec::new()),
+            read_checks: AtomicBool::new(false),
             tail: tail.map(Mutex::new),
         }
     }
@@ -70,7 +74,7 @@ impl Shared {
     pub(super) fn snapshot(&self) -> Snapshot {
         let end = self.end.load(Ordering::Acquire);
         let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner).clone();
-        Snapshot { segments, end }
+        Snapshot { segments, end, read_checks: self.read_checks.load(Ordering::Relaxed) }
     }
 
     /// Called by the writer right after it stored `end` or `durable_end`: wakes the waiting

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use crate::error::{Result, StorageError};
 use crate::format::{
-    decode_frame, stored_offset, FormatError, Frame, FrameHeader, FrameRead, FRAME_ALIGN,
-    FRAME_HEADER_LEN,
+    decode_frame, stored_frame_len, stored_offset, FormatError, Frame, FrameHeader, FrameRead,
+    FRAME_ALIGN, FRAME_HEADER_LEN,
 };
 use crate::segment::{prefetch_ahead, Segment, SegmentData};
 
@@ -43,11 +43,18 @@ const PREFETCH_DISTANCE: usize = 4096;
 /// took 1.2–1.3 s against 0.9 s).
 const RESIDENT_WINDOW_BYTES: u64 = 256 << 20;
 
+/// How much of a segment a replay with read checks reads into the page tables at a time
+/// (more for a larger record).
+const READ_CHECK_WINDOW_BYTES: u64 = 1 << 20;
+
 /// An immutable view of the log's segments and its published end, taken at one moment.
 #[derive(Clone, Debug)]
 pub(crate) struct Snapshot {
     pub segments: Arc<[Arc<Segment>]>,
     pub end: u64,
+    /// Read each window of a segment into the page tables before touching it
+    /// ([`Snapshot::populate_frame`]).
+    pub read_checks: bool,
 }
 
 impl Snapshot {
@@ -72,12 +79,54 @@ impl Snapshot {
         }
     }
 
+    /// With read checks on: reads the frame at `offset` of segment `index` into the page
+    /// tables (its header, then as far as its length field says, within the segment's data),
+    /// and at least `window` bytes from `offset`, so that decoding it cannot fault. Returns the
+    /// offset up to which the bytes are in; `u64::MAX` if read checks are off, or the kernel
+    /// cannot do them (nothing is then checked).
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] naming the segment and the bytes, if they cannot be read (reading
+    /// them through the map would have raised `SIGBUS`).
+    #[cold]
+    #[inline(never)]
+    fn populate_frame(&self, index: usize, offset: u64, window: u64) -> Result<u64> {
+        let Some(segment) = self.segments.get(index).filter(|_| self.read_checks) else {
+            return Ok(u64::MAX);
+        };
+        let base = segment.base_offset();
+        let data_end = self.data_end(index);
+        let populate = |from: u64, to: u64| -> Result<bool> {
+            segment.populate(from.saturating_sub(base), to.saturating_sub(base)).map_err(|err| {
+                let what = format!(
+                    "log bytes {from}..{to} could not be read into memory (a disk read error, or \
+                     the file was cut short): {err}"
+                );
+                StorageError::io("read a segment", segment.path(), std::io::Error::other(what))
+            })
+        };
+        let ahead = offset.saturating_add(window.max(FRAME_HEADER_LEN as u64)).min(data_end);
+        if !populate(offset, ahead)? {
+            return Ok(u64::MAX);
+        }
+        let bytes = segment.data(offset.saturating_sub(base), data_end.saturating_sub(base));
+        let frame_end = offset.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
+        let frame_end = frame_end.min(data_end);
+        if frame_end > ahead {
+            populate(ahead, frame_end)?;
+        }
+        Ok(ahead.max(frame_end))
+    }
+
     /// Decodes the frame at `offset` in segment `index`, bounded by that segment's data end;
     /// `Ok(None)` for a zero length field.
     fn decode(&self, index: usize, offset: u64) -> Result<Option<Frame<'_>>> {
         let Some(segment) = self.segments.get(index) else {
             return Ok(None);
         };
+        if self.read_checks {
+            self.populate_frame(index, offset, 0)?;
+        }
         let base = segment.base_offset();
         let bytes = segment.data(offset - base, self.data_end(index) - base);
         match decode_frame(bytes, offset) {
@@ -137,6 +186,13 @@ impl Snapshot {
             return "no segment holds this offset".to_string();
         };
         let (base, end) = (segment.base_offset(), self.data_end(index));
+        if self.read_checks {
+            if let Err(err) = segment.populate(0, end - base) {
+                return format!(
+                    "not a record boundary, it seems: the segment cannot be read ({err})"
+                );
+            }
+        }
         let mut before = base;
         let mut at = base;
         while at <= offset && at < end {
@@ -302,6 +358,9 @@ struct Cursor {
     unreleased: usize,
     /// [`RESIDENT_WINDOW_BYTES`], smaller in tests.
     resident_window: u64,
+    /// With read checks on, the offset up to which the current segment's bytes are in the
+    /// page tables ([`Snapshot::populate_frame`]); `u64::MAX` once they cannot be checked.
+    populated_to: u64,
 }
 
 impl Cursor {
@@ -339,6 +398,22 @@ impl Cursor {
         }
         let data: &'a SegmentData = data;
         let bytes = data.bytes_from(self.next);
+        if snapshot.read_checks {
+            // The segment before ended at or before this one's base, so a window of it never
+            // counts here.
+            let header_end = self.next.saturating_add(FRAME_HEADER_LEN as u64);
+            let frame_end =
+                || self.next.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
+            if header_end > self.populated_to || frame_end() > self.populated_to {
+                match snapshot.populate_frame(self.index, self.next, READ_CHECK_WINDOW_BYTES) {
+                    Ok(to) => self.populated_to = to,
+                    Err(err) => {
+                        self.done = true;
+                        return Some(Err(err));
+                    }
+                }
+            }
+        }
         prefetch_ahead(bytes, PREFETCH_DISTANCE);
         match decode_frame(bytes, self.next) {
             Ok(FrameRead::Frame(frame)) => {
@@ -428,6 +503,7 @@ impl Replay {
             done: false,
             unreleased: 0,
             resident_window: RESIDENT_WINDOW_BYTES,
+            populated_to: 0,
         };
         let mut data = SegmentData::EMPTY;
         let mut pending = None;

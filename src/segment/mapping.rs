@@ -66,6 +66,31 @@ impl Segment {
         Segment { path, header, map, capacity, published: AtomicU64::new(published), writable }
     }
 
+    /// Reads data bytes `[start, end)` (clipped to what is published) into this process's
+    /// page tables with `MADV_POPULATE_READ`, so that touching them takes no fault that could
+    /// fail: a disk read error (or a file cut short under the map) is returned here, where
+    /// reading the bytes through the map would raise `SIGBUS`. `Ok(false)` where the kernel
+    /// has no such advice (Linux before 5.14, other systems): nothing was read or checked.
+    pub(crate) fn populate(&self, start: u64, end: u64) -> std::io::Result<bool> {
+        let end = end.min(self.published_len());
+        let start = start.min(end);
+        if start == end {
+            return Ok(true);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let offset = SEGMENT_HEADER_LEN + to_index(start);
+            let advice = memmap2::Advice::PopulateRead;
+            match self.map.advise_range(advice, offset, to_index(end - start)) {
+                Ok(()) => Ok(true),
+                Err(err) if err.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+                Err(err) => Err(err),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Ok(false)
+    }
+
     /// A view of the published data region, from `start` to at most `end`.
     pub(crate) fn data(&self, start: u64, end: u64) -> &[u8] {
         let published = self.published_len();
