@@ -174,20 +174,23 @@ impl Consumer {
     /// Checks the stored position against the log: it must be a record boundary or the end.
     ///
     /// # Errors
-    /// [`StorageError::Consumer`] saying what is wrong with it.
+    /// [`StorageError::Consumer`] saying what is wrong with it; [`StorageError::Io`] if read
+    /// checks found the log unreadable there.
     fn resume_position(&self) -> Result<u64> {
         let Some(position) = self.position else {
             return Ok(self.shared.snapshot().start());
         };
-        check_position(&self.shared, position).map_err(|err| StorageError::Consumer {
-            name: self.name.clone(),
-            reason: match err {
-                StorageError::InvalidOffset { reason, .. } => format!(
+        check_position(&self.shared, position).map_err(|err| match err {
+            // The log cannot be read there (read checks): nothing wrong with the position.
+            err @ StorageError::Io { .. } => err,
+            StorageError::InvalidOffset { reason, .. } => StorageError::Consumer {
+                name: self.name.clone(),
+                reason: format!(
                     "the stored position {position} cannot be resumed from: {reason} (was the \
                      log repaired or cut back since it was committed?)"
                 ),
-                other => other.to_string(),
             },
+            other => StorageError::Consumer { name: self.name.clone(), reason: other.to_string() },
         })?;
         Ok(position)
     }

@@ -351,8 +351,8 @@ impl Log {
         self.reader().frame_header_at(offset)
     }
 
-    /// Turns read checks on or off for replays (and follows, proofs, index catch-up) made
-    /// from this log or its readers from now on. Off by default.
+    /// Turns read checks on or off for replays (and follows, `read_at`, proofs, index
+    /// catch-up) made from this log or its readers from now on. Off by default.
     ///
     /// Replay reads segments through memory maps, so a disk read error on a page that is
     /// not in memory reaches the process as `SIGBUS`, which kills it. With read checks, a
@@ -360,8 +360,8 @@ impl Log {
     /// `MADV_POPULATE_READ`, and such an error ends it with [`StorageError::Io`] naming the
     /// segment and the bytes instead. Their price is replay speed (BENCHMARKS.md, "Choosing
     /// settings"). Where the kernel has no `MADV_POPULATE_READ` (Linux before 5.14, other
-    /// systems) nothing is checked. A payload kept after its replay moved on is read through
-    /// the map without a check if its page left memory meanwhile.
+    /// systems) nothing is checked, and a page that left memory after it was read (reclaimed,
+    /// or under a payload kept after its replay moved on) is read again without a check.
     pub fn set_read_checks(&self, on: bool) {
         self.shared.read_checks.store(on, Ordering::Relaxed);
     }

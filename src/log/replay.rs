@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, stored_frame_len, stored_offset, FormatError, Frame, FrameHeader, FrameRead,
-    FRAME_ALIGN, FRAME_HEADER_LEN,
+    FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::segment::{prefetch_ahead, Segment, SegmentData};
 
@@ -45,7 +45,7 @@ const RESIDENT_WINDOW_BYTES: u64 = 256 << 20;
 
 /// How much of a segment a replay with read checks reads into the page tables at a time
 /// (more for a larger record).
-const READ_CHECK_WINDOW_BYTES: u64 = 1 << 20;
+pub(super) const READ_CHECK_WINDOW_BYTES: u64 = 1 << 20;
 
 /// An immutable view of the log's segments and its published end, taken at one moment.
 #[derive(Clone, Debug)]
@@ -81,41 +81,23 @@ impl Snapshot {
 
     /// With read checks on: reads the frame at `offset` of segment `index` into the page
     /// tables (its header, then as far as its length field says, within the segment's data),
-    /// and at least `window` bytes from `offset`, so that decoding it cannot fault. Returns the
-    /// offset up to which the bytes are in; `u64::MAX` if read checks are off, or the kernel
-    /// cannot do them (nothing is then checked).
+    /// and up to `window` bytes from `offset` but not past `limit`, so that decoding it takes
+    /// no fault that could fail. If a page of the window cannot be read, reads what can be of
+    /// it, page by page, so that the frames before that page are still decoded and the error
+    /// comes at the first frame that reaches it. Returns the offset up to which the bytes are
+    /// in; `u64::MAX` if read checks are off or the kernel cannot do them (nothing is then
+    /// checked).
     ///
     /// # Errors
-    /// [`StorageError::Io`] naming the segment and the bytes, if they cannot be read (reading
-    /// them through the map would have raised `SIGBUS`).
+    /// [`StorageError::Io`] naming the segment and the frame's bytes, if they cannot be read
+    /// (reading them through the map would have raised `SIGBUS`).
     #[cold]
     #[inline(never)]
-    fn populate_frame(&self, index: usize, offset: u64, window: u64) -> Result<u64> {
-        let Some(segment) = self.segments.get(index).filter(|_| self.read_checks) else {
-            return Ok(u64::MAX);
-        };
-        let base = segment.base_offset();
-        let data_end = self.data_end(index);
-        let populate = |from: u64, to: u64| -> Result<bool> {
-            segment.populate(from.saturating_sub(base), to.saturating_sub(base)).map_err(|err| {
-                let what = format!(
-                    "log bytes {from}..{to} could not be read into memory (a disk read error, or \
-                     the file was cut short): {err}"
-                );
-                StorageError::io("read a segment", segment.path(), std::io::Error::other(what))
-            })
-        };
-        let ahead = offset.saturating_add(window.max(FRAME_HEADER_LEN as u64)).min(data_end);
-        if !populate(offset, ahead)? {
-            return Ok(u64::MAX);
+    fn populate_frame(&self, index: usize, offset: u64, window: u64, limit: u64) -> Result<u64> {
+        match self.segments.get(index).filter(|_| self.read_checks) {
+            Some(segment) => populate_frame(segment, self.data_end(index), offset, window, limit),
+            None => Ok(u64::MAX),
         }
-        let bytes = segment.data(offset.saturating_sub(base), data_end.saturating_sub(base));
-        let frame_end = offset.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
-        let frame_end = frame_end.min(data_end);
-        if frame_end > ahead {
-            populate(ahead, frame_end)?;
-        }
-        Ok(ahead.max(frame_end))
     }
 
     /// Decodes the frame at `offset` in segment `index`, bounded by that segment's data end;
@@ -125,7 +107,7 @@ impl Snapshot {
             return Ok(None);
         };
         if self.read_checks {
-            self.populate_frame(index, offset, 0)?;
+            self.populate_frame(index, offset, 0, 0)?;
         }
         let base = segment.base_offset();
         let bytes = segment.data(offset - base, self.data_end(index) - base);
@@ -171,6 +153,8 @@ impl Snapshot {
                     FormatError::UnexpectedEnd { expected_end },
                 ))
             }
+            // Read checks found bytes that cannot be read: not the caller's offset's fault.
+            Err(err @ StorageError::Io { .. }) => Err(err),
             Ok(None) | Err(_) => Err(StorageError::InvalidOffset {
                 offset,
                 reason: self.nearest_boundaries(index, offset),
@@ -186,17 +170,26 @@ impl Snapshot {
             return "no segment holds this offset".to_string();
         };
         let (base, end) = (segment.base_offset(), self.data_end(index));
-        if self.read_checks {
-            if let Err(err) = segment.populate(0, end - base) {
-                return format!(
-                    "not a record boundary, it seems: the segment cannot be read ({err})"
-                );
-            }
-        }
         let mut before = base;
         let mut at = base;
+        let mut populated_to = 0;
         while at <= offset && at < end {
-            match decode_frame(segment.data(at - base, end - base), at) {
+            let bytes = segment.data(at - base, end - base);
+            let frame_end = || at.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
+            if self.read_checks
+                && (at + FRAME_HEADER_LEN as u64 > populated_to || frame_end() > populated_to)
+            {
+                match self.populate_frame(
+                    index,
+                    at,
+                    READ_CHECK_WINDOW_BYTES,
+                    offset.saturating_add(1),
+                ) {
+                    Ok(to) => populated_to = to,
+                    Err(err) => return format!("the log cannot be read there: {err}"),
+                }
+            }
+            match decode_frame(bytes, at) {
                 Ok(FrameRead::Frame(frame)) => {
                     before = at;
                     at += frame.header.stride();
@@ -251,6 +244,69 @@ impl Snapshot {
             payload: Payload { segment, start, len: header.payload_len() as u64 },
         }
     }
+}
+
+/// [`Snapshot::populate_frame`] for the frame at `offset` of `segment`, whose data ends at
+/// logical offset `data_end`.
+#[cold]
+#[inline(never)]
+pub(super) fn populate_frame(
+    segment: &Segment,
+    data_end: u64,
+    offset: u64,
+    window: u64,
+    limit: u64,
+) -> Result<u64> {
+    let base = segment.base_offset();
+    let unreadable = |from: u64, to: u64, err: std::io::Error| {
+        let what = format!(
+            "log bytes {from}..{to} could not be read into memory (a disk read error, or the \
+             file was cut short): {err}"
+        );
+        StorageError::io("read a segment", segment.path(), std::io::Error::other(what))
+    };
+    let header_end = offset.saturating_add(FRAME_HEADER_LEN as u64).min(data_end);
+    let ahead = offset.saturating_add(window).min(limit).max(header_end).min(data_end);
+    let mut to = match segment.populate(offset - base, ahead - base) {
+        Ok(false) => return Ok(u64::MAX),
+        Ok(true) => ahead,
+        Err(err) => {
+            let readable = readable_prefix(segment, offset, ahead);
+            if readable < header_end {
+                return Err(unreadable(offset, header_end, err));
+            }
+            readable
+        }
+    };
+    let bytes = segment.data(offset - base, data_end - base);
+    let frame_end = offset.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
+    // A length past the segment's data is refused before any of the frame is read.
+    if frame_end > to && frame_end <= data_end {
+        segment
+            .populate(to - base, frame_end - base)
+            .map_err(|e| unreadable(offset, frame_end, e))?;
+        to = frame_end;
+    }
+    Ok(to)
+}
+
+/// How far from `from` (below `to`) the bytes of `segment` can be read into memory, a page of
+/// the file at a time: the start of the first page that cannot be.
+#[cold]
+fn readable_prefix(segment: &Segment, from: u64, to: u64) -> u64 {
+    const PAGE: u64 = 4096;
+    let base = segment.base_offset();
+    let header = SEGMENT_HEADER_LEN as u64;
+    let mut at = from;
+    while at < to {
+        let page_end = ((header + at - base) / PAGE + 1) * PAGE - header + base;
+        let next = page_end.min(to);
+        if !matches!(segment.populate(at - base, next - base), Ok(true)) {
+            break;
+        }
+        at = next;
+    }
+    at
 }
 
 fn corruption(segment: &Segment, offset: u64, kind: FormatError) -> StorageError {
@@ -405,7 +461,8 @@ impl Cursor {
             let frame_end =
                 || self.next.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
             if header_end > self.populated_to || frame_end() > self.populated_to {
-                match snapshot.populate_frame(self.index, self.next, READ_CHECK_WINDOW_BYTES) {
+                let window = READ_CHECK_WINDOW_BYTES;
+                match snapshot.populate_frame(self.index, self.next, window, self.until) {
                     Ok(to) => self.populated_to = to,
                     Err(err) => {
                         self.done = true;

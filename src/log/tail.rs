@@ -35,9 +35,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::reader::Shared;
+use super::replay::{populate_frame, READ_CHECK_WINDOW_BYTES};
 use super::start_record::{read_start_record, START_FILE_NAME};
 use crate::error::{Result, StorageError};
-use crate::format::{decode_frame, segment_file_name, FrameRead, FLAG_BATCH_CONTINUES};
+use crate::format::{
+    decode_frame, segment_file_name, stored_frame_len, FrameRead, FLAG_BATCH_CONTINUES,
+    FRAME_HEADER_LEN,
+};
 use crate::segment::Segment;
 
 /// What a read-only handle's followers know of the files past its published end.
@@ -65,7 +69,7 @@ impl Tail {
     /// errors opening a new segment ([`StorageError::BrokenChain`] if it does not follow
     /// the last frame published).
     pub(super) fn poll(&mut self, shared: &Shared, _next: u64) -> Result<()> {
-        if self.publish_new_frames(shared) {
+        if self.publish_new_frames(shared)? {
             return Ok(());
         }
         self.check_last_frame(shared)?;
@@ -102,7 +106,7 @@ impl Tail {
             };
         }
         // Frames may have been completed between the first look and the roll.
-        if self.publish_new_frames(shared) {
+        if self.publish_new_frames(shared)? {
             return Ok(());
         }
         let (segment, _file) = Segment::open(next_path.clone(), end, false)?;
@@ -129,17 +133,34 @@ impl Tail {
 
     /// Decodes the complete frames past the published end of the last segment and publishes
     /// them (up to the last one that ends a batch). Returns whether the end moved.
-    fn publish_new_frames(&mut self, shared: &Shared) -> bool {
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if read checks found a frame that cannot be read (the frames
+    /// before it are published first).
+    fn publish_new_frames(&mut self, shared: &Shared) -> Result<bool> {
         let snapshot = shared.snapshot();
-        let Some(segment) = snapshot.segments.last() else { return false };
+        let Some(segment) = snapshot.segments.last() else { return Ok(false) };
         let (base, capacity) = (segment.base_offset(), segment.capacity());
         let mut durable = shared.durable_end.load(Ordering::Acquire);
         let (mut pos, mut published) = (snapshot.end, snapshot.end);
         let mut last = self.last;
         // Views of the segment cover what was published; look at the rest of it.
         segment.extend_published_read_only(capacity);
+        let (mut populated_to, mut unreadable) = (pos, None);
         while pos < base + capacity {
             let bytes = segment.data(pos - base, capacity);
+            let header_end = pos.saturating_add(FRAME_HEADER_LEN as u64);
+            let frame_end = || pos.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
+            if snapshot.read_checks && (header_end > populated_to || frame_end() > populated_to) {
+                let end = base + capacity;
+                match populate_frame(segment, end, pos, READ_CHECK_WINDOW_BYTES, end) {
+                    Ok(to) => populated_to = to,
+                    Err(err) => {
+                        unreadable = Some(err);
+                        break;
+                    }
+                }
+            }
             let Ok(FrameRead::Frame(frame)) = decode_frame(bytes, pos) else { break };
             let header = frame.header;
             pos += header.stride();
@@ -150,12 +171,12 @@ impl Tail {
             }
         }
         if published == snapshot.end {
-            return false;
+            return unreadable.map_or(Ok(false), Err);
         }
         self.last = last;
         shared.end.store(published, Ordering::Release);
         shared.durable_end.store(durable.min(published), Ordering::Release);
-        true
+        Ok(true)
     }
 
     /// Reads the start record if it changed since the last look (a new file each time, so a
@@ -210,6 +231,7 @@ impl Tail {
                     frame.header.crc
                 ),
             }),
+            Err(err @ StorageError::Io { .. }) => Err(err),
             Err(err) => Err(StorageError::CutBehind {
                 offset,
                 reason: format!(

@@ -155,7 +155,9 @@ impl Rollup {
             (span.first_offset, 0)
         };
         let mut first_ok = at > 0;
+        let mut visited = false;
         let walked = source.each_entry(from, self.next_offset, &mut |entry| {
+            visited = true;
             if at == 0 {
                 first_ok =
                     entry.offset == span.first_offset && entry.write_ms == span.first_write_ms;
@@ -167,11 +169,17 @@ impl Rollup {
             at += 1;
             more
         });
-        if walked.is_err() || !first_ok {
-            let reason = "its first entry is not where its header says".to_string();
-            return Err(QueryError::Page(BadPage { level: 0, index: page, reason }));
+        match walked {
+            // A record the log cannot give on the way (damaged, or a read error) is the log's
+            // problem, not the page's: dropping the page would not help, and after retention
+            // could lose what no rebuild can bring back.
+            Err(err) if visited || !matches!(err, StorageError::InvalidOffset { .. }) => {
+                Err(QueryError::Log(err))
+            }
+            Err(_) => Err(first_entry_misplaced(page)),
+            Ok(()) if !first_ok => Err(first_entry_misplaced(page)),
+            Ok(()) => Ok(()),
         }
-        Ok(())
     }
 
     /// The offset, end and write time of entry `index` (which the rollup has hashed).
@@ -191,8 +199,15 @@ impl Rollup {
                     && entry.write_ms == span.last_write_ms;
                 false
             });
-            if walked.is_ok() && found {
-                return Ok(EntryInfo { end: span.end_offset, write_ms: span.last_write_ms });
+            match walked {
+                Ok(()) if found => {
+                    return Ok(EntryInfo { end: span.end_offset, write_ms: span.last_write_ms });
+                }
+                // As in `walk_page`: a record the log cannot give is not the page's fault.
+                Err(err) if !matches!(err, StorageError::InvalidOffset { .. }) => {
+                    return Err(QueryError::Log(err));
+                }
+                _ => {}
             }
             let reason = "its last entry is not where its header says".to_string();
             return Err(QueryError::Page(BadPage { level: 0, index: page, reason }));
@@ -250,8 +265,10 @@ impl Rollup {
     /// The root of the tree of `size` entries (at least 1), checked as [`Rollup::head`] checks
     /// it: every proof runs these checks, so that a page forged behind good checksums, which a
     /// head of the same size would find and rebuild, is rebuilt before the proof is given and
-    /// not after; a proof's root is then the head's. The check of the last entry is left out
-    /// where retention removed it: no head of that size can be given, but a proof can.
+    /// not after; a proof's root is then the head's. Where the log cannot say where the last
+    /// entry is (retention removed its record, or it is damaged or cannot be read), the check
+    /// is left out: no head of that size can be given then, but a proof still can, from the
+    /// pages alone.
     fn checked_root(
         &self,
         pages: &Pages<'_>,
@@ -261,7 +278,7 @@ impl Rollup {
         let root = tree::root(pages, size)?;
         match self.entry_info(source, size - 1) {
             Ok(_) => Ok(root),
-            Err(QueryError::Log(_)) if size - 1 < source.start_entry() => Ok(root),
+            Err(QueryError::Log(_)) => Ok(root),
             Err(err) => Err(err),
         }
     }
@@ -399,6 +416,12 @@ impl Rollup {
         }
         Ok(ConsistencyProof { old_size, new_size, old_root, new_root, proof })
     }
+}
+
+/// The error for level-0 page `page` whose header does not lead to its first entry.
+fn first_entry_misplaced(page: u64) -> QueryError {
+    let reason = "its first entry is not where its header says".to_string();
+    QueryError::Page(BadPage { level: 0, index: page, reason })
 }
 
 /// The error for an entry whose record retention removed, inside level-0 page `page`: its
