@@ -45,7 +45,7 @@ const RESIDENT_WINDOW_BYTES: u64 = 256 << 20;
 
 /// How much of a segment a replay with read checks reads into the page tables at a time
 /// (more for a larger record).
-pub(super) const READ_CHECK_WINDOW_BYTES: u64 = 1 << 20;
+const READ_CHECK_WINDOW_BYTES: u64 = 1 << 20;
 
 /// An immutable view of the log's segments and its published end, taken at one moment.
 #[derive(Clone, Debug)]

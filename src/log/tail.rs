@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::reader::Shared;
-use super::replay::{populate_frame, READ_CHECK_WINDOW_BYTES};
+use super::replay::populate_frame;
 use super::start_record::{read_start_record, START_FILE_NAME};
 use crate::error::{Result, StorageError};
 use crate::format::{
@@ -43,6 +43,11 @@ use crate::format::{
     FRAME_HEADER_LEN,
 };
 use crate::segment::Segment;
+
+/// How much past the published end a read-only handle with read checks reads into memory at
+/// a time, while looking for new frames: less than a replay's window, since most of it is
+/// usually space the writer has not reached, which every poll would read again.
+const TAIL_READ_CHECK_WINDOW_BYTES: u64 = 64 << 10;
 
 /// What a read-only handle's followers know of the files past its published end.
 #[derive(Debug)]
@@ -153,7 +158,7 @@ impl Tail {
             let frame_end = || pos.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
             if snapshot.read_checks && (header_end > populated_to || frame_end() > populated_to) {
                 let end = base + capacity;
-                match populate_frame(segment, end, pos, READ_CHECK_WINDOW_BYTES, end) {
+                match populate_frame(segment, end, pos, TAIL_READ_CHECK_WINDOW_BYTES, end) {
                     Ok(to) => populated_to = to,
                     Err(err) => {
                         unreadable = Some(err);

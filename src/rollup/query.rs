@@ -242,17 +242,7 @@ impl Rollup {
             let (root, end_offset) = (empty_root(), source.start_offset());
             return Ok(TreeHead { tree_size: 0, root, end_offset, last_write_timestamp_ms: 0 });
         }
-        self.head_from(&Pages::new(self), source, size)
-    }
-
-    /// [`Rollup::head`] of a size from 1 to the entries hashed, reading `pages`.
-    fn head_from(
-        &self,
-        pages: &Pages<'_>,
-        source: &dyn EntrySource,
-        size: u64,
-    ) -> QueryResult<TreeHead> {
-        let root = tree::root(pages, size)?;
+        let root = tree::root(&Pages::new(self), size)?;
         let last = self.entry_info(source, size - 1)?;
         Ok(TreeHead {
             tree_size: size,
