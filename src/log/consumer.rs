@@ -200,7 +200,7 @@ impl Consumer {
     ///
     /// # Errors
     /// [`StorageError::Consumer`] if the stored position is past the end of the log or not a
-    /// record boundary.
+    /// record boundary; [`StorageError::Io`] if read checks find the log unreadable there.
     pub fn follow(&self) -> Result<Follow> {
         Ok(Follow::new(Arc::clone(&self.shared), self.resume_position()?, false))
     }

@@ -123,8 +123,9 @@ impl Snapshot {
     /// # Errors
     /// [`StorageError::InvalidOffset`] if no intact frame for `offset` starts there (not a
     /// boundary, before the start, at or past the end); [`StorageError::Corruption`] for a
-    /// damaged frame (or a zero length) at a segment's first position, which is always a
-    /// boundary.
+    /// damaged frame at a boundary: a segment's first position (a zero length too), a frame
+    /// whose stored offset names the position, or one the segment's frames lead to;
+    /// [`StorageError::Io`] if read checks find the bytes unreadable.
     pub(crate) fn frame_at(&self, offset: u64) -> Result<(usize, Frame<'_>)> {
         let invalid = |reason: &str| StorageError::InvalidOffset { offset, reason: reason.into() };
         if offset >= self.end {
@@ -136,38 +137,44 @@ impl Snapshot {
         let index = self
             .segment_index(offset)
             .ok_or_else(|| invalid("before the first segment of the log"))?;
-        match self.decode(index, offset) {
-            Ok(Some(frame)) => Ok((index, frame)),
+        let error = match self.decode(index, offset) {
+            Ok(Some(frame)) => return Ok((index, frame)),
             // A damaged frame at a segment's start, or one whose stored offset still names this
             // position, is a damaged record rather than a caller's offset inside one.
             Err(err @ StorageError::Corruption { .. }) if self.is_damaged_record(index, offset) => {
-                Err(err)
+                return Err(err);
             }
             // A zero length at a segment's start, always a boundary, inside the log: its data
             // ends early, as a replay that reached it from an earlier segment reports.
             Ok(None) if self.segments.get(index).is_some_and(|s| s.base_offset() == offset) => {
                 let expected_end = self.data_end(index);
-                Err(corruption(
+                return Err(corruption(
                     &self.segments[index],
                     offset,
                     FormatError::UnexpectedEnd { expected_end },
-                ))
+                ));
             }
             // Read checks found bytes that cannot be read: not the caller's offset's fault.
-            Err(err @ StorageError::Io { .. }) => Err(err),
-            Ok(None) | Err(_) => Err(StorageError::InvalidOffset {
-                offset,
-                reason: self.nearest_boundaries(index, offset),
-            }),
+            Err(err @ StorageError::Io { .. }) => return Err(err),
+            Ok(None) => None,
+            Err(err) => Some(err),
+        };
+        let (reason, damaged_here) = self.nearest_boundaries(index, offset);
+        match error {
+            // The walk from the segment's start reached this offset as a boundary: a damaged
+            // record (its offset field too), not a position inside one.
+            Some(err @ StorageError::Corruption { .. }) if damaged_here => Err(err),
+            _ => Err(StorageError::InvalidOffset { offset, reason }),
         }
     }
 
-    /// Says which record boundaries of segment `index` lie nearest `offset`, which is not one:
-    /// the segment's frames are walked from its start (this is the error path only).
+    /// Says which record boundaries of segment `index` lie nearest `offset`, which is not an
+    /// intact frame's: the segment's frames are walked from its start (this is the error path
+    /// only). Also says whether the walk met damage at `offset` itself, a boundary.
     #[cold]
-    fn nearest_boundaries(&self, index: usize, offset: u64) -> String {
+    fn nearest_boundaries(&self, index: usize, offset: u64) -> (String, bool) {
         let Some(segment) = self.segments.get(index) else {
-            return "no segment holds this offset".to_string();
+            return ("no segment holds this offset".to_string(), false);
         };
         let (base, end) = (segment.base_offset(), self.data_end(index));
         let mut before = base;
@@ -186,7 +193,7 @@ impl Snapshot {
                     offset.saturating_add(1),
                 ) {
                     Ok(to) => populated_to = to,
-                    Err(err) => return format!("the log cannot be read there: {err}"),
+                    Err(err) => return (format!("the log cannot be read there: {err}"), false),
                 }
             }
             match decode_frame(bytes, at) {
@@ -195,17 +202,19 @@ impl Snapshot {
                     at += frame.header.stride();
                 }
                 _ => {
-                    return format!(
+                    let reason = format!(
                         "not a record boundary; the nearest boundary before it is {before}, and \
                          the frames after it are damaged (offset {at})"
-                    )
+                    );
+                    return (reason, at == offset);
                 }
             }
         }
-        format!(
+        let reason = format!(
             "not a record boundary: it lies inside the record at {before}; the nearest \
              boundaries are {before} and {at}"
-        )
+        );
+        (reason, false)
     }
 
     fn is_damaged_record(&self, index: usize, offset: u64) -> bool {

@@ -60,6 +60,15 @@ impl<'a> Pages<'a> {
         Ok(page)
     }
 
+    /// The error blaming the first page read whose children do not hash to its inner nodes and
+    /// root; `None` if every page read is consistent.
+    fn first_inconsistent(&self) -> Option<QueryError> {
+        let cache = self.cache.borrow();
+        let bad = cache.iter().find(|page| !page.is_consistent())?;
+        let reason = "its hashes do not agree with each other; page rebuilt".to_string();
+        Some(QueryError::Page(BadPage { level: bad.level, index: bad.index, reason }))
+    }
+
     /// The first page read whose children do not hash to its inner nodes and root, to blame
     /// for an answer that failed its self-check; else level-0 page `fallback`.
     fn culprit(&self, fallback: u64, what: &str) -> QueryError {
@@ -146,8 +155,12 @@ impl Rollup {
         // Retention may have removed the page's first entries: the walk then begins at the
         // log's first record, whose entry number the start record gives.
         let (from, mut at) = if span.first_offset < source.start_offset() {
-            let first = source.start_entry().checked_sub(page * FANOUT as u64);
-            match first.and_then(|at| usize::try_from(at).ok()).filter(|&at| at < FANOUT) {
+            // A page whose entries all come after the log's first record cannot start before
+            // it: its header lies.
+            let Some(first) = source.start_entry().checked_sub(page * FANOUT as u64) else {
+                return Err(first_entry_misplaced(page));
+            };
+            match usize::try_from(first).ok().filter(|&at| at < FANOUT) {
                 Some(at) => (source.start_offset(), at),
                 None => return Err(removed(page)),
             }
@@ -187,9 +200,11 @@ impl Rollup {
         let (page, at) = (index / FANOUT as u64, (index % FANOUT as u64) as usize);
         if at == FANOUT - 1 && page < self.store.count(0) {
             // The page's header says where its last entry is: check that against the log,
-            // unless retention removed that record (the header's checksum then vouches).
+            // unless retention removed that record (the header's checksum then vouches). A
+            // header that puts it before the log's first record when the entry was not
+            // removed lies, and is caught below.
             let span = self.store.read_header(0, page)?.span;
-            if span.last_offset < source.start_offset() {
+            if span.last_offset < source.start_offset() && index < source.start_entry() {
                 return Ok(EntryInfo { end: span.end_offset, write_ms: span.last_write_ms });
             }
             let mut found = false;
@@ -256,9 +271,10 @@ impl Rollup {
     /// it: every proof runs these checks, so that a page forged behind good checksums, which a
     /// head of the same size would find and rebuild, is rebuilt before the proof is given and
     /// not after; a proof's root is then the head's. Where the log cannot say where the last
-    /// entry is (retention removed its record, or it is damaged or cannot be read), the check
-    /// is left out: no head of that size can be given then, but a proof still can, from the
-    /// pages alone.
+    /// entry is, no head of that size can be given, but a proof still can: if retention
+    /// removed that entry, from the pages alone (as before retention); if a record the check
+    /// needs is damaged, from pages whose hashes all agree with each other. A read error
+    /// fails the proof.
     fn checked_root(
         &self,
         pages: &Pages<'_>,
@@ -268,7 +284,17 @@ impl Rollup {
         let root = tree::root(pages, size)?;
         match self.entry_info(source, size - 1) {
             Ok(_) => Ok(root),
-            Err(QueryError::Log(_)) => Ok(root),
+            Err(QueryError::Log(_)) if size - 1 < source.start_entry() => Ok(root),
+            // A read error may pass, and a head of this size would then be given, perhaps after
+            // finding a forged page this proof would have used: no proof now.
+            Err(err @ QueryError::Log(StorageError::Io { .. })) => Err(err),
+            // A damaged record: no head of this size can be given until a repair (which
+            // rebuilds the pages). A forged header can send the check there, so the root
+            // stands only on pages whose hashes all agree.
+            Err(QueryError::Log(_)) => match pages.first_inconsistent() {
+                None => Ok(root),
+                Some(bad) => Err(bad),
+            },
             Err(err) => Err(err),
         }
     }
