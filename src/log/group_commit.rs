@@ -12,6 +12,7 @@
 //! A failed sync poisons the writer for everyone: the leader returns the I/O error, every
 //! thread waiting and every later call gets [`StorageError::Poisoned`].
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -198,10 +199,17 @@ impl GroupCommit {
 const GATHER_MAX: Duration = Duration::from_micros(200);
 
 /// One leader's sync: begin under the lock, perform without it, finish under it. Returns the
-/// offset now durable and whether anything was written.
+/// offset now durable and whether anything was written. A panic while performing it (which
+/// only makes system calls, so never should) becomes an error that poisons the writer:
+/// otherwise the writer would be left with its sync in flight and refuse every later one as
+/// "in flight" rather than as poisoned.
 fn lead<T: HoldsLog>(writer: &Mutex<T>) -> Result<(u64, bool)> {
     let pending: PendingSync = lock(writer)?.log_mut().begin_sync()?;
-    let outcome = pending.perform();
+    let outcome =
+        std::panic::catch_unwind(AssertUnwindSafe(|| pending.perform())).unwrap_or_else(|_| {
+            let err = std::io::Error::other("the sync panicked; nothing it covered is promised");
+            Err(StorageError::io("sync the log", pending.dir(), err))
+        });
     let end = pending.end();
     let wrote = pending.writes_anything();
     lock(writer)?.log_mut().finish_sync(&pending, outcome)?;

@@ -321,6 +321,8 @@ fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
                 #[cfg(test)]
                 fail_next_sync: false,
                 #[cfg(test)]
+                panic_next_sync: false,
+                #[cfg(test)]
                 fail_next_zero_ahead: false,
                 #[cfg(test)]
                 fail_frame_after: None,

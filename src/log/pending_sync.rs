@@ -33,12 +33,20 @@ pub(crate) struct PendingSync {
     /// Test failpoint: fail as if the disk had reported an error.
     #[cfg(test)]
     fail: bool,
+    /// Test failpoint: panic while performing it.
+    #[cfg(test)]
+    panic: bool,
 }
 
 impl PendingSync {
     /// The offset up to which the log is durable once this sync succeeds.
     pub(crate) fn end(&self) -> u64 {
         self.end
+    }
+
+    /// The log's directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Whether performing it makes any system call.
@@ -61,6 +69,8 @@ impl PendingSync {
         if !self.created.is_empty() {
             crate::segment::sync_dir(&self.dir)?;
         }
+        #[cfg(test)]
+        assert!(!self.panic, "injected panic in a sync");
         #[cfg(test)]
         if self.fail {
             let err = std::io::Error::other("injected sync failure");
@@ -109,6 +119,8 @@ impl Writer {
             end: self.end(),
             #[cfg(test)]
             fail: std::mem::take(&mut self.fail_next_sync),
+            #[cfg(test)]
+            panic: std::mem::take(&mut self.panic_next_sync),
         })
     }
 

@@ -84,6 +84,9 @@ pub(super) struct Writer {
     /// Test failpoint: the next data sync fails as if the disk had reported an error.
     #[cfg(test)]
     pub(super) fail_next_sync: bool,
+    /// Test failpoint: performing the next sync panics.
+    #[cfg(test)]
+    pub(super) panic_next_sync: bool,
     /// Test failpoint: the next zeroing ahead fails as if the disk had reported an error.
     #[cfg(test)]
     pub(super) fail_next_zero_ahead: bool,

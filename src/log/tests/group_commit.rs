@@ -71,3 +71,24 @@ fn syncs_are_counted_only_when_they_write() {
     log.sync().unwrap();
     assert_eq!(log.sync_count(), 6);
 }
+
+/// A panic while a leader performs its sync poisons the writer: the leader gets an error,
+/// and every later sync, through the shared handle or the writer inside it, `Poisoned`, not
+/// "another sync of this log is in flight".
+#[test]
+fn a_panic_inside_a_group_sync_poisons_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap().into_shared();
+    let before = log.append_sync(b"before").unwrap();
+    log.with_log_mut(|log| log.writer.as_mut().unwrap().panic_next_sync = true);
+    match log.append_sync(b"during") {
+        Err(StorageError::Io { source, .. }) => assert!(source.to_string().contains("panicked")),
+        other => panic!("expected the sync's error, got {other:?}"),
+    }
+    assert!(matches!(log.append_sync(b"after"), Err(StorageError::Poisoned { .. })));
+    let direct = log.with_log_mut(Log::sync);
+    assert!(matches!(direct, Err(StorageError::Poisoned { .. })), "{direct:?}");
+    drop(log);
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(&*log.read_at(before).unwrap().payload, b"before");
+}
