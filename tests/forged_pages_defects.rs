@@ -5,56 +5,24 @@
 //! field in a page's first record, which made the page look forged. Each test failed before
 //! its fix.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use chronicle::{Log, Options};
-use sha2::{Digest, Sha256};
+use common::{
+    file_pos, forge_page as forge, segment_of, segments, HEADER_LEN as SEGMENT_HEADER_LEN,
+    PAGE_CHILDREN_AT as CHILDREN_AT,
+};
 
-/// Bytes of one page record (`FORMAT.md` 12.3), where its children start, and its CRC-32.
-const PAGE_RECORD_LEN: usize = 9328;
-const CHILDREN_AT: usize = 168;
-const CRC_AT: usize = 9320;
 /// Header fields of a page record (`src/rollup/page.rs`, `write_header`).
 const FIRST_OFFSET_AT: usize = 32;
 const LAST_OFFSET_AT: usize = 40;
 const END_OFFSET_AT: usize = 48;
 const LAST_WRITE_MS_AT: usize = 64;
-const SEGMENT_HEADER_LEN: u64 = 64;
-
-fn page_file(dir: &Path, level: u8) -> PathBuf {
-    dir.join(format!("rollup-{level}.pages"))
-}
-
-/// Rewrites page `index` of level 0 with `edit` applied, then its header hash and CRC-32
-/// recomputed, so that only a comparison with the log can tell (as in `tests/rollup_pages.rs`).
-fn forge(dir: &Path, index: usize, edit: impl FnOnce(&mut [u8])) {
-    let path = page_file(dir, 0);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let record = &mut bytes[index * PAGE_RECORD_LEN..(index + 1) * PAGE_RECORD_LEN];
-    edit(record);
-    let hash = Sha256::digest(&record[..136]);
-    record[136..168].copy_from_slice(&hash);
-    let crc = crc32fast::hash(&record[..CRC_AT]);
-    record[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&path, bytes).unwrap();
-}
 
 fn set_u64(record: &mut [u8], at: usize, value: u64) {
     record[at..at + 8].copy_from_slice(&value.to_le_bytes());
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn base_of(p: &Path) -> u64 {
-    p.file_stem().unwrap().to_str().unwrap().parse().unwrap()
 }
 
 /// A log of `n` records of 0 to 40 bytes in 16 KiB segments, every record hashed into
@@ -74,10 +42,9 @@ fn build(dir: &Path, n: u64) -> (Log, Vec<u64>) {
 
 /// Flips a payload byte of the record at `offset` (which must have a payload) in its segment.
 fn damage_record(dir: &Path, offset: u64) {
-    let segment = segment_files(dir).into_iter().rev().find(|p| base_of(p) <= offset).unwrap();
+    let (base, segment) = segment_of(dir, offset);
     let mut bytes = std::fs::read(&segment).unwrap();
-    let at = (SEGMENT_HEADER_LEN + offset - base_of(&segment) + 32) as usize;
-    bytes[at] ^= 0x55;
+    bytes[(file_pos(base, offset) + 32) as usize] ^= 0x55;
     std::fs::write(&segment, bytes).unwrap();
 }
 
@@ -180,7 +147,7 @@ fn a_last_offset_forged_onto_an_unreadable_page_switches_off_a_proofs_check() {
     let offsets: Vec<u64> = log.replay(0).map(|r| r.unwrap().offset).collect();
     let true_consistency = log.consistency_proof(1_000, Some(1_536)).unwrap();
     log.close().unwrap();
-    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(segments(dir.path()).len(), 1);
     // Entry 2700 is in sealed page 10; the file is cut at the page that holds its start.
     let cut = (offsets[2_700] + SEGMENT_HEADER_LEN) / 4096 * 4096;
     assert!(cut > offsets[1_536] + SEGMENT_HEADER_LEN, "{cut}");
@@ -190,7 +157,7 @@ fn a_last_offset_forged_onto_an_unreadable_page_switches_off_a_proofs_check() {
         record[72] ^= 1;
         set_u64(record, LAST_OFFSET_AT, offsets[2_700]);
     });
-    let segment = segment_files(dir.path())[0].clone();
+    let segment = segments(dir.path())[0].1.clone();
     let segment_bytes = std::fs::read(&segment).unwrap();
     let log = Log::open_read_only(dir.path()).unwrap();
     log.set_read_checks(true);
@@ -262,15 +229,13 @@ fn a_damaged_offset_field_in_a_pages_first_record_still_drops_its_pages() {
     // Entry 256 starts level-0 page 1; it must not start a segment (a segment's first position
     // is always a boundary, and is reported as damaged).
     let offset = offsets[256];
-    let segments = segment_files(dir.path());
-    assert!(segments.iter().all(|p| base_of(p) != offset));
-    let segment = segments.iter().rev().find(|p| base_of(p) <= offset).unwrap();
-    assert!(segment != segments.last().unwrap(), "record 256 should be in a sealed segment");
-    let mut bytes = std::fs::read(segment).unwrap();
+    let (base, segment) = segment_of(dir.path(), offset);
+    assert_ne!(base, offset);
+    assert!(segment != segments(dir.path()).last().unwrap().1, "record 256 should be sealed");
+    let mut bytes = std::fs::read(&segment).unwrap();
     // A byte of the frame header's offset field (bytes 8..16 of the header).
-    let at = (SEGMENT_HEADER_LEN + offset - base_of(segment) + 8 + 5) as usize;
-    bytes[at] ^= 0x10;
-    std::fs::write(segment, bytes).unwrap();
+    bytes[(file_pos(base, offset) + 8 + 5) as usize] ^= 0x10;
+    std::fs::write(&segment, bytes).unwrap();
 
     let log = Log::open_read_only(dir.path()).unwrap();
     assert_eq!(log.tree_head(Some(10)).unwrap(), head_10);

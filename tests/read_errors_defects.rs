@@ -8,21 +8,12 @@
 //! without the FUSE file system of `tests/power_cut*.rs` (`tests/power_cut_defects.rs` has
 //! the disk read error itself).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use chronicle::{Log, Next, Options, StorageError};
-
-const SEGMENT_HEADER_LEN: u64 = 64;
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    files.sort();
-    files
-}
+use common::{file_pos, segment_of, segments, HEADER_LEN as SEGMENT_HEADER_LEN};
 
 /// A log of one 8 MiB segment holding `n` records of 100 bytes; their offsets and frame ends.
 fn one_segment_log(dir: &Path, n: usize) -> Vec<(u64, u64)> {
@@ -38,7 +29,7 @@ fn one_segment_log(dir: &Path, n: usize) -> Vec<(u64, u64)> {
         .map(|r| r.unwrap())
         .map(|r| (r.offset, r.offset + 32 + r.payload.len() as u64))
         .collect();
-    assert_eq!(segment_files(dir).len(), 1);
+    assert_eq!(segments(dir).len(), 1);
     frames
 }
 
@@ -46,7 +37,7 @@ fn one_segment_log(dir: &Path, n: usize) -> Vec<(u64, u64)> {
 /// cannot be read through a map made before.
 fn cut_segment(dir: &Path, len: u64) {
     assert_eq!(len % 4096, 0);
-    let file = std::fs::OpenOptions::new().write(true).open(&segment_files(dir)[0]).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&segments(dir)[0].1).unwrap();
     file.set_len(len).unwrap();
 }
 
@@ -206,17 +197,13 @@ fn a_damaged_record_in_the_last_page_of_a_size_now_fails_its_proofs() {
         .map(|r| (r.offset, r.payload.len()))
         .collect();
     // Damage a payload byte of record 300 (entry 300, level-0 page 1), in a sealed segment.
-    let segments = segment_files(dir.path());
     let (offset, len) = records[300];
     assert!(len > 0);
-    let base_of =
-        |p: &PathBuf| -> u64 { p.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
-    let segment = segments.iter().rev().find(|p| base_of(p) <= offset).unwrap();
-    assert!(segment != segments.last().unwrap(), "record 300 should be in a sealed segment");
-    let mut bytes = std::fs::read(segment).unwrap();
-    let at = (SEGMENT_HEADER_LEN + offset - base_of(segment) + 32) as usize;
-    bytes[at] ^= 0x55;
-    std::fs::write(segment, bytes).unwrap();
+    let (base, segment) = segment_of(dir.path(), offset);
+    assert!(segment != segments(dir.path()).last().unwrap().1, "record 300 should be sealed");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[(file_pos(base, offset) + 32) as usize] ^= 0x55;
+    std::fs::write(&segment, bytes).unwrap();
 
     let log = Log::open_read_only(dir.path()).unwrap();
     assert_eq!(log.tree_head(Some(10)).unwrap(), head_10);

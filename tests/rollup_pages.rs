@@ -4,19 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chronicle::rollup::leaf_data;
 use chronicle::{Log, Options, RecoveryMode, StorageError};
-use common::Rng;
+use common::{forge_page, page_file, Rng, PAGE_CHILDREN_AT as CHILDREN_AT, PAGE_RECORD_LEN};
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
-use sha2::{Digest, Sha256};
-
-/// Bytes of one page record (`FORMAT.md` 12.3).
-const PAGE_RECORD_LEN: usize = 9328;
-/// Where a record's children start, and where its CRC-32 is.
-const CHILDREN_AT: usize = 168;
-const CRC_AT: usize = 9320;
+use sha2::Sha256;
 
 fn options() -> Options {
     Options { segment_bytes: 1 << 20, ..Options::default() }
@@ -31,10 +25,6 @@ fn build(dir: &Path, n: u64) -> Log {
     }
     log.sync().unwrap();
     log
-}
-
-fn page_file(dir: &Path, level: u8) -> PathBuf {
-    dir.join(format!("rollup-{level}.pages"))
 }
 
 /// Every head, inclusion proof and consistency proof the log gives for `sizes`, and the page
@@ -207,20 +197,6 @@ fn flip(dir: &Path, index: usize, at: usize) {
     std::fs::write(&path, bytes).unwrap();
 }
 
-/// Rewrites page `index` of level 0 with `edit` applied, then its header hash and CRC-32
-/// recomputed, so that only a comparison with the log can tell.
-fn forge(dir: &Path, index: usize, edit: impl FnOnce(&mut [u8])) {
-    let path = page_file(dir, 0);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let record = &mut bytes[index * PAGE_RECORD_LEN..(index + 1) * PAGE_RECORD_LEN];
-    edit(record);
-    let hash = Sha256::digest(&record[..136]);
-    record[136..168].copy_from_slice(&hash);
-    let crc = crc32fast::hash(&record[..CRC_AT]);
-    record[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&path, bytes).unwrap();
-}
-
 #[test]
 fn damaged_and_forged_pages_are_named_by_verify_pages_and_rebuilt_when_met() {
     let dir = tempfile::tempdir().unwrap();
@@ -233,8 +209,8 @@ fn damaged_and_forged_pages_are_named_by_verify_pages_and_rebuilt_when_met() {
     drop(log);
 
     flip(dir.path(), 5, CHILDREN_AT + 100);
-    forge(dir.path(), 8, |record| record[CHILDREN_AT + 32 * 7] ^= 1);
-    forge(dir.path(), 11, |record| record[104] ^= 1);
+    forge_page(dir.path(), 8, |record| record[CHILDREN_AT + 32 * 7] ^= 1);
+    forge_page(dir.path(), 11, |record| record[104] ^= 1);
     let log = Log::open_with(dir.path(), options()).unwrap();
     let report = log.verify_pages(None, None).unwrap();
     let found: Vec<(u8, u64, &str)> =
@@ -268,8 +244,8 @@ fn a_forged_link_after_an_unreadable_page_is_named() {
     let log = build(dir.path(), 600);
     let head = log.tree_head(None).unwrap();
     drop(log);
-    forge(dir.path(), 0, |record| record[7] = 1);
-    forge(dir.path(), 1, |record| record[104] ^= 1);
+    forge_page(dir.path(), 0, |record| record[7] = 1);
+    forge_page(dir.path(), 1, |record| record[104] ^= 1);
     // Read-only: a writer's hashing thread would drop and rebuild both pages meanwhile.
     let report = Log::open_read_only(dir.path()).unwrap().verify_pages(None, None).unwrap();
     let named: Vec<u64> = report.problems.iter().map(|p| p.index).collect();
@@ -294,7 +270,7 @@ fn a_proof_checks_its_pages_as_a_head_does_so_both_agree() {
     let true_consistency = log.consistency_proof(100, Some(300)).unwrap();
     drop(log);
     let forge_page_1 = |dir: &Path| {
-        forge(dir, 1, |record| {
+        forge_page(dir, 1, |record| {
             record[CHILDREN_AT + 32 * 32] ^= 1;
             record[36] ^= 0x80;
         })

@@ -355,3 +355,29 @@ pub fn segment_bases(dir: &Path) -> Vec<u64> {
     bases.sort_unstable();
     bases
 }
+
+/// Bytes of one Merkle page record (`FORMAT.md` 12.3), where its children start, and where its
+/// CRC-32 is.
+pub const PAGE_RECORD_LEN: usize = 9328;
+pub const PAGE_CHILDREN_AT: usize = 168;
+pub const PAGE_CRC_AT: usize = 9320;
+
+/// The page file of Merkle `level` in a log directory.
+pub fn page_file(dir: &Path, level: u8) -> PathBuf {
+    dir.join(format!("rollup-{level}.pages"))
+}
+
+/// Rewrites page `index` of level 0 with `edit` applied, then its header hash and CRC-32
+/// recomputed, so that only a comparison with the log can tell.
+pub fn forge_page(dir: &Path, index: usize, edit: impl FnOnce(&mut [u8])) {
+    use sha2::Digest as _;
+    let path = page_file(dir, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    let record = &mut bytes[index * PAGE_RECORD_LEN..(index + 1) * PAGE_RECORD_LEN];
+    edit(record);
+    let hash = sha2::Sha256::digest(&record[..136]);
+    record[136..168].copy_from_slice(&hash);
+    let crc = crc32fast::hash(&record[..PAGE_CRC_AT]);
+    record[PAGE_CRC_AT..PAGE_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&path, bytes).unwrap();
+}
