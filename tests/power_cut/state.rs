@@ -409,8 +409,12 @@ impl FileData {
             };
             let keep_end = (start + keep).min(end) as usize;
             let (from, to) = (start as usize, keep_end);
+            // Bytes past the current end (a file cut shorter since its last sync) were
+            // zeroed by the truncation, so a page written back holds zeros there.
             let written = self.bytes.len().clamp(from, to);
-            out[from..written].copy_from_slice(&self.bytes[from..written]);
+            if let Some(current) = self.bytes.get(from..written) {
+                out[from..written].copy_from_slice(current);
+            }
             out[written..to].fill(0);
         }
         out
@@ -451,5 +455,44 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file truncated below its durable size: every page a partial cut leaves is the
+    /// durable one, zeros (the truncation written back), or torn between them at a sector.
+    #[test]
+    fn a_partial_cut_of_a_file_truncated_since_its_sync_keeps_old_or_zeroed_pages() {
+        let pages = 3;
+        let old = vec![0xAA; (pages * PAGE) as usize];
+        let file = FileData {
+            bytes: Vec::new(),
+            durable: old.clone(),
+            dirty: (0..pages).collect(),
+            size_dirty: true,
+        };
+        let (mut shorter, mut zeroed, mut torn) = (0, 0, 0);
+        for seed in 0..400 {
+            let out = file.partial(&mut SplitMix(seed));
+            if out.is_empty() {
+                shorter += 1;
+                continue;
+            }
+            assert_eq!(out.len(), old.len(), "seed {seed}");
+            for page in out.chunks(PAGE as usize) {
+                let zeros = page.iter().take_while(|&&b| b == 0).count();
+                assert!(page[zeros..].iter().all(|&b| b == 0xAA), "seed {seed}: mixed page");
+                assert_eq!(zeros % SECTOR as usize, 0, "seed {seed}: torn inside a sector");
+                match zeros {
+                    0 => {}
+                    z if z == page.len() => zeroed += 1,
+                    _ => torn += 1,
+                }
+            }
+        }
+        assert!(shorter > 0 && zeroed > 0 && torn > 0, "{shorter} {zeroed} {torn}");
     }
 }
