@@ -156,6 +156,16 @@ impl EventLog {
         Self::from_log(Log::open_read_only(dir)?, IndexOptions::default())
     }
 
+    /// Opens the event log in `dir` read-only, as [`EventLog::open_read_only`], with the
+    /// options that apply to a reader ([`Log::open_read_only_with`]): with
+    /// [`Options::read_checks`], the index catch-up at open is read with checks too.
+    ///
+    /// # Errors
+    /// As [`Log::open_read_only_with`].
+    pub fn open_read_only_with(dir: impl AsRef<Path>, options: Options) -> Result<EventLog> {
+        Self::from_log(Log::open_read_only_with(dir, options)?, IndexOptions::default())
+    }
+
     fn from_log(mut log: Log, index_options: IndexOptions) -> Result<EventLog> {
         let index_path = log.dir().join(INDEX_FILE_NAME);
         if !log.is_read_only() {

@@ -4,7 +4,7 @@
 #[path = "power_cut/mod.rs"]
 mod power_cut;
 
-use chronicle::{Log, Options};
+use chronicle::{Event, EventLog, Log, Options};
 use power_cut::{CutMode, PowerCutMount};
 
 /// Creating a log synced its first segment and its own directory, not the directory holding
@@ -106,4 +106,126 @@ fn map_read_child(dir: &std::path::Path) {
     }
     println!("{records} records, {errors} errors");
     assert_eq!(errors, 1, "{records} records and {errors} errors");
+}
+
+/// Set in the child process of the `read_error_during_*_open_*` tests: the log's directory,
+/// how to open it, and which pages to read before the faults.
+const OPEN_CHILD: &str = "CHRONICLE_POWER_CUT_OPEN_CHILD";
+const OPEN_CHILD_READ_ONLY: &str = "CHRONICLE_POWER_CUT_OPEN_CHILD_READ_ONLY";
+const OPEN_CHILD_WARM: &str = "CHRONICLE_POWER_CUT_OPEN_CHILD_WARM";
+const OPEN_EVENTS: u64 = 3000;
+
+/// An event log catches its index up inside `open`, reading the log through the maps, before
+/// a caller could call `set_read_checks`: a read error there was a `SIGBUS` even for a caller
+/// who wanted read checks. `Options::read_checks` turns them on from the open. The child
+/// process reads the log's first and last pages with a plain read-only open (so the event
+/// log's open finds the pages its own `pread`s need in the page cache), then, once every
+/// other read of a segment fails with `EIO`, opens the event log (its index file removed, so
+/// the catch-up reads the whole log) with read checks. The open must fail with an `Io` error,
+/// not die of a signal.
+#[test]
+fn read_error_during_an_event_logs_open_is_an_error_with_read_checks() {
+    const NAME: &str = "read_error_during_an_event_logs_open_is_an_error_with_read_checks";
+    open_with_read_errors(NAME, Some("index.chx"), "open", "could not be read into memory");
+}
+
+/// Recovery scans the log past its recorded durable point (here, without `DURABLE`, the whole
+/// last segment) through the maps; a read error there was a `SIGBUS`, read checks or not.
+/// With `Options::read_checks`, recovery reads what it will scan into memory first. The child
+/// reads only each segment's first page (its header) before the faults.
+#[test]
+fn read_error_during_recovery_is_an_error_with_read_checks() {
+    const NAME: &str = "read_error_during_recovery_is_an_error_with_read_checks";
+    open_with_read_errors(NAME, Some("DURABLE"), "headers", "could not be read into memory");
+}
+
+/// A clean open reads the frame `DURABLE` names as the log's last with `pread`; a failed read
+/// sent it to read the same bytes through the map instead, a `SIGBUS` with or without read
+/// checks. The child reads only each segment's first page before the faults.
+#[test]
+fn read_error_on_a_pread_at_open_is_an_error() {
+    const NAME: &str = "read_error_on_a_pread_at_open_is_an_error";
+    open_with_read_errors(NAME, None, "headers", "Input/output error");
+}
+
+/// Builds an event log, removes its file `remove`, and has a child (`test` in this binary)
+/// warm the page cache as `warm` says, then open the log with read checks, read-only and as
+/// a writer, while every other read of a segment fails with `EIO`: the open must fail with
+/// an error that says `expected`.
+fn open_with_read_errors(test: &str, remove: Option<&str>, warm: &str, expected: &str) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::{Command, Stdio};
+
+    use power_cut::{Fault, Op};
+    if let Some(dir) = std::env::var_os(OPEN_CHILD) {
+        return open_child(std::path::Path::new(&dir));
+    }
+    let Some(mut fs) = PowerCutMount::new(test) else {
+        return;
+    };
+    let options = Options { segment_bytes: 4 << 20, ..Options::default() };
+    let mut log = EventLog::open_with(fs.path().join("log"), options).unwrap();
+    for i in 0..OPEN_EVENTS {
+        let event = Event::builder("tick").aggregate_id(i % 7).payload(vec![i as u8; 1000]);
+        log.append(&event.build()).unwrap();
+    }
+    log.close().unwrap();
+    if let Some(remove) = remove {
+        std::fs::remove_file(fs.path().join("log").join(remove)).unwrap();
+    }
+    for read_only in [true, false] {
+        fs.remount(); // nothing of the log in the page cache
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+            .env(OPEN_CHILD, fs.path().join("log"))
+            .env(OPEN_CHILD_READ_ONLY, if read_only { "1" } else { "0" })
+            .env(OPEN_CHILD_WARM, warm)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        while !lines.next().expect("the child reads the log").unwrap().contains("warmed") {}
+        fs.control().inject(Fault::always(Op::Read, ".seg", libc::EIO));
+        writeln!(child.stdin.take().unwrap(), "go").unwrap();
+        let status = child.wait().unwrap();
+        let said: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(fs.control().faults_fired() > 0, "no read failed");
+        assert_eq!(status.signal(), None, "read-only {read_only}: killed ({status}): {said:?}");
+        assert!(status.success(), "the child failed: {status}: {said:?}");
+        let error = said.iter().find(|line| line.starts_with("open error"));
+        let error = error.unwrap_or_else(|| panic!("the open gave no error: {said:?}"));
+        assert!(error.contains(expected), "{error}");
+    }
+}
+
+/// The child: warms the page cache, then, once told, opens the event log with read checks.
+fn open_child(dir: &std::path::Path) {
+    use std::io::{BufRead as _, Read as _};
+    let read_only = std::env::var(OPEN_CHILD_READ_ONLY).as_deref() == Ok("1");
+    if std::env::var(OPEN_CHILD_WARM).as_deref() == Ok("open") {
+        drop(Log::open_read_only(dir).unwrap());
+    } else {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "seg") {
+                let mut page = [0u8; 4096];
+                std::fs::File::open(path).unwrap().read_exact(&mut page).unwrap();
+            }
+        }
+    }
+    println!("warmed");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    let options = Options { segment_bytes: 4 << 20, read_checks: true, ..Options::default() };
+    let opened = if read_only {
+        EventLog::open_read_only_with(dir, options)
+    } else {
+        EventLog::open_with(dir, options)
+    };
+    match opened {
+        Ok(log) => println!("opened, {} bytes", log.end_offset()),
+        Err(err) => println!("open error: {err}"),
+    }
 }

@@ -11,6 +11,7 @@ mod follow_stream;
 mod group_commit;
 mod merkle;
 mod open;
+mod open_reads;
 mod options;
 mod pager;
 mod pending_sync;
@@ -126,6 +127,17 @@ impl Log {
     /// or is not a directory; [`StorageError::NotALogDirectory`] if it holds no segment file.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Log> {
         open::open_log(dir.as_ref(), Options::default(), true)
+    }
+
+    /// Opens the log in `dir` for reading only, as [`Log::open_read_only`], with the
+    /// [`Options`] that apply to a reader: [`Options::read_checks`] and
+    /// [`Options::merkle_rollup`]. The others are for writers; they are checked
+    /// ([`Options::validate`]) but change nothing here.
+    ///
+    /// # Errors
+    /// As [`Log::open_read_only`]; [`StorageError::InvalidOptions`].
+    pub fn open_read_only_with(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
+        open::open_log(dir.as_ref(), options, true)
     }
 
     /// After a write: runs the retention policies if the writer rolled to a new segment
@@ -352,7 +364,8 @@ impl Log {
     }
 
     /// Turns read checks on or off for replays (and follows, `read_at`, proofs, index
-    /// catch-up) made from this log or its readers from now on. Off by default.
+    /// catch-up) made from this log or its readers from now on. Off by default; to have them
+    /// from the open on, set [`Options::read_checks`].
     ///
     /// Replay reads segments through memory maps, so a disk read error on a page that is
     /// not in memory reaches the process as `SIGBUS`, which kills it. With read checks, a

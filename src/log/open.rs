@@ -10,6 +10,9 @@ use std::sync::Arc;
 use super::clock::{now_ms, RecordClock};
 use super::directory::{list_dir, lock_or_create_dir, not_a_log, parent_dir};
 use super::merkle;
+use super::open_reads::{
+    populate_for_scan, read_link_tail, read_recorded_frame, ReadBytes, Reading,
+};
 use super::recovery::{plan, walk_chain, Outcome, Plan, SegmentView};
 use super::repair::{self, set_aside};
 use super::start_record::{StartRecord, START_FILE_NAME};
@@ -18,8 +21,7 @@ use super::{Log, OpenReport, Options, RecoveryMode, RepairReport, Shared, TornTa
 use crate::error::{Result, StorageError};
 use crate::format::{
     decode_frame, segment_file_name, DurableRecord, FrameHeader, FrameRead, SegmentHeader,
-    DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION, FRAME_HEADER_LEN, NO_PREVIOUS_FRAME,
-    SEGMENT_HEADER_LEN,
+    DURABLE_FILE_NAME, DURABLE_RECORD_LEN, FORMAT_VERSION, NO_PREVIOUS_FRAME,
 };
 use crate::segment::{sync_dir, NewFile, Segment, SegmentWriter};
 
@@ -96,7 +98,7 @@ fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
     // Bytes the checks below read, read from each segment's file while it is open (keyed by
     // the segment's base offset), so that an open maps no page: the last frame of each
     // sealed segment, and the frame the durable record names. Repair reads through the map.
-    let mut read_at_open: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
+    let mut read_at_open: HashMap<u64, ReadBytes> = HashMap::new();
     for &base in &listing.bases {
         let path = dir.join(segment_file_name(base));
         if !torn_created.is_empty() {
@@ -114,7 +116,7 @@ fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
                 if let (Some(prev), Some((_, prev_file)), false) =
                     (segments.last(), &last_file, repair)
                 {
-                    if let Some(tail) = read_link_tail(prev, prev_file, segment.header()) {
+                    if let Some(tail) = read_link_tail(prev, prev_file, segment.header())? {
                         read_at_open.insert(prev.base_offset(), tail);
                     }
                 }
@@ -151,7 +153,7 @@ fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
         (&recorded, &last_file, segments.last(), repair)
     {
         if path.as_path() == last.path() {
-            if let Some(bytes) = read_recorded_frame(last, file, record) {
+            if let Some(bytes) = read_recorded_frame(last, file, record)? {
                 read_at_open.insert(last.base_offset(), bytes);
             }
         }
@@ -188,7 +190,8 @@ fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
     let recovered = if segments.is_empty() {
         None
     } else {
-        Some(recover(dir, &mut segments, recorded.as_ref(), &read_at_open, read_only, &mut report)?)
+        let reading = Reading { read_at_open: &read_at_open, checks: options.read_checks };
+        Some(recover(dir, &mut segments, recorded.as_ref(), &reading, read_only, &mut report)?)
     };
 
     let (end, last_frame, known_durable) = match &recovered {
@@ -266,6 +269,8 @@ fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
     let tail = read_only.then(|| super::tail::Tail::new(last_frame.map(|h| (h.offset, h.crc))));
     let shared =
         Arc::new(Shared::new(dir.to_path_buf(), all.into(), end, known_durable, log_id, tail));
+    // Before anything reads the log through `shared` (the pages' catch-up, an index's).
+    shared.read_checks.store(options.read_checks, std::sync::atomic::Ordering::Relaxed);
     let writer = match (active, lock) {
         (Some(active), Some(lock)) => {
             let base = active.segment().base_offset();
@@ -372,7 +377,7 @@ fn recover(
     dir: &Path,
     segments: &mut Vec<Segment>,
     recorded: Option<&DurableRecord>,
-    read_at_open: &HashMap<u64, (u64, Vec<u8>)>,
+    reading: &Reading<'_>,
     read_only: bool,
     report: &mut OpenReport,
 ) -> Result<Recovered> {
@@ -385,6 +390,9 @@ fn recover(
     let clean = recorded.is_some_and(|r| r.clean_end);
     if let (Some(last), false) = (segments.last(), clean) {
         last.advise_scan(true);
+    }
+    if reading.checks && !clean {
+        populate_for_scan(segments, recorded)?;
     }
     let plan = {
         let views: Vec<SegmentView<'_>> = segments
@@ -399,7 +407,8 @@ fn recover(
                 } else {
                     vec![(0, s.capacity())]
                 };
-                let read_at_open = read_at_open
+                let read_at_open = reading
+                    .read_at_open
                     .get(&s.header().base_offset)
                     .map(|(pos, bytes)| (*pos, bytes.as_slice()));
                 SegmentView { header: *s.header(), data: s.data_exclusive(), extents, read_at_open }
@@ -564,57 +573,6 @@ fn last_frame_before(segments: &mut [Segment], index: usize, end: u64) -> Option
         Ok(FrameRead::Frame(frame)) => Some(frame.header),
         _ => None,
     }
-}
-
-/// The checks read a frame from the file at open only up to this size (a frame of a few
-/// records' worth); a longer one is read through the map.
-const READ_AT_OPEN_MAX: u64 = 1 << 20;
-
-/// Reads, with one `pread` on `file` (the file of `prev`), the bytes of `prev`'s data region
-/// from the frame `next` names as `prev`'s last to `next`'s base: what the chain check reads
-/// there. `None` where [`read_data`] gives none; the check then reads the map.
-fn read_link_tail(prev: &Segment, file: &File, next: &SegmentHeader) -> Option<(u64, Vec<u8>)> {
-    let base = prev.base_offset();
-    let data_end = next.base_offset.checked_sub(base)?;
-    let pos = next.prev_last_frame_offset.checked_sub(base)?;
-    read_data(prev, file, pos, data_end)
-}
-
-/// Reads, with one `pread` on `file` (the file of `last`, the log's last segment), what a
-/// clean open checks there: the frame `record` names as the log's last and the length field
-/// after it (a frame header's worth, clipped to the segment). `None` if the frame is not in
-/// `last`, or where [`read_data`] gives none; the checks then read the map.
-fn read_recorded_frame(
-    last: &Segment,
-    file: &File,
-    record: &DurableRecord,
-) -> Option<(u64, Vec<u8>)> {
-    let base = last.base_offset();
-    if record.last_frame_offset == NO_PREVIOUS_FRAME {
-        return None;
-    }
-    let pos = record.last_frame_offset.checked_sub(base)?;
-    let end_pos = record.durable_end.checked_sub(base)?;
-    if pos >= end_pos || end_pos > last.capacity() {
-        return None;
-    }
-    read_data(last, file, pos, (end_pos + FRAME_HEADER_LEN as u64).min(last.capacity()))
-}
-
-/// Data bytes `[pos, end)` of `segment`, read from `file` (its file) with one `pread`, with
-/// `pos`. `None` for an empty range, one not inside the segment's data region or longer than
-/// [`READ_AT_OPEN_MAX`] (and a header), or a read that fails or falls short.
-fn read_data(segment: &Segment, file: &File, pos: u64, end: u64) -> Option<(u64, Vec<u8>)> {
-    use std::os::unix::fs::FileExt as _;
-    if pos >= end
-        || end > segment.capacity()
-        || end - pos > READ_AT_OPEN_MAX + FRAME_HEADER_LEN as u64
-    {
-        return None;
-    }
-    let mut bytes = vec![0u8; usize::try_from(end - pos).ok()?];
-    file.read_exact_at(&mut bytes, SEGMENT_HEADER_LEN as u64 + pos).ok()?;
-    Some((pos, bytes))
 }
 
 /// A fresh random log identifier. Uniqueness, not secrecy, is what matters: std's randomly

@@ -99,6 +99,13 @@ pub struct Options {
     /// Retention by age: each time a segment fills, whole segments whose newest record is
     /// older than this are removed, as for [`Options::retention_max_bytes`]. Default `None`.
     pub retention_max_age: Option<std::time::Duration>,
+    /// Read checks from the open on, as [`Log::set_read_checks`](super::Log::set_read_checks)
+    /// turns them on later: each replay reads a segment's pages into memory before it touches
+    /// them, so that a disk read error is [`StorageError::Io`], not a `SIGBUS`. Set here, they
+    /// also cover what runs during the open and right after it: an event log's index
+    /// catch-up and the Merkle pages' catch-up. Default `false`; its price is replay speed
+    /// (`BENCHMARKS.md`, "Choosing settings").
+    pub read_checks: bool,
 }
 
 impl Default for Options {
@@ -114,6 +121,7 @@ impl Default for Options {
             merkle_rollup: true,
             retention_max_bytes: None,
             retention_max_age: None,
+            read_checks: false,
         }
     }
 }

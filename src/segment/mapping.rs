@@ -72,7 +72,17 @@ impl Segment {
     /// reading the bytes through the map would raise `SIGBUS`. `Ok(false)` where the kernel
     /// has no such advice (Linux before 5.14, other systems): nothing was read or checked.
     pub(crate) fn populate(&self, start: u64, end: u64) -> std::io::Result<bool> {
-        let end = end.min(self.published_len());
+        self.populate_within(start, end.min(self.published_len()))
+    }
+
+    /// [`Segment::populate`] over the whole data region, published or not, for recovery's
+    /// scan (which holds the segment exclusively). Populating only reads: no byte changes.
+    pub(crate) fn populate_exclusive(&mut self, start: u64, end: u64) -> std::io::Result<bool> {
+        self.populate_within(start, end)
+    }
+
+    fn populate_within(&self, start: u64, end: u64) -> std::io::Result<bool> {
+        let end = end.min(self.capacity);
         let start = start.min(end);
         if start == end {
             return Ok(true);

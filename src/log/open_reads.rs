@@ -1,0 +1,139 @@
+//! What opening a log reads from its segment files besides their headers: the few frames its
+//! checks need, with `pread` (so that an open maps no page), and, with read checks, what
+//! recovery will scan through the maps, read into memory first.
+
+use std::collections::HashMap;
+use std::fs::File;
+
+use crate::error::{Result, StorageError};
+use crate::format::{
+    DurableRecord, SegmentHeader, FRAME_HEADER_LEN, NO_PREVIOUS_FRAME, SEGMENT_HEADER_LEN,
+};
+use crate::segment::Segment;
+
+/// The checks read a frame from the file at open only up to this size (a frame of a few
+/// records' worth); a longer one is read through the map.
+const READ_AT_OPEN_MAX: u64 = 1 << 20;
+
+/// Reads, with one `pread` on `file` (the file of `prev`), the bytes of `prev`'s data region
+/// from the frame `next` names as `prev`'s last to `next`'s base: what the chain check reads
+/// there. `None` where [`read_data`] gives none; the check then reads the map.
+///
+/// # Errors
+/// As [`read_data`].
+pub(super) fn read_link_tail(
+    prev: &Segment,
+    file: &File,
+    next: &SegmentHeader,
+) -> Result<Option<ReadBytes>> {
+    let base = prev.base_offset();
+    let (Some(data_end), Some(pos)) =
+        (next.base_offset.checked_sub(base), next.prev_last_frame_offset.checked_sub(base))
+    else {
+        return Ok(None);
+    };
+    read_data(prev, file, pos, data_end)
+}
+
+/// Reads, with one `pread` on `file` (the file of `last`, the log's last segment), what a
+/// clean open checks there: the frame `record` names as the log's last and the length field
+/// after it (a frame header's worth, clipped to the segment). `None` if the frame is not in
+/// `last`, or where [`read_data`] gives none; the checks then read the map.
+///
+/// # Errors
+/// As [`read_data`].
+pub(super) fn read_recorded_frame(
+    last: &Segment,
+    file: &File,
+    record: &DurableRecord,
+) -> Result<Option<ReadBytes>> {
+    let base = last.base_offset();
+    let (Some(pos), Some(end_pos)) =
+        (record.last_frame_offset.checked_sub(base), record.durable_end.checked_sub(base))
+    else {
+        return Ok(None);
+    };
+    if record.last_frame_offset == NO_PREVIOUS_FRAME || pos >= end_pos || end_pos > last.capacity()
+    {
+        return Ok(None);
+    }
+    read_data(last, file, pos, (end_pos + FRAME_HEADER_LEN as u64).min(last.capacity()))
+}
+
+/// Data bytes `[pos, end)` of `segment`, read from `file` (its file) with one `pread`, with
+/// `pos`. `None` for an empty range, one not inside the segment's data region or longer than
+/// [`READ_AT_OPEN_MAX`] (and a header), or a read that falls short (the checks then read the
+/// map, which ends where the file does).
+///
+/// # Errors
+/// [`StorageError::Io`] for a read that fails: reading the same bytes through the map would
+/// raise `SIGBUS`.
+fn read_data(segment: &Segment, file: &File, pos: u64, end: u64) -> Result<Option<ReadBytes>> {
+    use std::os::unix::fs::FileExt as _;
+    if pos >= end
+        || end > segment.capacity()
+        || end - pos > READ_AT_OPEN_MAX + FRAME_HEADER_LEN as u64
+    {
+        return Ok(None);
+    }
+    let Ok(len) = usize::try_from(end - pos) else { return Ok(None) };
+    let mut bytes = vec![0u8; len];
+    match file.read_exact_at(&mut bytes, SEGMENT_HEADER_LEN as u64 + pos) {
+        Ok(()) => Ok(Some((pos, bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(StorageError::io("read segment", segment.path(), e)),
+    }
+}
+
+/// Bytes read from a segment's file at open, with the data position they start at.
+pub(super) type ReadBytes = (u64, Vec<u8>);
+
+/// How recovery reads the segments: the bytes read at open, and whether read checks are on.
+pub(super) struct Reading<'a> {
+    pub read_at_open: &'a HashMap<u64, ReadBytes>,
+    pub checks: bool,
+}
+
+/// With read checks, before recovery scans the log past its recorded durable point through
+/// the maps: reads what it will scan into memory (`MADV_POPULATE_READ`), so that a disk read
+/// error is an `Io` error here rather than a `SIGBUS` there. That is every segment from the
+/// one holding the durable point on (the last one's written extents only), from that point.
+pub(super) fn populate_for_scan(
+    segments: &mut [Segment],
+    recorded: Option<&DurableRecord>,
+) -> Result<()> {
+    let durable = recorded.map_or(0, |r| r.durable_end);
+    let last_index = segments.len().saturating_sub(1);
+    for (index, segment) in segments.iter_mut().enumerate() {
+        let base = segment.base_offset();
+        if base.saturating_add(segment.capacity()) <= durable {
+            continue;
+        }
+        let from = durable.saturating_sub(base);
+        let runs = if index == last_index {
+            segment.data_extents()
+        } else {
+            vec![(0, segment.capacity())]
+        };
+        for (start, end) in runs {
+            let start = start.max(from);
+            if start < end {
+                if let Err(err) = segment.populate_exclusive(start, end) {
+                    let what = format!(
+                        "log bytes {}..{} could not be read into memory for recovery (a disk \
+                         read error): {err}",
+                        base + start,
+                        base + end
+                    );
+                    let path = segment.path().to_path_buf();
+                    return Err(StorageError::io(
+                        "read a segment",
+                        path,
+                        std::io::Error::other(what),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
