@@ -229,3 +229,41 @@ fn open_child(dir: &std::path::Path) {
         Err(err) => println!("open error: {err}"),
     }
 }
+
+/// The commands read logs through the maps too: `chronicle verify`, the command someone runs
+/// on a log they suspect, died of `SIGBUS` at the first page a disk could not read. They now
+/// open every log with read checks. The test reads the pages the open itself reads (headers,
+/// the last frame) into the page cache, makes every other read of a segment fail with `EIO`,
+/// and runs the built binary: it must report the error, naming the segment, and exit 2.
+#[test]
+fn read_error_under_chronicle_verify_is_reported() {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use power_cut::{Fault, Op};
+    let Some(mut fs) = PowerCutMount::new("read_error_under_chronicle_verify_is_reported") else {
+        return;
+    };
+    let options = Options { segment_bytes: 4 << 20, ..Options::default() };
+    let mut log = Log::open_with(fs.path().join("log"), options).unwrap();
+    for i in 0..3000u32 {
+        log.append(&[i as u8; 1000]).unwrap();
+    }
+    log.close().unwrap();
+    fs.remount(); // nothing of the log in the page cache
+    let dir = fs.path().join("log");
+    drop(Log::open_read_only(&dir).unwrap());
+    fs.control().inject(Fault::always(Op::Read, ".seg", libc::EIO));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args(["verify", "--json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(fs.control().faults_fired() > 0, "no read failed");
+    assert_eq!(output.status.signal(), None, "verify was killed ({}): {errors}", output.status);
+    // Exit 2: the log could not be read (1 is for damage verify found).
+    assert_eq!(output.status.code(), Some(2), "{said} {errors}");
+    assert!(errors.contains("could not be read into memory"), "{errors}");
+    assert!(errors.contains(".seg"), "the error does not name the segment: {errors}");
+}

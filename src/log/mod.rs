@@ -470,7 +470,9 @@ impl Log {
     /// [`StorageError::NotALogDirectory`] or an I/O error for a path that holds no log;
     /// [`StorageError::BrokenChain`] or [`StorageError::Corruption`] for damage no repair can
     /// mend (segments that do not form one chain, a damaged header); [`StorageError::InvalidOptions`]
-    /// for [`RecoveryMode::Strict`].
+    /// for [`RecoveryMode::Strict`]; [`StorageError::Io`] for a segment that cannot be read
+    /// (every segment is read into memory before it is checked, so a disk read error is this
+    /// error, not a `SIGBUS`).
     pub fn plan_repair(dir: impl AsRef<Path>, mode: RecoveryMode) -> Result<RepairReport> {
         open::plan_repair(dir.as_ref(), mode)
     }

@@ -115,24 +115,40 @@ pub(super) fn populate_for_scan(
         } else {
             vec![(0, segment.capacity())]
         };
-        for (start, end) in runs {
-            let start = start.max(from);
-            if start < end {
-                if let Err(err) = segment.populate_exclusive(start, end) {
-                    let what = format!(
-                        "log bytes {}..{} could not be read into memory for recovery (a disk \
-                         read error): {err}",
-                        base + start,
-                        base + end
-                    );
-                    let path = segment.path().to_path_buf();
-                    return Err(StorageError::io(
-                        "read a segment",
-                        path,
-                        std::io::Error::other(what),
-                    ));
-                }
-            }
+        populate_runs(segment, &runs, from, "recovery")?;
+    }
+    Ok(())
+}
+
+/// Before a repair (or its plan) reads every frame of every segment through the maps: reads
+/// their written extents into memory, as [`populate_for_scan`] does for recovery. Always, not
+/// only with read checks: the scan reads the same bytes right after, so this costs nothing
+/// but the memory the scan takes anyway.
+pub(super) fn populate_for_repair(segments: &mut [Segment]) -> Result<()> {
+    for segment in segments {
+        let runs = segment.data_extents();
+        populate_runs(segment, &runs, 0, "a repair")?;
+    }
+    Ok(())
+}
+
+/// Populates `runs` (data positions) of `segment`, each from `from` on.
+fn populate_runs(segment: &mut Segment, runs: &[(u64, u64)], from: u64, why: &str) -> Result<()> {
+    let base = segment.base_offset();
+    for &(start, end) in runs {
+        let start = start.max(from);
+        if start >= end {
+            continue;
+        }
+        if let Err(err) = segment.populate_exclusive(start, end) {
+            let what = format!(
+                "log bytes {}..{} could not be read into memory for {why} (a disk read error): \
+                 {err}",
+                base + start,
+                base + end
+            );
+            let path = segment.path().to_path_buf();
+            return Err(StorageError::io("read a segment", path, std::io::Error::other(what)));
         }
     }
     Ok(())

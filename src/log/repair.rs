@@ -28,7 +28,7 @@ pub(crate) const CUT_SUFFIX: &str = ".cut-";
 ///
 /// # Errors
 /// [`StorageError::BrokenChain`] or [`StorageError::Corruption`] for what a salvage cannot
-/// mend; [`StorageError::Io`] if a truncation's cut fails.
+/// mend; [`StorageError::Io`] if a segment cannot be read or a truncation's cut fails.
 pub(super) fn plan(
     dir: &Path,
     segments: &mut Vec<Segment>,
@@ -36,6 +36,7 @@ pub(super) fn plan(
     mode: RecoveryMode,
     cut_before: &mut RepairReport,
 ) -> Result<RepairPlan> {
+    super::open_reads::populate_for_repair(segments)?;
     let mut recorded = recorded;
     let mut last_cut = None;
     loop {
@@ -84,6 +85,7 @@ pub(super) fn plan_read_only(
     recorded: Option<&DurableRecord>,
     mode: RecoveryMode,
 ) -> Result<RepairReport> {
+    super::open_reads::populate_for_repair(segments)?;
     let mut end = segments.len();
     loop {
         match plan_once(&mut segments[..end], recorded) {

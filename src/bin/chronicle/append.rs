@@ -119,7 +119,7 @@ fn run_on(args: &Args, input: impl BufRead) -> CliResult {
                 events.push(parse(i + 1, &line)?);
             }
         }
-        let mut log = EventLog::open(&args.dir)?;
+        let mut log = crate::open::events(&args.dir)?;
         let offsets =
             if args.sync { log.append_batch_sync(&events)? } else { log.append_batch(&events)? };
         for offset in offsets {
@@ -128,7 +128,7 @@ fn run_on(args: &Args, input: impl BufRead) -> CliResult {
         out.flush()?;
         return Ok(log.close()?);
     }
-    let mut log = EventLog::open(&args.dir)?;
+    let mut log = crate::open::events(&args.dir)?;
     let appended = append_lines(&mut log, input, &mut out);
     // What was appended before a bad line stays, and is made durable if asked.
     let synced = if args.sync { log.sync().map_err(CliError::from) } else { Ok(()) };

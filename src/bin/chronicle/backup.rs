@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chronicle::archive::{self, ArchiveError, BackupCheck, BackupOptions, ShipReport};
-use chronicle::Log;
 
 use crate::output::{bytes, progress, CliError};
 
@@ -105,7 +104,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
         consumer: args.consumer.clone(),
         ..BackupOptions::default()
     };
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::open::read_only(&args.dir)?;
     let bar = progress("backing up");
     let result = archive::backup(&log, &args.url, options);
     if let Some(bar) = bar {

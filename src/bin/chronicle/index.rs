@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chronicle::{EventLog, IndexOptions, IndexReport, Options};
+use chronicle::{EventLog, IndexOptions, IndexReport};
 
 use crate::output::{progress, CliResult};
 
@@ -39,7 +39,7 @@ struct Target {
 pub fn run(args: &Args) -> CliResult {
     match &args.action {
         Action::Status(target) => {
-            let log = EventLog::open_read_only(&target.dir)?;
+            let log = crate::open::events_read_only(&target.dir)?;
             print(target, "status", log.index_report(), &log, None);
         }
         Action::Rebuild(target) => {
@@ -48,7 +48,7 @@ pub fn run(args: &Args) -> CliResult {
             // the aggregates whose events were all removed (IndexOptions docs).
             let options = IndexOptions { rebuild_after_retention: true, ..IndexOptions::default() };
             let mut log =
-                EventLog::open_with_index_options(&target.dir, Options::default(), options)?;
+                EventLog::open_with_index_options(&target.dir, crate::open::options(), options)?;
             let start = log.log().start_offset();
             let read = log.rebuild_index_from(start)?;
             log.checkpoint()?;
@@ -60,7 +60,7 @@ pub fn run(args: &Args) -> CliResult {
             log.close()?;
         }
         Action::Checkpoint(target) => {
-            let mut log = EventLog::open(&target.dir)?;
+            let mut log = crate::open::events(&target.dir)?;
             log.checkpoint()?;
             let report = log.index_report().clone();
             print(target, "saved", &report, &log, None);

@@ -16,6 +16,7 @@ mod demo;
 mod demo_tour;
 mod index;
 mod keys;
+mod open;
 mod output;
 mod pages;
 mod payload;

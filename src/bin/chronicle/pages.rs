@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chronicle::Log;
-
 use crate::output::{CliError, CliResult};
 
 /// Arguments of `chronicle verify-pages`.
@@ -29,7 +27,7 @@ pub struct Args {
 /// Runs `chronicle verify-pages`: a read-only open, then [`Log::verify_pages`], which
 /// recomputes every page from the records and compares each stored one.
 pub fn run(args: &Args) -> Result<ExitCode, CliError> {
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::open::read_only(&args.dir)?;
     let report = log.verify_pages(args.level, None)?;
     if args.json {
         let text = serde_json::to_string(&report)

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use chronicle::rollup::{ConsistencyProof, Hash, InclusionProof};
 use chronicle::transparency::{Checkpoint, SigningKey};
-use chronicle::{Log, StorageError};
+use chronicle::StorageError;
 use serde::Serialize;
 
 use crate::keys;
@@ -132,7 +132,7 @@ fn print(json: bool, value: &impl Serialize, human: &str) -> CliResult {
 /// Runs `chronicle head`.
 pub fn head(args: &HeadArgs) -> CliResult {
     let key = args.sign.as_deref().map(keys::signing_key).transpose()?;
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::open::read_only(&args.dir)?;
     let head = match args.at_ms {
         Some(at) => log.tree_head_at(at)?,
         None => log.tree_head(args.tree_size)?,
@@ -156,7 +156,7 @@ pub fn head(args: &HeadArgs) -> CliResult {
 
 /// Runs `chronicle proof`.
 pub fn proof(args: &ProofArgs) -> CliResult {
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::open::read_only(&args.dir)?;
     let proof = log.inclusion_proof(args.offset, args.tree_size)?;
     let human = format!(
         "record at offset {} is entry {} of the tree of {} entries\nroot {}\naudit path: {} \
@@ -172,7 +172,7 @@ pub fn proof(args: &ProofArgs) -> CliResult {
 
 /// Runs `chronicle consistency`.
 pub fn consistency(args: &ConsistencyArgs) -> CliResult {
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::open::read_only(&args.dir)?;
     let proof = log.consistency_proof(args.old_size, args.new_size)?;
     let human = format!(
         "the tree of {} entries (root {}) is a prefix of the tree of {} (root {})\nproof: {} \

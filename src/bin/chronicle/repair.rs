@@ -69,7 +69,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::from(EXIT_DAMAGE_LEFT));
         }
     }
-    let options = Options { recovery: mode, ..Options::default() };
+    let options = Options { recovery: mode, ..crate::open::options() };
     let log = Log::open_with(&args.dir, options)?;
     let report = log.open_report().clone();
     log.close()?;

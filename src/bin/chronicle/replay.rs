@@ -88,7 +88,7 @@ pub fn run(args: &Args) -> CliResult {
 }
 
 fn replay(args: &Args, out: &mut impl Write) -> CliResult {
-    let log = EventLog::open_read_only(&args.dir)?;
+    let log = crate::open::events_read_only(&args.dir)?;
     let limit = args.limit.unwrap_or(u64::MAX);
     // Replaying into a file or a pipe: a counter on the terminal, if there is one.
     let bar = if io::stdout().is_terminal() { None } else { progress("replaying") };

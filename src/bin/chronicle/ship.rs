@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chronicle::archive::{ArchiveError, BackupOptions, Shipper};
-use chronicle::Log;
 
 use crate::backup::{cli_error, print_shipped, StoreArgs};
 use crate::output::{progress, CliError};
@@ -95,7 +94,7 @@ pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     let result = (|| -> Result<(), CliError> {
         loop {
             let started = Instant::now();
-            let log = Log::open_read_only(&args.dir)?;
+            let log = crate::open::read_only(&args.dir)?;
             let shipped = shipper.ship(&log);
             drop(log);
             let report = match shipped {

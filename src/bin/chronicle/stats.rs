@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use chronicle::{EventLog, Log};
+use chronicle::Log;
 
 use crate::output::{
     bytes, quiet_broken_pipe, utc_timestamp, write_open_report, CliError, CliResult,
@@ -59,7 +59,7 @@ pub fn segment_files(dir: &Path) -> Result<Vec<SegmentFile>, CliError> {
 
 /// Runs `chronicle stats`.
 pub fn run(args: &Args) -> CliResult {
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::open::read_only(&args.dir)?;
     let files = segment_files(&args.dir)?;
     let stats = gather(&log, &files, &args.dir)?;
     let stdout = io::stdout();
@@ -140,7 +140,7 @@ fn gather(log: &Log, files: &[SegmentFile], dir: &Path) -> Result<Stats, CliErro
         write_time_utc: utc_timestamp(ms),
     };
     let index = if dir.join(chronicle::INDEX_FILE_NAME).exists() {
-        let events = EventLog::open_read_only(dir)?;
+        let events = crate::open::events_read_only(dir)?;
         let report = events.index_report();
         Some(IndexStats {
             loaded_from_file: report.loaded,

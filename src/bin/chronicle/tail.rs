@@ -43,7 +43,7 @@ pub fn run(args: &Args) -> CliResult {
 }
 
 fn tail(args: &Args, out: &mut impl Write) -> CliResult {
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::open::read_only(&args.dir)?;
     let from = match args.from {
         Some(from) => from,
         None => start_of_last(&log, args.lines)?,

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use chronicle::transparency::{export_tiles, TileExport};
-use chronicle::Log;
 
 use crate::keys;
 use crate::output::{CliError, CliResult};
@@ -48,7 +47,7 @@ pub fn run(args: &Args) -> CliResult {
             ))
         }
     };
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::open::read_only(&args.dir)?;
     let report = export_tiles(&log, &args.out, &TileExport { origin: &origin, key: key.as_ref() })?;
     if args.json {
         let text = serde_json::to_string(&report)

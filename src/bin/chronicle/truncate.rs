@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chronicle::{EventLog, Log, INDEX_FILE_NAME};
+use chronicle::INDEX_FILE_NAME;
 
 use crate::output::CliResult;
 
@@ -31,7 +31,7 @@ pub struct Args {
 /// as one, so that its index is saved before anything is removed.
 pub fn run(args: &Args) -> CliResult {
     let report = if args.dir.join(INDEX_FILE_NAME).exists() {
-        let mut log = EventLog::open(&args.dir)?;
+        let mut log = crate::open::events(&args.dir)?;
         let report = match args.force {
             true => log.truncate_before_forced(args.offset)?,
             false => log.truncate_before(args.offset)?,
@@ -39,7 +39,7 @@ pub fn run(args: &Args) -> CliResult {
         log.close()?;
         report
     } else {
-        let mut log = Log::open(&args.dir)?;
+        let mut log = crate::open::writer(&args.dir)?;
         let report = match args.force {
             true => log.truncate_before_forced(args.offset)?,
             false => log.truncate_before(args.offset)?,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chronicle::{EventLog, Log, RecoveryMode, StorageError};
+use chronicle::{Log, RecoveryMode, StorageError};
 use serde::Serialize;
 
 use crate::output::{bytes, progress, CliError};
@@ -98,7 +98,7 @@ fn is_access_error(err: &StorageError) -> bool {
 pub fn run(args: &Args) -> Result<ExitCode, CliError> {
     let bar = progress("opening");
     let mut report = Report { dir: args.dir.display().to_string(), ..Report::default() };
-    match Log::open_read_only(&args.dir) {
+    match crate::open::read_only(&args.dir) {
         Ok(log) => check_log(&log, &args.dir, &mut report, bar.as_ref())?,
         Err(err) if is_access_error(&err) => return Err(err.into()),
         Err(err) => report.error("open", &err),
@@ -207,7 +207,7 @@ fn check_index(dir: &Path, report: &mut Report) -> Result<(), CliError> {
     if !dir.join(chronicle::INDEX_FILE_NAME).exists() {
         return Ok(());
     }
-    let mut events = EventLog::open_read_only(dir)?;
+    let mut events = crate::open::events_read_only(dir)?;
     let index_report = events.index_report().clone();
     if let Some(why) = &index_report.rebuilt_because {
         let message = format!("the index file is not used ({why}); a writer's open rebuilds it");
