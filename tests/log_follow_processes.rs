@@ -31,11 +31,23 @@ fn collect(follow: &mut Follow, until: impl Fn(u64) -> bool) -> Vec<(u64, Vec<u8
 
 #[test]
 fn a_read_only_follower_sees_another_writers_records_and_rolls() {
+    follower_sees_records_and_rolls(false);
+}
+
+/// As above, with read checks, which read each window past the published end into memory
+/// once and remember it across polls.
+#[test]
+fn a_read_only_follower_with_read_checks_sees_another_writers_records_and_rolls() {
+    follower_sees_records_and_rolls(true);
+}
+
+fn follower_sees_records_and_rolls(read_checks: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     let mut writer = Log::open_with(&path, small(500)).unwrap();
     writer.append(b"before").unwrap();
     let reader = Log::open_read_only(&path).unwrap();
+    reader.set_read_checks(read_checks);
     let mut follow = reader.follow(0);
     let mut durable = reader.follow_durable(0);
     let mut expected = vec![(0, b"before".to_vec())];
@@ -81,10 +93,22 @@ fn follow_writer_child() {
 
 #[test]
 fn a_follower_survives_its_writer_being_killed_and_replaced() {
+    follower_survives_writer_replaced(false);
+}
+
+/// As above, with read checks: what a poll read into memory is seen again, rewritten, after
+/// a new writer cut the torn tail in place and wrote over it.
+#[test]
+fn a_follower_with_read_checks_survives_its_writer_being_killed_and_replaced() {
+    follower_survives_writer_replaced(true);
+}
+
+fn follower_survives_writer_replaced(read_checks: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     Log::open_with(&path, small(500)).unwrap().close().unwrap();
     let reader = Log::open_read_only(&path).unwrap();
+    reader.set_read_checks(read_checks);
     let mut follow = reader.follow(0);
     for round in 0..3u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())

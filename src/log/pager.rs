@@ -142,9 +142,9 @@ impl Shared {
 /// abandoned: it was never promised).
 pub(crate) struct Pager {
     shared: Arc<Shared>,
+    /// The helper threads; none for a pager [`Pager::without_threads`], whose spare segments
+    /// are made by the caller.
     threads: Vec<JoinHandle<()>>,
-    /// No helper threads ([`Pager::without_threads`]): a spare is made by the caller.
-    inline: bool,
 }
 
 impl std::fmt::Debug for Pager {
@@ -171,12 +171,12 @@ impl Pager {
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(_) => {
-                    drop(Pager { shared, threads, inline: false });
+                    drop(Pager { shared, threads });
                     return None;
                 }
             }
         }
-        Some(Pager { shared, threads, inline: false })
+        Some(Pager { shared, threads })
     }
 
     /// A pager without helper threads (see `super::background`): it makes a spare segment
@@ -184,7 +184,12 @@ impl Pager {
     /// steps, and leaves out filling ahead and write-behind, which change only speed.
     pub(crate) fn without_threads() -> Pager {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new() });
-        Pager { shared, threads: Vec::new(), inline: true }
+        Pager { shared, threads: Vec::new() }
+    }
+
+    /// Whether this pager has no helper threads ([`Pager::without_threads`]).
+    fn inline(&self) -> bool {
+        self.threads.is_empty()
     }
 
     /// How many helper threads this pager started.
@@ -197,7 +202,7 @@ impl Pager {
     /// writer ([`PagerHandle::fill_ahead`]). A different segment than before replaces it (the
     /// writer moved on).
     pub(crate) fn fill_ahead(&self, segment: PagerHandle, target: u64) {
-        if self.inline {
+        if self.inline() {
             return;
         }
         let mut state = self.shared.state();
@@ -214,7 +219,7 @@ impl Pager {
     /// Tells the helper that the writer moved on to `segment`, whose data region is already
     /// filled up to `filled` (it was a spare).
     pub(crate) fn adopt(&self, segment: PagerHandle, filled: u64) {
-        if self.inline {
+        if self.inline() {
             return;
         }
         let mut state = self.shared.state();
@@ -230,7 +235,7 @@ impl Pager {
         if !matches!(state.spare, Spare::None | Spare::Failed) {
             return;
         }
-        if self.inline {
+        if self.inline() {
             state.spare = match SpareSegment::create(&dir, new) {
                 Ok(spare) => Spare::Ready { spare, fill_bytes: 0 },
                 Err(_) => Spare::Failed,
@@ -259,7 +264,7 @@ impl Pager {
     /// Asks for the write-out of data bytes `[from, to)` of `segment` to be started. The
     /// writer must not write into that range again (it only appends after it).
     pub(crate) fn write_behind(&self, segment: PagerHandle, from: u64, to: u64) {
-        if to <= from || self.inline {
+        if to <= from || self.inline() {
             return;
         }
         let mut state = self.shared.state();

@@ -182,10 +182,7 @@ impl Snapshot {
         let mut populated_to = 0;
         while at <= offset && at < end {
             let bytes = segment.data(at - base, end - base);
-            let frame_end = || at.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
-            if self.read_checks
-                && (at + FRAME_HEADER_LEN as u64 > populated_to || frame_end() > populated_to)
-            {
+            if self.read_checks && reaches_past(at, bytes, populated_to) {
                 match self.populate_frame(
                     index,
                     at,
@@ -253,6 +250,14 @@ impl Snapshot {
             payload: Payload { segment, start, len: header.payload_len() as u64 },
         }
     }
+}
+
+/// Whether the frame at logical offset `at`, whose bytes from its start are `bytes`, reaches
+/// past `populated_to` (what read checks have read into memory): its header, or, once the
+/// header is in, the length the header states. Reads the length field only in the second case.
+pub(super) fn reaches_past(at: u64, bytes: &[u8], populated_to: u64) -> bool {
+    at.saturating_add(FRAME_HEADER_LEN as u64) > populated_to
+        || at.saturating_add(stored_frame_len(bytes).map_or(0, u64::from)) > populated_to
 }
 
 /// [`Snapshot::populate_frame`] for the frame at `offset` of `segment`, whose data ends at
@@ -466,10 +471,7 @@ impl Cursor {
         if snapshot.read_checks {
             // The segment before ended at or before this one's base, so a window of it never
             // counts here.
-            let header_end = self.next.saturating_add(FRAME_HEADER_LEN as u64);
-            let frame_end =
-                || self.next.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
-            if header_end > self.populated_to || frame_end() > self.populated_to {
+            if reaches_past(self.next, bytes, self.populated_to) {
                 let window = READ_CHECK_WINDOW_BYTES;
                 match snapshot.populate_frame(self.index, self.next, window, self.until) {
                     Ok(to) => self.populated_to = to,

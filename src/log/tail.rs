@@ -35,13 +35,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::reader::Shared;
-use super::replay::populate_frame;
+use super::replay::{populate_frame, reaches_past};
 use super::start_record::{read_start_record, START_FILE_NAME};
 use crate::error::{Result, StorageError};
-use crate::format::{
-    decode_frame, segment_file_name, stored_frame_len, FrameRead, FLAG_BATCH_CONTINUES,
-    FRAME_HEADER_LEN,
-};
+use crate::format::{decode_frame, segment_file_name, FrameRead, FLAG_BATCH_CONTINUES};
 use crate::segment::Segment;
 
 /// How much past the published end a read-only handle with read checks reads into memory at
@@ -58,12 +55,15 @@ pub(super) struct Tail {
     inode: Option<(u64, u64)>,
     /// The inode of the start record last read, and the start offset it gave.
     start: Option<(u64, u64)>,
+    /// With read checks: the base offset of the last segment, and the offset up to which
+    /// its bytes were read into memory, so that a poll does not read the same window again.
+    populated: Option<(u64, u64)>,
 }
 
 impl Tail {
     /// A tail for a handle whose last published frame is `last`.
     pub(super) fn new(last: Option<(u64, u32)>) -> Tail {
-        Tail { last, inode: None, start: None }
+        Tail { last, inode: None, start: None, populated: None }
     }
 
     /// Looks for complete frames past the published end and publishes them, or for the next
@@ -151,12 +151,14 @@ impl Tail {
         let mut last = self.last;
         // Views of the segment cover what was published; look at the rest of it.
         segment.extend_published_read_only(capacity);
-        let (mut populated_to, mut unreadable) = (pos, None);
+        let mut populated_to = match self.populated {
+            Some((b, to)) if b == base => to,
+            _ => pos,
+        };
+        let mut unreadable = None;
         while pos < base + capacity {
             let bytes = segment.data(pos - base, capacity);
-            let header_end = pos.saturating_add(FRAME_HEADER_LEN as u64);
-            let frame_end = || pos.saturating_add(stored_frame_len(bytes).map_or(0, u64::from));
-            if snapshot.read_checks && (header_end > populated_to || frame_end() > populated_to) {
+            if snapshot.read_checks && reaches_past(pos, bytes, populated_to) {
                 let end = base + capacity;
                 match populate_frame(segment, end, pos, TAIL_READ_CHECK_WINDOW_BYTES, end) {
                     Ok(to) => populated_to = to,
@@ -175,6 +177,7 @@ impl Tail {
                 last = Some((header.offset, header.crc));
             }
         }
+        self.populated = Some((base, populated_to));
         if published == snapshot.end {
             return unreadable.map_or(Ok(false), Err);
         }
@@ -248,7 +251,9 @@ impl Tail {
     }
 
     /// Replaces the last segment with `segment`, a file of the same name opened again.
-    fn replace_last(&self, shared: &Shared, segment: Segment) {
+    fn replace_last(&mut self, shared: &Shared, segment: Segment) {
+        // A new map: nothing of it was read into memory yet.
+        self.populated = None;
         let mut segments = shared.segments.write().unwrap_or_else(PoisonError::into_inner);
         let mut list: Vec<Arc<Segment>> = segments.iter().cloned().collect();
         list.pop();
