@@ -267,3 +267,46 @@ fn read_error_under_chronicle_verify_is_reported() {
     assert!(errors.contains("could not be read into memory"), "{errors}");
     assert!(errors.contains(".seg"), "the error does not name the segment: {errors}");
 }
+
+/// Recovery with read checks reads into memory what its scan will read, and no more: the
+/// sealed segments before the durable point the last segment's header proves are not scanned
+/// (their links are read with `pread`), so they are not read either. A first version read
+/// every segment from the recorded durable point, here (no `DURABLE`) the whole log. A log
+/// of several segments, its first segment's pages failing with `EIO` except those a plain
+/// open reads; the open with read checks must succeed.
+#[test]
+fn recovery_with_read_checks_reads_only_what_it_scans() {
+    use power_cut::{Fault, Op};
+    let Some(mut fs) = PowerCutMount::new("recovery_with_read_checks_reads_only_what_it_scans")
+    else {
+        return;
+    };
+    let options = Options { segment_bytes: 1 << 20, ..Options::default() };
+    let mut log = Log::open_with(fs.path().join("log"), options.clone()).unwrap();
+    for i in 0..3000u32 {
+        log.append(&[i as u8; 1000]).unwrap();
+        if i % 100 == 99 {
+            log.sync().unwrap();
+        }
+    }
+    log.close().unwrap();
+    std::fs::remove_file(fs.path().join("log/DURABLE")).unwrap();
+    fs.remount(); // nothing of the log in the page cache
+    let dir = fs.path().join("log");
+    let segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".seg"))
+        .collect();
+    assert!(segments.len() >= 3, "{segments:?}");
+    // What an open reads anyway: headers and links with `pread`, the last segment's scan.
+    let end = Log::open_read_only(&dir).unwrap().end_offset();
+    fs.control().inject(Fault::always(Op::Read, "00000000000000000000.seg", libc::EIO));
+    let options = Options { read_checks: true, ..options };
+    let log = Log::open_read_only_with(&dir, options.clone()).unwrap();
+    assert_eq!(log.end_offset(), end);
+    drop(log);
+    let log = Log::open_with(&dir, options).unwrap();
+    assert_eq!(log.end_offset(), end);
+    assert_eq!(fs.control().faults_fired(), 0, "an open read the first segment's data");
+}

@@ -94,28 +94,36 @@ pub(super) struct Reading<'a> {
     pub checks: bool,
 }
 
-/// With read checks, before recovery scans the log past its recorded durable point through
-/// the maps: reads what it will scan into memory (`MADV_POPULATE_READ`), so that a disk read
-/// error is an `Io` error here rather than a `SIGBUS` there. That is every segment from the
-/// one holding the durable point on (the last one's written extents only), from that point.
+/// With read checks, before recovery scans the log past its durable point through the maps:
+/// reads what it will scan into memory (`MADV_POPULATE_READ`), so that a disk read error is
+/// an `Io` error here rather than a `SIGBUS` there. As `recovery::plan` reads: the last
+/// segment's written extents from the frame the durable record names if that lies inside it
+/// (else from its start), and every sealed segment from the one holding the durable point the
+/// record and the last header prove (recovery walks those whole; the point it finds from the
+/// frames can only lie later, so it may read less, never more).
 pub(super) fn populate_for_scan(
     segments: &mut [Segment],
     recorded: Option<&DurableRecord>,
 ) -> Result<()> {
-    let durable = recorded.map_or(0, |r| r.durable_end);
-    let last_index = segments.len().saturating_sub(1);
-    for (index, segment) in segments.iter_mut().enumerate() {
-        let base = segment.base_offset();
-        if base.saturating_add(segment.capacity()) <= durable {
-            continue;
-        }
-        let from = durable.saturating_sub(base);
-        let runs = if index == last_index {
-            segment.data_extents()
+    let Some(last) = segments.last() else { return Ok(()) };
+    let recorded_durable = recorded.map_or(0, |r| r.durable_end);
+    let durable = recorded_durable.max(last.header().durable_offset);
+    let first_walked = segments.partition_point(|s| s.base_offset() <= durable).saturating_sub(1);
+    let last_index = segments.len() - 1;
+    for (index, segment) in segments.iter_mut().enumerate().skip(first_walked) {
+        if index < last_index {
+            let capacity = segment.capacity();
+            populate_runs(segment, &[(0, capacity)], 0, "recovery")?;
         } else {
-            vec![(0, segment.capacity())]
-        };
-        populate_runs(segment, &runs, from, "recovery")?;
+            // From the frame the record names, which recovery checks first.
+            let walk_from = recorded.map_or(0, |r| match r.last_frame_offset {
+                NO_PREVIOUS_FRAME => r.durable_end,
+                last_frame => last_frame.min(r.durable_end),
+            });
+            let from = walk_from.saturating_sub(segment.base_offset());
+            let runs = segment.data_extents();
+            populate_runs(segment, &runs, from, "recovery")?;
+        }
     }
     Ok(())
 }
