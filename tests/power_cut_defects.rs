@@ -253,36 +253,214 @@ fn read_error_under_chronicle_verify_is_reported() {
     let dir = fs.path().join("log");
     drop(Log::open_read_only(&dir).unwrap());
     fs.control().inject(Fault::always(Op::Read, ".seg", libc::EIO));
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
-        .args(["verify", "--json"])
-        .arg(&dir)
+    // `verify` reads every frame for its repair plan first; `replay` opens an event log,
+    // whose index catch-up reads them through the maps.
+    for command in ["verify", "replay"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+            .args([command, "--json"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        let errors = String::from_utf8_lossy(&output.stderr);
+        assert!(fs.control().faults_fired() > 0, "no read failed");
+        let status = output.status;
+        assert_eq!(status.signal(), None, "{command} was killed ({status}): {errors}");
+        // Exit 2: the log could not be read (1 is for damage verify found).
+        assert_eq!(status.code(), Some(2), "{command}: {said} {errors}");
+        assert!(errors.contains("could not be read into memory"), "{command}: {errors}");
+        assert!(errors.contains(".seg"), "{command}: the error names no segment: {errors}");
+    }
+}
+
+/// Set in the child process of [`read_error_in_the_index_file_rebuilds_the_index`]: the log's
+/// directory.
+const INDEX_CHILD: &str = "CHRONICLE_POWER_CUT_INDEX_CHILD";
+
+/// An event log's index file is read through a map too, and checksummed whole at open: a
+/// read error there was a `SIGBUS`, read checks or not. It is now read into memory first,
+/// and a file that cannot be read is an unusable index: the open rebuilds it from the log.
+/// (The open runs in a child process: a process that dies of a signal while it serves a FUSE
+/// filesystem it has files of mapped hangs in its exit.)
+#[test]
+fn read_error_in_the_index_file_rebuilds_the_index() {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use power_cut::{Fault, Op};
+    const NAME: &str = "read_error_in_the_index_file_rebuilds_the_index";
+    if let Some(dir) = std::env::var_os(INDEX_CHILD) {
+        let log = EventLog::open_read_only(std::path::Path::new(&dir)).unwrap();
+        let report = log.index_report();
+        println!("loaded {}", report.loaded);
+        println!("because {}", report.rebuilt_because.as_deref().unwrap_or_default());
+        println!("aggregate 3: {} events", log.load_aggregate(3).unwrap().len());
+        return;
+    }
+    let Some(mut fs) = PowerCutMount::new(NAME) else {
+        return;
+    };
+    let mut log = EventLog::open(fs.path().join("log")).unwrap();
+    for i in 0..2000u64 {
+        let event = Event::builder("tick").aggregate_id(i % 7).payload(vec![i as u8; 100]);
+        log.append(&event.build()).unwrap();
+    }
+    log.close().unwrap();
+    fs.remount(); // nothing of the log in the page cache
+    let dir = fs.path().join("log");
+    assert!(std::fs::metadata(dir.join("index.chx")).unwrap().len() > 8192);
+    fs.control().inject(Fault::always(Op::Read, "index.chx", libc::EIO));
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+        .env(INDEX_CHILD, &dir)
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&output.stdout);
-    let errors = String::from_utf8_lossy(&output.stderr);
     assert!(fs.control().faults_fired() > 0, "no read failed");
-    assert_eq!(output.status.signal(), None, "verify was killed ({}): {errors}", output.status);
-    // Exit 2: the log could not be read (1 is for damage verify found).
-    assert_eq!(output.status.code(), Some(2), "{said} {errors}");
-    assert!(errors.contains("could not be read into memory"), "{errors}");
-    assert!(errors.contains(".seg"), "the error does not name the segment: {errors}");
+    assert_eq!(output.status.signal(), None, "killed ({}): {said}", output.status);
+    assert!(output.status.success(), "the child failed: {}: {said}", output.status);
+    assert!(said.contains("loaded false"), "{said}");
+    assert!(said.contains("could not be read into memory"), "{said}");
+    assert!(said.contains(&format!("aggregate 3: {} events", 2000 / 7 + 1)), "{said}");
 }
+
+const SEALED_CHILD: &str = "CHRONICLE_POWER_CUT_SEALED_CHILD";
+const SEALED_ROLE: &str = "CHRONICLE_POWER_CUT_SEALED_ROLE";
+
+/// After a writer dies past a roll without syncing, recovery walks the sealed segment that
+/// holds the durable point from its start. Read checks read into memory only from the durable
+/// point on (where the scan of the last segment starts), so a disk read error before it, in
+/// the sealed segment, was a `SIGBUS`. The child warms every header and the sealed segment
+/// from the durable point on; every other read of it fails with `EIO`.
+#[test]
+fn read_error_where_recovery_walks_a_sealed_segment_is_an_error_with_read_checks() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::{Command, Stdio};
+
+    use power_cut::{Fault, Op};
+    const NAME: &str =
+        "read_error_where_recovery_walks_a_sealed_segment_is_an_error_with_read_checks";
+    if let Some(dir) = std::env::var_os(SEALED_CHILD) {
+        return sealed_child(std::path::Path::new(&dir));
+    }
+    let Some(mut fs) = PowerCutMount::new(NAME) else {
+        return;
+    };
+    let child = |dir: &std::path::Path, role: &str| {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["--exact", NAME, "--nocapture", "--test-threads", "1"]);
+        command.env(SEALED_CHILD, dir).env(SEALED_ROLE, role);
+        command
+    };
+    // Built on an ordinary directory: a log closed half way into its first segment, and a
+    // writer that appends into a second one and dies without a sync.
+    let scratch = tempfile::tempdir().unwrap();
+    let built = scratch.path().join("log");
+    let mut log = Log::open_with(&built, sealed_options()).unwrap();
+    for i in 0..500u32 {
+        log.append(&[i as u8 | 1; 1000]).unwrap();
+    }
+    let durable = log.end_offset();
+    log.close().unwrap();
+    assert!(child(&built, "crash").stdout(Stdio::null()).status().unwrap().success());
+    let names: Vec<_> =
+        std::fs::read_dir(&built).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.iter().filter(|n| n.to_string_lossy().ends_with(".seg")).count(), 2);
+    // Copied onto the FUSE filesystem, whose page cache the remount empties.
+    std::fs::create_dir(fs.path().join("log")).unwrap();
+    for name in &names {
+        std::fs::copy(built.join(name), fs.path().join("log").join(name)).unwrap();
+    }
+    fs.remount();
+    let dir = fs.path().join("log");
+    let mut opener = child(&dir, &format!("open {durable}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(opener.stdout.take().unwrap()).lines();
+    while !lines.next().expect("the child reads the log").unwrap().contains("warmed") {}
+    fs.control().inject(Fault::always(Op::Read, "00000000000000000000.seg", libc::EIO));
+    writeln!(opener.stdin.take().unwrap(), "go").unwrap();
+    let status = opener.wait().unwrap();
+    let said: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(fs.control().faults_fired() > 0, "no read failed");
+    assert_eq!(status.signal(), None, "killed ({status}): {said:?}");
+    assert!(status.success(), "the child failed: {status}: {said:?}");
+    let error = said.iter().find(|line| line.starts_with("open error"));
+    let error = error.unwrap_or_else(|| panic!("the open gave no error: {said:?}"));
+    assert!(error.contains("could not be read into memory"), "{error}");
+}
+
+fn sealed_options() -> Options {
+    Options { segment_bytes: 1 << 20, ..Options::default() }
+}
+
+/// The children of the test above: `crash` appends past a roll and exits without a sync;
+/// `open D` warms the page cache, then, once told, opens the log read-only with read checks.
+fn sealed_child(dir: &std::path::Path) {
+    use std::io::{BufRead as _, Read as _, Seek as _};
+    let role = std::env::var(SEALED_ROLE).unwrap();
+    if role == "crash" {
+        let mut log = Log::open_with(dir, sealed_options()).unwrap();
+        for i in 0..700u32 {
+            log.append(&[i as u8 | 2; 1000]).unwrap();
+        }
+        std::process::exit(0);
+    }
+    let durable: u64 = role.strip_prefix("open ").unwrap().parse().unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "seg") {
+            let mut file = std::fs::File::open(&path).unwrap();
+            let mut page = [0u8; 4096];
+            file.read_exact(&mut page).unwrap();
+            if path.file_name().unwrap() == "00000000000000000000.seg" {
+                file.seek(std::io::SeekFrom::Start(64 + durable)).unwrap();
+                std::io::copy(&mut file, &mut std::io::sink()).unwrap();
+            }
+        }
+    }
+    println!("warmed");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    let options = Options { read_checks: true, ..sealed_options() };
+    match Log::open_read_only_with(dir, options) {
+        Ok(log) => println!("opened, {} bytes", log.end_offset()),
+        Err(err) => println!("open error: {err}"),
+    }
+}
+
+/// Set in the child process of [`recovery_with_read_checks_reads_only_what_it_scans`]: the
+/// log's directory.
+const SCAN_CHILD: &str = "CHRONICLE_POWER_CUT_SCAN_CHILD";
 
 /// Recovery with read checks reads into memory what its scan will read, and no more: the
 /// sealed segments before the durable point the last segment's header proves are not scanned
 /// (their links are read with `pread`), so they are not read either. A first version read
 /// every segment from the recorded durable point, here (no `DURABLE`) the whole log. A log
 /// of several segments, its first segment's pages failing with `EIO` except those a plain
-/// open reads; the open with read checks must succeed.
+/// open reads; the opens with read checks (in a child process, which could die of a signal)
+/// must succeed.
 #[test]
 fn recovery_with_read_checks_reads_only_what_it_scans() {
+    use std::os::unix::process::ExitStatusExt as _;
+
     use power_cut::{Fault, Op};
-    let Some(mut fs) = PowerCutMount::new("recovery_with_read_checks_reads_only_what_it_scans")
-    else {
+    const NAME: &str = "recovery_with_read_checks_reads_only_what_it_scans";
+    let options = Options { segment_bytes: 1 << 20, ..Options::default() };
+    if let Some(dir) = std::env::var_os(SCAN_CHILD) {
+        let options = Options { read_checks: true, ..options };
+        let read_only = Log::open_read_only_with(std::path::Path::new(&dir), options.clone());
+        println!("read-only: {:?}", read_only.map(|log| log.end_offset()));
+        let writer = Log::open_with(std::path::Path::new(&dir), options);
+        println!("writer: {:?}", writer.map(|log| log.end_offset()));
+        return;
+    }
+    let Some(mut fs) = PowerCutMount::new(NAME) else {
         return;
     };
-    let options = Options { segment_bytes: 1 << 20, ..Options::default() };
-    let mut log = Log::open_with(fs.path().join("log"), options.clone()).unwrap();
+    let mut log = Log::open_with(fs.path().join("log"), options).unwrap();
     for i in 0..3000u32 {
         log.append(&[i as u8; 1000]).unwrap();
         if i % 100 == 99 {
@@ -293,20 +471,22 @@ fn recovery_with_read_checks_reads_only_what_it_scans() {
     std::fs::remove_file(fs.path().join("log/DURABLE")).unwrap();
     fs.remount(); // nothing of the log in the page cache
     let dir = fs.path().join("log");
-    let segments: Vec<_> = std::fs::read_dir(&dir)
+    let segments = std::fs::read_dir(&dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.ends_with(".seg"))
-        .collect();
-    assert!(segments.len() >= 3, "{segments:?}");
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".seg"))
+        .count();
+    assert!(segments >= 3, "{segments} segments");
     // What an open reads anyway: headers and links with `pread`, the last segment's scan.
     let end = Log::open_read_only(&dir).unwrap().end_offset();
     fs.control().inject(Fault::always(Op::Read, "00000000000000000000.seg", libc::EIO));
-    let options = Options { read_checks: true, ..options };
-    let log = Log::open_read_only_with(&dir, options.clone()).unwrap();
-    assert_eq!(log.end_offset(), end);
-    drop(log);
-    let log = Log::open_with(&dir, options).unwrap();
-    assert_eq!(log.end_offset(), end);
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+        .env(SCAN_CHILD, &dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.signal(), None, "killed ({}): {said}", output.status);
+    assert!(said.contains(&format!("read-only: Ok({end})")), "{said}");
+    assert!(said.contains(&format!("writer: Ok({end})")), "{said}");
     assert_eq!(fs.control().faults_fired(), 0, "an open read the first segment's data");
 }

@@ -50,10 +50,12 @@ impl Deref for FileBytes {
 }
 
 impl FileBytes {
-    /// Maps the whole of `file`, read-only.
+    /// Maps the whole of `file`, read-only, and reads it into memory (`MADV_POPULATE_READ`,
+    /// where the kernel has it): loading checksums every byte right after, and a disk read
+    /// error is then this error rather than a `SIGBUS` there.
     ///
     /// # Errors
-    /// The error of `fstat` or `mmap`.
+    /// The error of `fstat` or `mmap`, or a read error.
     pub(super) fn map(file: &File) -> io::Result<FileBytes> {
         if file.metadata()?.len() == 0 {
             // An empty file cannot be mapped; it decodes (and is refused) all the same.
@@ -61,6 +63,16 @@ impl FileBytes {
         }
         // `file` is an index file, which Chronicle never writes or truncates in place (it
         // replaces it by rename): the invariant `map_read_only` asks of its callers.
-        Ok(FileBytes::Mapped(map_read_only(file)?))
+        let map = map_read_only(file)?;
+        #[cfg(target_os = "linux")]
+        match map.advise(memmap2::Advice::PopulateRead) {
+            // EINVAL: a kernel without the advice (before Linux 5.14); nothing is checked.
+            Err(err) if err.raw_os_error() != Some(libc::EINVAL) => {
+                let what = format!("the file could not be read into memory: {err}");
+                return Err(io::Error::new(err.kind(), what));
+            }
+            _ => {}
+        }
+        Ok(FileBytes::Mapped(map))
     }
 }

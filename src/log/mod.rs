@@ -131,11 +131,12 @@ impl Log {
 
     /// Opens the log in `dir` for reading only, as [`Log::open_read_only`], with the
     /// [`Options`] that apply to a reader: [`Options::read_checks`] and
-    /// [`Options::merkle_rollup`]. The others are for writers; they are checked
-    /// ([`Options::validate`]) but change nothing here.
+    /// [`Options::merkle_rollup`]. The others are for writers: they are checked
+    /// ([`Options::validate`]), a repair mode is refused, and the rest change nothing here.
     ///
     /// # Errors
-    /// As [`Log::open_read_only`]; [`StorageError::InvalidOptions`].
+    /// As [`Log::open_read_only`]; [`StorageError::InvalidOptions`] for options that fail
+    /// [`Options::validate`] or a [`RecoveryMode`] other than `Strict`.
     pub fn open_read_only_with(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
         open::open_log(dir.as_ref(), options, true)
     }

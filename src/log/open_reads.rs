@@ -61,19 +61,21 @@ pub(super) fn read_recorded_frame(
 }
 
 /// Data bytes `[pos, end)` of `segment`, read from `file` (its file) with one `pread`, with
-/// `pos`. `None` for an empty range, one not inside the segment's data region or longer than
-/// [`READ_AT_OPEN_MAX`] (and a header), or a read that falls short (the checks then read the
-/// map, which ends where the file does).
+/// `pos`. `None` for an empty range or one not inside the segment's data region; for a range
+/// longer than [`READ_AT_OPEN_MAX`] (and a header), which the checks then read through the
+/// map, once it is read into memory there (`MADV_POPULATE_READ`); and for a read that falls
+/// short (the checks then read the map, which ends where the file does).
 ///
 /// # Errors
 /// [`StorageError::Io`] for a read that fails: reading the same bytes through the map would
 /// raise `SIGBUS`.
 fn read_data(segment: &Segment, file: &File, pos: u64, end: u64) -> Result<Option<ReadBytes>> {
     use std::os::unix::fs::FileExt as _;
-    if pos >= end
-        || end > segment.capacity()
-        || end - pos > READ_AT_OPEN_MAX + FRAME_HEADER_LEN as u64
-    {
+    if pos >= end || end > segment.capacity() {
+        return Ok(None);
+    }
+    if end - pos > READ_AT_OPEN_MAX + FRAME_HEADER_LEN as u64 {
+        populate_runs(segment, &[(pos, end)], 0, "the open's checks")?;
         return Ok(None);
     }
     let Ok(len) = usize::try_from(end - pos) else { return Ok(None) };
@@ -128,35 +130,26 @@ pub(super) fn populate_for_scan(
     Ok(())
 }
 
-/// Before a repair (or its plan) reads every frame of every segment through the maps: reads
-/// their written extents into memory, as [`populate_for_scan`] does for recovery. Always, not
-/// only with read checks: the scan reads the same bytes right after, so this costs nothing
-/// but the memory the scan takes anyway.
-pub(super) fn populate_for_repair(segments: &mut [Segment]) -> Result<()> {
-    for segment in segments {
-        let runs = segment.data_extents();
-        populate_runs(segment, &runs, 0, "a repair")?;
-    }
-    Ok(())
-}
-
-/// Populates `runs` (data positions) of `segment`, each from `from` on.
-fn populate_runs(segment: &mut Segment, runs: &[(u64, u64)], from: u64, why: &str) -> Result<()> {
+/// Populates `runs` (data positions) of `segment`, each from `from` on, for `why`.
+fn populate_runs(segment: &Segment, runs: &[(u64, u64)], from: u64, why: &str) -> Result<()> {
     let base = segment.base_offset();
     for &(start, end) in runs {
         let start = start.max(from);
         if start >= end {
             continue;
         }
-        if let Err(err) = segment.populate_exclusive(start, end) {
+        if let Err(err) = segment.populate_unpublished(start, end) {
             let what = format!(
-                "log bytes {}..{} could not be read into memory for {why} (a disk read error): \
-                 {err}",
+                "log bytes {}..{} could not be read into memory for {why}: {err}",
                 base + start,
                 base + end
             );
             let path = segment.path().to_path_buf();
-            return Err(StorageError::io("read a segment", path, std::io::Error::other(what)));
+            return Err(StorageError::io(
+                "read a segment",
+                path,
+                std::io::Error::new(err.kind(), what),
+            ));
         }
     }
     Ok(())

@@ -102,9 +102,10 @@ pub struct Options {
     /// Read checks from the open on, as [`Log::set_read_checks`](super::Log::set_read_checks)
     /// turns them on later: each replay reads a segment's pages into memory before it touches
     /// them, so that a disk read error is [`StorageError::Io`], not a `SIGBUS`. Set here, they
-    /// also cover what runs during the open and right after it: an event log's index
-    /// catch-up and the Merkle pages' catch-up. Default `false`; its price is replay speed
-    /// (`BENCHMARKS.md`, "Choosing settings").
+    /// also cover what runs during the open and right after it: recovery's scan of what was
+    /// written since the last sync after a crash, an event log's index catch-up and the
+    /// Merkle pages' catch-up. Default `false`; its price is replay speed (`BENCHMARKS.md`,
+    /// "Choosing settings"). `RELIABILITY.md` lists what they do not cover.
     pub read_checks: bool,
 }
 

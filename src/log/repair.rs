@@ -36,7 +36,6 @@ pub(super) fn plan(
     mode: RecoveryMode,
     cut_before: &mut RepairReport,
 ) -> Result<RepairPlan> {
-    super::open_reads::populate_for_repair(segments)?;
     let mut recorded = recorded;
     let mut last_cut = None;
     loop {
@@ -54,6 +53,7 @@ pub(super) fn plan(
                 (prev, end.min(segments[prev].capacity()))
             }
             Refusal::Unmendable { index, pos, .. } => (index, pos),
+            Refusal::Unreadable { .. } => return Err(refusal_error(segments, refusal)),
         };
         // A cut that changed nothing would be planned again: refuse instead.
         if last_cut == Some((index, pos)) {
@@ -85,7 +85,6 @@ pub(super) fn plan_read_only(
     recorded: Option<&DurableRecord>,
     mode: RecoveryMode,
 ) -> Result<RepairReport> {
-    super::open_reads::populate_for_repair(segments)?;
     let mut end = segments.len();
     loop {
         match plan_once(&mut segments[..end], recorded) {
@@ -125,6 +124,14 @@ fn refusal_error(segments: &[Segment], refusal: Refusal) -> StorageError {
                 "a salvage cannot mend this (a truncation can): {reason}"
             )),
         },
+        Refusal::Unreadable { index, end, kind, error } => {
+            let base = segments.get(index).map_or(0, Segment::base_offset);
+            let what = format!(
+                "log bytes {base}..{} could not be read into memory for a repair: {error}",
+                base + end
+            );
+            StorageError::io("read a segment", path(index), std::io::Error::new(kind, what))
+        }
     }
 }
 
@@ -134,17 +141,22 @@ fn plan_once(
     recorded: Option<&DurableRecord>,
 ) -> std::result::Result<RepairPlan, Refusal> {
     let extents: Vec<Vec<(u64, u64)>> = segments.iter().map(|s| s.data_extents()).collect();
+    let mut populators = Vec::with_capacity(segments.len());
     let views: Vec<SegmentView<'_>> = segments
         .iter_mut()
         .zip(extents)
-        .map(|(s, extents)| SegmentView {
-            header: *s.header(),
-            data: s.data_exclusive(),
-            extents,
-            read_at_open: None,
+        .map(|(s, extents)| {
+            let header = *s.header();
+            let (data, populator) = s.data_exclusive_populator();
+            populators.push(populator);
+            SegmentView { header, data, extents, read_at_open: None }
         })
         .collect();
-    salvage::plan_repair(&views, recorded)
+    let mut before_scan = |index: usize, end: u64| match populators.get(index) {
+        Some(populator) => populator.populate(0, end).map(drop),
+        None => Ok(()),
+    };
+    salvage::plan_repair(&views, recorded, &mut before_scan)
 }
 
 /// An empty report for `mode`: what a truncation cut before planning goes into it.

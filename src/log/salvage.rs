@@ -85,6 +85,8 @@ pub(crate) enum Refusal {
     Broken { index: usize, reason: String },
     /// Segment `index` holds a break at data position `pos` that a gap cannot cover.
     Unmendable { index: usize, pos: u64, reason: String },
+    /// Segment `index`'s data up to `end` could not be read into memory (a disk read error).
+    Unreadable { index: usize, end: u64, kind: std::io::ErrorKind, error: String },
 }
 
 /// One run of intact frames, and what it records.
@@ -95,10 +97,13 @@ struct Run {
 
 /// Checks every frame of `views` (segments in order, headers already validated) and plans
 /// the repair. `recorded` is the log's durable record, if it has a usable one: its durable
-/// end is evidence too.
+/// end is evidence too. `before_scan(index, end)` is called before segment `index`'s data
+/// `[0, end)` is read, to read it into memory (so that a disk read error is an error, not a
+/// `SIGBUS`, and only one segment is read ahead of the scan at a time).
 pub(crate) fn plan_repair(
     views: &[SegmentView<'_>],
     recorded: Option<&DurableRecord>,
+    before_scan: &mut dyn FnMut(usize, u64) -> std::io::Result<()>,
 ) -> Result<RepairPlan, Refusal> {
     check_headers(views)?;
     let recorded_end = recorded.map_or(0, |r| r.durable_end);
@@ -109,6 +114,12 @@ pub(crate) fn plan_repair(
         let base = view.header.base_offset;
         let sealed_end = views.get(index + 1).map(|next| next.header.base_offset - base);
         let data_end = sealed_end.unwrap_or(view.data.len() as u64);
+        before_scan(index, data_end).map_err(|error| Refusal::Unreadable {
+            index,
+            end: data_end,
+            kind: error.kind(),
+            error: error.to_string(),
+        })?;
         let data = view.data.get(..index_of(data_end)).unwrap_or(view.data);
         let mut pos = 0;
         loop {

@@ -65,7 +65,23 @@ pub(super) fn drop_torn_creation(
     for segment in &mut later {
         evidence = evidence.max(segment.header().durable_offset);
         let (base, extents) = (segment.base_offset(), segment.data_extents());
-        let data = segment.data_exclusive();
+        let path = segment.path().to_path_buf();
+        let (data, populator) = segment.data_exclusive_populator();
+        // Read into memory before the walk reads it, so that a disk read error is an error.
+        for &(start, end) in &extents {
+            if let Err(err) = populator.populate(start, end) {
+                let what = format!(
+                    "log bytes {}..{} could not be read into memory: {err}",
+                    base + start,
+                    base + end
+                );
+                return Err(StorageError::io(
+                    "read a segment",
+                    path,
+                    std::io::Error::new(err.kind(), what),
+                ));
+            }
+        }
         let walk = walk_chain(data, base, 0);
         let after = examine_after_chain(data, base, walk.chain_end, &extents);
         evidence = evidence.max(walk.max_durable_end);

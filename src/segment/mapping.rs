@@ -75,9 +75,10 @@ impl Segment {
         self.populate_within(start, end.min(self.published_len()))
     }
 
-    /// [`Segment::populate`] over the whole data region, published or not, for recovery's
-    /// scan (which holds the segment exclusively). Populating only reads: no byte changes.
-    pub(crate) fn populate_exclusive(&mut self, start: u64, end: u64) -> std::io::Result<bool> {
+    /// [`Segment::populate`] over the whole data region, published or not, for what an open
+    /// reads before the log is shared. Populating only reads: no byte changes, so it is safe
+    /// beside a writer too.
+    pub(crate) fn populate_unpublished(&self, start: u64, end: u64) -> std::io::Result<bool> {
         self.populate_within(start, end)
     }
 
@@ -117,6 +118,16 @@ impl Segment {
                 to_index(end - start),
             )
         }
+    }
+
+    /// The whole data region, as [`Segment::data_exclusive`], and a [`Populator`] of it, for a
+    /// scan that reads the region into memory as it reaches it.
+    pub(crate) fn data_exclusive_populator(&mut self) -> (&[u8], Populator<'_>) {
+        let this: &Segment = self;
+        // SAFETY: `&mut self` proves no other reference to this segment exists; for as long as
+        // it is borrowed, the only others are the returned view and the `Populator`, which
+        // only reads (`MADV_POPULATE_READ`), so no writer is active while the view lives.
+        (unsafe { this.whole_data() }, Populator(this))
     }
 
     /// The whole data region, published or not, for recovery's scan.
@@ -482,4 +493,15 @@ pub(crate) fn prefetch_ahead(bytes: &[u8], distance: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (bytes, distance);
+}
+
+/// Reads data bytes of a segment held exclusively into memory, beside a view of them
+/// ([`Segment::data_exclusive_populator`]): all it can do is read.
+pub(crate) struct Populator<'a>(&'a Segment);
+
+impl Populator<'_> {
+    /// [`Segment::populate_unpublished`].
+    pub(crate) fn populate(&self, start: u64, end: u64) -> std::io::Result<bool> {
+        self.0.populate_unpublished(start, end)
+    }
 }
