@@ -124,13 +124,8 @@ fn refusal_error(segments: &[Segment], refusal: Refusal) -> StorageError {
                 "a salvage cannot mend this (a truncation can): {reason}"
             )),
         },
-        Refusal::Unreadable { index, end, kind, error } => {
-            let base = segments.get(index).map_or(0, Segment::base_offset);
-            let what = format!(
-                "log bytes {base}..{} could not be read into memory for a repair: {error}",
-                base + end
-            );
-            StorageError::io("read a segment", path(index), std::io::Error::new(kind, what))
+        Refusal::Unreadable { index, kind, error } => {
+            StorageError::io("read a segment", path(index), std::io::Error::new(kind, error))
         }
     }
 }
@@ -152,9 +147,19 @@ fn plan_once(
             SegmentView { header, data, extents, read_at_open: None }
         })
         .collect();
-    let mut before_scan = |index: usize, end: u64| match populators.get(index) {
-        Some(populator) => populator.populate(0, end).map(drop),
-        None => Ok(()),
+    let mut before_scan = |index: usize, runs: &[(u64, u64)]| {
+        let Some(populator) = populators.get(index) else { return Ok(()) };
+        for &(start, end) in runs {
+            if let Err(err) = populator.populate(start, end) {
+                let base = populator.base_offset();
+                let (from, to) = (base + start, base + end);
+                let what = format!(
+                    "log bytes {from}..{to} could not be read into memory for a repair: {err}"
+                );
+                return Err(std::io::Error::new(err.kind(), what));
+            }
+        }
+        Ok(())
     };
     salvage::plan_repair(&views, recorded, &mut before_scan)
 }

@@ -85,9 +85,14 @@ pub(crate) enum Refusal {
     Broken { index: usize, reason: String },
     /// Segment `index` holds a break at data position `pos` that a gap cannot cover.
     Unmendable { index: usize, pos: u64, reason: String },
-    /// Segment `index`'s data up to `end` could not be read into memory (a disk read error).
-    Unreadable { index: usize, end: u64, kind: std::io::ErrorKind, error: String },
+    /// Segment `index`'s data could not be read into memory (a disk read error); `error`
+    /// says which bytes.
+    Unreadable { index: usize, kind: std::io::ErrorKind, error: String },
 }
+
+/// What [`plan_repair`] calls before it reads a segment: its index, and the runs of its data
+/// (positions) that may hold non-zero bytes.
+pub(crate) type BeforeScan<'a> = dyn FnMut(usize, &[(u64, u64)]) -> std::io::Result<()> + 'a;
 
 /// One run of intact frames, and what it records.
 struct Run {
@@ -97,13 +102,14 @@ struct Run {
 
 /// Checks every frame of `views` (segments in order, headers already validated) and plans
 /// the repair. `recorded` is the log's durable record, if it has a usable one: its durable
-/// end is evidence too. `before_scan(index, end)` is called before segment `index`'s data
-/// `[0, end)` is read, to read it into memory (so that a disk read error is an error, not a
-/// `SIGBUS`, and only one segment is read ahead of the scan at a time).
+/// end is evidence too. `before_scan(index, runs)` is called before segment `index`'s data is
+/// read, with the runs of it (data positions) that may hold non-zero bytes, to read them into
+/// memory (so that a disk read error is an error, not a `SIGBUS`, and only one segment is read
+/// ahead of the scan at a time).
 pub(crate) fn plan_repair(
     views: &[SegmentView<'_>],
     recorded: Option<&DurableRecord>,
-    before_scan: &mut dyn FnMut(usize, u64) -> std::io::Result<()>,
+    before_scan: &mut BeforeScan<'_>,
 ) -> Result<RepairPlan, Refusal> {
     check_headers(views)?;
     let recorded_end = recorded.map_or(0, |r| r.durable_end);
@@ -114,9 +120,14 @@ pub(crate) fn plan_repair(
         let base = view.header.base_offset;
         let sealed_end = views.get(index + 1).map(|next| next.header.base_offset - base);
         let data_end = sealed_end.unwrap_or(view.data.len() as u64);
-        before_scan(index, data_end).map_err(|error| Refusal::Unreadable {
+        let written: Vec<(u64, u64)> = view
+            .extents
+            .iter()
+            .map(|&(start, end)| (start, end.min(data_end)))
+            .filter(|&(start, end)| start < end)
+            .collect();
+        before_scan(index, &written).map_err(|error| Refusal::Unreadable {
             index,
-            end: data_end,
             kind: error.kind(),
             error: error.to_string(),
         })?;

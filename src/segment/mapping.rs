@@ -504,4 +504,9 @@ impl Populator<'_> {
     pub(crate) fn populate(&self, start: u64, end: u64) -> std::io::Result<bool> {
         self.0.populate_unpublished(start, end)
     }
+
+    /// The segment's base offset.
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.0.base_offset()
+    }
 }
