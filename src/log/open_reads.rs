@@ -132,25 +132,8 @@ pub(super) fn populate_for_scan(
 
 /// Populates `runs` (data positions) of `segment`, each from `from` on, for `why`.
 fn populate_runs(segment: &Segment, runs: &[(u64, u64)], from: u64, why: &str) -> Result<()> {
-    let base = segment.base_offset();
-    for &(start, end) in runs {
-        let start = start.max(from);
-        if start >= end {
-            continue;
-        }
-        if let Err(err) = segment.populate_unpublished(start, end) {
-            let what = format!(
-                "log bytes {}..{} could not be read into memory for {why}: {err}",
-                base + start,
-                base + end
-            );
-            let path = segment.path().to_path_buf();
-            return Err(StorageError::io(
-                "read a segment",
-                path,
-                std::io::Error::new(err.kind(), what),
-            ));
-        }
-    }
-    Ok(())
+    let runs: Vec<(u64, u64)> = runs.iter().map(|&(start, end)| (start.max(from), end)).collect();
+    segment
+        .populate_runs(&runs, why)
+        .map_err(|e| StorageError::io("read a segment", segment.path(), e))
 }

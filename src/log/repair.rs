@@ -147,19 +147,9 @@ fn plan_once(
             SegmentView { header, data, extents, read_at_open: None }
         })
         .collect();
-    let mut before_scan = |index: usize, runs: &[(u64, u64)]| {
-        let Some(populator) = populators.get(index) else { return Ok(()) };
-        for &(start, end) in runs {
-            if let Err(err) = populator.populate(start, end) {
-                let base = populator.base_offset();
-                let (from, to) = (base + start, base + end);
-                let what = format!(
-                    "log bytes {from}..{to} could not be read into memory for a repair: {err}"
-                );
-                return Err(std::io::Error::new(err.kind(), what));
-            }
-        }
-        Ok(())
+    let mut before_scan = |index: usize, runs: &[(u64, u64)]| match populators.get(index) {
+        Some(populator) => populator.populate_runs(runs, "a repair"),
+        None => Ok(()),
     };
     salvage::plan_repair(&views, recorded, &mut before_scan)
 }

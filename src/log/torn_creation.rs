@@ -68,20 +68,9 @@ pub(super) fn drop_torn_creation(
         let path = segment.path().to_path_buf();
         let (data, populator) = segment.data_exclusive_populator();
         // Read into memory before the walk reads it, so that a disk read error is an error.
-        for &(start, end) in &extents {
-            if let Err(err) = populator.populate(start, end) {
-                let what = format!(
-                    "log bytes {}..{} could not be read into memory: {err}",
-                    base + start,
-                    base + end
-                );
-                return Err(StorageError::io(
-                    "read a segment",
-                    path,
-                    std::io::Error::new(err.kind(), what),
-                ));
-            }
-        }
+        populator
+            .populate_runs(&extents, "a torn creation's check")
+            .map_err(|e| StorageError::io("read a segment", path, e))?;
         let walk = walk_chain(data, base, 0);
         let after = examine_after_chain(data, base, walk.chain_end, &extents);
         evidence = evidence.max(walk.max_durable_end);

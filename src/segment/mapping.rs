@@ -75,11 +75,26 @@ impl Segment {
         self.populate_within(start, end.min(self.published_len()))
     }
 
-    /// [`Segment::populate`] over the whole data region, published or not, for what an open
+    /// [`Segment::populate`] over data runs `runs` (`[start, end)` data positions, published
+    /// or not), for `why` (what reads them next through the map): what an open or a repair
     /// reads before the log is shared. Populating only reads: no byte changes, so it is safe
     /// beside a writer too.
-    pub(crate) fn populate_unpublished(&self, start: u64, end: u64) -> std::io::Result<bool> {
-        self.populate_within(start, end)
+    ///
+    /// # Errors
+    /// The error of the first run that cannot be read, saying which log bytes and `why`.
+    pub(crate) fn populate_runs(&self, runs: &[(u64, u64)], why: &str) -> std::io::Result<()> {
+        for &(start, end) in runs {
+            if let Err(err) = self.populate_within(start, end) {
+                let base = self.header.base_offset;
+                let what = format!(
+                    "log bytes {}..{} could not be read into memory for {why}: {err}",
+                    base + start,
+                    base + end
+                );
+                return Err(std::io::Error::new(err.kind(), what));
+            }
+        }
+        Ok(())
     }
 
     fn populate_within(&self, start: u64, end: u64) -> std::io::Result<bool> {
@@ -500,13 +515,8 @@ pub(crate) fn prefetch_ahead(bytes: &[u8], distance: usize) {
 pub(crate) struct Populator<'a>(&'a Segment);
 
 impl Populator<'_> {
-    /// [`Segment::populate_unpublished`].
-    pub(crate) fn populate(&self, start: u64, end: u64) -> std::io::Result<bool> {
-        self.0.populate_unpublished(start, end)
-    }
-
-    /// The segment's base offset.
-    pub(crate) fn base_offset(&self) -> u64 {
-        self.0.base_offset()
+    /// [`Segment::populate_runs`].
+    pub(crate) fn populate_runs(&self, runs: &[(u64, u64)], why: &str) -> std::io::Result<()> {
+        self.0.populate_runs(runs, why)
     }
 }
