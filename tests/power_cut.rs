@@ -32,7 +32,8 @@
 //! with its pages as when opened with `merkle_rollup: false`. (After the other cuts, the
 //! next round's writer is the first to open it, and it is checked there: it must open.)
 //!
-//! `CHRONICLE_POWER_CUTS` sets the number of cuts (default 3,000, half in each test) and
+//! `CHRONICLE_POWER_CUTS` sets the number of cuts (default 3,000, half in each test),
+//! `CHRONICLE_POWER_CUT_TRIAL_SEED` runs only the trial a failure names, and
 //! `CHRONICLE_POWER_CUT_SEED` the seed (default from the clock, printed on failure; helper
 //! threads make the filesystem's order of operations vary, so a seed replays the same
 //! workloads and cut points, not always the same interleaving). Without `/dev/fuse` or the
@@ -112,6 +113,11 @@ fn campaign(events: bool) {
     }
     let started = Instant::now();
     let mut stats = Stats::default();
+    if let Some(trial_seed) = env_u64("CHRONICLE_POWER_CUT_TRIAL_SEED") {
+        // One trial, as a failure report names it.
+        run_trial(events, trial_seed, cuts, &mut stats);
+        return report(name, seed, &stats, started.elapsed().as_secs_f64());
+    }
     while stats.cuts < cuts {
         let trial = stats.trials;
         let trial_seed = seed ^ trial.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(events);

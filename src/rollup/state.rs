@@ -8,7 +8,7 @@ use super::page::{Span, FANOUT};
 use super::store::{BadPage, PageStore};
 use super::tree::leaf_hash;
 use super::Hash;
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 
 /// A record as the rollup sees it: where it is, when it was written, its payload, and where
 /// the next frame starts.
@@ -149,7 +149,12 @@ impl Rollup {
 
     /// Whether level-0 page `index` ends where the log has a record with the page's last leaf
     /// hash, followed by a frame boundary at the page's end offset. A page that cannot be read
-    /// does not match.
+    /// does not match, nor one whose last entry is no record of the log: pages stored over
+    /// records a power cut took lie, once the writer appended again, over other records with
+    /// other boundaries (the pages are loaded at the first query or hashing, not at open).
+    ///
+    /// # Errors
+    /// A replay error of `source` other than a page naming no record there.
     fn page_matches_log(&self, index: u64, source: &dyn EntrySource) -> Result<bool> {
         let Ok(page) = self.store.read(0, index) else {
             return Ok(false);
@@ -159,14 +164,18 @@ impl Rollup {
             return Ok(false);
         }
         let mut matches = false;
-        source.each_entry(span.last_offset, span.end_offset, &mut |entry| {
+        let walked = source.each_entry(span.last_offset, span.end_offset, &mut |entry| {
             matches = entry.offset == span.last_offset
                 && entry.end == span.end_offset
                 && entry.write_ms == span.last_write_ms
                 && Some(entry.leaf()) == last_leaf;
             false
-        })?;
-        Ok(matches)
+        });
+        match walked {
+            Ok(()) => Ok(matches),
+            Err(StorageError::InvalidOffset { .. } | StorageError::Gap { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     /// Keeps the pages over the first `entries` entries (rounded down to whole level-0 pages)
@@ -269,7 +278,7 @@ impl Rollup {
         // must cover them, or every entry number after them would be wrong.
         let removed = source.start_entry();
         if self.entries < removed {
-            return Err(crate::error::StorageError::Proof {
+            return Err(StorageError::Proof {
                 reason: format!(
                     "the log's first {removed} records were removed by retention and the stored \
                      pages cover only {}: the Merkle tree cannot be computed",
