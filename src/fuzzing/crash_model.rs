@@ -58,8 +58,13 @@ fn options() -> Options {
 /// 0–2 `append` (length byte), 3 `append_sync` (length byte), 4 `append_batch` and 5
 /// `append_batch_sync` (count byte, then a length byte), 6 `sync`, 7 `close` and reopen, 8 a
 /// power cut (then one byte per file choosing what it loses, and bits choosing lost pages).
-/// After a 3, 5 or 6 whose byte has bit 0 of `b / 9` set, a tree head is asked for, which
-/// hashes the new records and stores their Merkle pages.
+/// After an operation 0–6 whose byte has bit 0 of `b / 9` set, a tree head is asked for,
+/// which hashes the records and stores their Merkle pages, synced or not (as the hashing
+/// thread does, so pages may cover records a later cut takes). After an 8 with that bit set, the
+/// reopened log's tree head is checked against its records at once; without it, only at the
+/// next head asked for or at the end of the input, after whatever was appended since (the
+/// stored pages are loaded at the first query, so pages over records the cut took then lie
+/// over new ones). At the end, the head is always checked against the records.
 ///
 /// The log starts no background threads (`WithoutBackgroundThreads`), so the same input
 /// always does the same work: pages are stored only by those heads, and a spare segment is
@@ -87,7 +92,7 @@ pub fn crash_model(data: &[u8]) {
                 offset.expect("an append succeeds");
                 model.appended.push(record);
                 if op == 3 {
-                    acknowledge(&mut model, &log, store_pages);
+                    acknowledge(&mut model, &log);
                 }
             }
             4 | 5 => {
@@ -108,12 +113,12 @@ pub fn crash_model(data: &[u8]) {
                 written.expect("a batch succeeds");
                 model.appended.extend(records);
                 if op == 5 {
-                    acknowledge(&mut model, &log, store_pages);
+                    acknowledge(&mut model, &log);
                 }
             }
             6 => {
                 log.sync().expect("a sync succeeds");
-                acknowledge(&mut model, &log, store_pages);
+                acknowledge(&mut model, &log);
             }
             7 => {
                 log.close().expect("a close succeeds");
@@ -127,21 +132,38 @@ pub fn crash_model(data: &[u8]) {
                 drop(log);
                 lose_unsynced(&copy.path, model.durable_end, &mut input);
                 dir = copy;
-                log = reopen_and_check(&dir.path, &mut model);
+                log = reopen_and_check(&dir.path, &mut model, store_pages);
             }
         }
+        if store_pages && op <= 6 {
+            let head = log.tree_head(None).unwrap_or_else(|e| panic!("a tree head: {e}"));
+            assert_eq!(head.tree_size, model.appended.len() as u64, "a head of another size");
+        }
     }
+    check_head(&log);
 }
 
-/// Records a sync that returned; with `store_pages`, also asks for a tree head, which stores
-/// the pages of everything appended.
-fn acknowledge(model: &mut Model, log: &Log, store_pages: bool) {
+/// The tree head over every record of `log`, read through whatever pages it stored, must
+/// equal the root computed here from the records themselves; returns the records' payloads.
+fn check_head(log: &Log) -> Vec<Vec<u8>> {
+    let mut payloads = Vec::new();
+    let mut leaves = Vec::new();
+    for record in log.replay(log.start_offset()) {
+        let record = record.unwrap_or_else(|e| panic!("replay: {e}"));
+        leaves.push(leaf_hash(record.offset, record.write_timestamp_ms, &record.payload));
+        payloads.push(record.payload.to_vec());
+    }
+    let head = log.tree_head(None).unwrap_or_else(|e| panic!("a tree head: {e}"));
+    assert_eq!(head.tree_size, leaves.len() as u64);
+    let root = mem_root(&leaves, leaves.len() as u64);
+    assert_eq!(head.root, root, "stored pages gave another head than the records");
+    payloads
+}
+
+/// Records a sync that returned.
+fn acknowledge(model: &mut Model, log: &Log) {
     model.acknowledged = model.appended.len();
     model.durable_end = log.end_offset();
-    if store_pages {
-        let head = log.tree_head(None).expect("a tree head");
-        assert_eq!(head.tree_size, model.appended.len() as u64, "a head of another size");
-    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -217,18 +239,20 @@ fn lose_unsynced(dir: &Path, durable_end: u64, input: &mut Input<'_>) {
 }
 
 /// Opens the log after a cut and checks it against the model, which then becomes what the
-/// log holds (all of it durable: recovery syncs what survived). The tree head, read through
-/// whatever pages survived, must equal the root computed here from the records themselves.
-fn reopen_and_check(dir: &Path, model: &mut Model) -> Log {
+/// log holds (all of it durable: recovery syncs what survived). With `check_head_now`, the
+/// tree head too ([`check_head`]); else the pages are first loaded later.
+fn reopen_and_check(dir: &Path, model: &mut Model, check_head_now: bool) -> Log {
     let log = Log::open_with(dir, options())
         .unwrap_or_else(|e| panic!("the log does not open after a power cut: {e}"));
-    let mut recovered = Vec::new();
-    let mut leaves = Vec::new();
-    for record in log.replay(log.start_offset()) {
-        let record = record.unwrap_or_else(|e| panic!("replay after a power cut: {e}"));
-        leaves.push(leaf_hash(record.offset, record.write_timestamp_ms, &record.payload));
-        recovered.push(record.payload.to_vec());
-    }
+    let recovered: Vec<Vec<u8>> = if check_head_now {
+        check_head(&log)
+    } else {
+        let replay = log.replay(log.start_offset());
+        replay
+            .map(|r| r.unwrap_or_else(|e| panic!("replay after a power cut: {e}")))
+            .map(|r| r.payload.to_vec())
+            .collect()
+    };
     assert!(
         recovered.len() >= model.acknowledged,
         "{} acknowledged records, {} recovered",
@@ -240,10 +264,6 @@ fn reopen_and_check(dir: &Path, model: &mut Model) -> Log {
         recovered[..] == model.appended[..recovered.len()],
         "not a prefix of what was appended"
     );
-    let head = log.tree_head(None).expect("a tree head");
-    assert_eq!(head.tree_size, recovered.len() as u64);
-    let root = mem_root(&leaves, leaves.len() as u64);
-    assert_eq!(head.root, root, "stored pages gave another head than the records");
     model.appended = recovered;
     model.acknowledged = model.appended.len();
     model.durable_end = log.end_offset();
@@ -267,6 +287,21 @@ pub fn seed_crash_models() -> Vec<(String, Vec<u8>)> {
         ("roll-cut-segment-zeroed", [vec![6], appends(40, 60), vec![8, 5, 1, 1, 1, 1]].concat()),
         ("batches", [vec![4, 5, 12, 5, 3, 40, 6, 4, 7, 9, 8, 0xaa, 0x0f]].concat()),
         ("close-reopen", [appends(10, 50), vec![7], appends(3, 3), vec![8, 0, 0]].concat()),
+        // Pages over 264 records, 256 of them unsynced (a batch of 8 with a head: 4 + 9); a
+        // cut that removes every segment made since the sync and keeps the pages (0x84 is
+        // also a sync where it is read as an operation); then records of other lengths past
+        // the stale page's end, and the pages first loaded at the end.
+        (
+            "stale-pages-under-new-records",
+            [
+                vec![4, 7, 10, 6],
+                [4, 7, 10].repeat(31),
+                vec![13, 7, 10, 8],
+                vec![0x84; 16],
+                [4, 7, 20].repeat(25),
+            ]
+            .concat(),
+        ),
         (
             "cuts-again",
             [appends(8, 80), vec![8, 0, 0xff], appends(8, 80), vec![6, 8, 1, 0xff]].concat(),
