@@ -4,8 +4,9 @@
 //! A power cut is simulated on a copy of the log's directory taken while the writer is open
 //! (the copy is what the page cache held): every byte past the last durable point may be lost,
 //! 4 KiB page by page, as the input chooses; segment files and page files made since may be
-//! gone or zeroed. The copy must then open, hold a prefix of what was appended that includes
-//! every acknowledged record, and give the same tree head with and without stored pages.
+//! gone or zeroed. The copy must then open and hold a prefix of what was appended that
+//! includes every acknowledged record; its tree head, read through whatever pages it stored,
+//! must equal the root computed from its records, at once or after later appends.
 
 use std::fs;
 use std::path::Path;
@@ -61,9 +62,9 @@ fn options() -> Options {
 /// After an operation 0–6 whose byte has bit 0 of `b / 9` set, a tree head is asked for,
 /// which hashes the records and stores their Merkle pages, synced or not (as the hashing
 /// thread does, so pages may cover records a later cut takes). After an 8 with that bit set, the
-/// reopened log's tree head is checked against its records at once; without it, only at the
-/// next head asked for or at the end of the input, after whatever was appended since (the
-/// stored pages are loaded at the first query, so pages over records the cut took then lie
+/// reopened log's tree head is checked against its records at once; without it, the pages
+/// are first loaded by the next head asked for (which checks only its size) or the check at
+/// the end, after whatever was appended since (so pages over records the cut took would lie
 /// over new ones). At the end, the head is always checked against the records.
 ///
 /// The log starts no background threads (`WithoutBackgroundThreads`), so the same input
@@ -287,7 +288,8 @@ pub fn seed_crash_models() -> Vec<(String, Vec<u8>)> {
         ("roll-cut-segment-zeroed", [vec![6], appends(40, 60), vec![8, 5, 1, 1, 1, 1]].concat()),
         ("batches", [vec![4, 5, 12, 5, 3, 40, 6, 4, 7, 9, 8, 0xaa, 0x0f]].concat()),
         ("close-reopen", [appends(10, 50), vec![7], appends(3, 3), vec![8, 0, 0]].concat()),
-        // Pages over 264 records, 256 of them unsynced (a batch of 8 with a head: 4 + 9); a
+        // One level-0 page over the first 256 of 264 records hashed, 248 of them unsynced (a
+        // batch of 8 with a head: 4 + 9); a
         // cut that removes every segment made since the sync and keeps the pages (0x84 is
         // also a sync where it is read as an operation); then records of other lengths past
         // the stale page's end, and the pages first loaded at the end.

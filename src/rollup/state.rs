@@ -149,9 +149,11 @@ impl Rollup {
 
     /// Whether level-0 page `index` ends where the log has a record with the page's last leaf
     /// hash, followed by a frame boundary at the page's end offset. A page that cannot be read
-    /// does not match, nor one whose last entry is no record of the log: pages stored over
-    /// records a power cut took lie, once the writer appended again, over other records with
-    /// other boundaries (the pages are loaded at the first query or hashing, not at open).
+    /// does not match, nor one whose last entry is no record of the log (a writer's open drops
+    /// pages over a torn tail it cut, but this is checked again: the pages are loaded at the
+    /// first query or hashing, after the writer may have appended where those records were).
+    /// A page whose last entry retention removed matches: its checksum vouches for it, and it
+    /// holds the only hashes of those records (and so the matching pages stay a prefix).
     ///
     /// # Errors
     /// A replay error of `source` other than a page naming no record there.
@@ -160,8 +162,11 @@ impl Rollup {
             return Ok(false);
         };
         let (span, last_leaf) = (page.span, page.children.last().copied());
-        if span.end_offset > source.end_offset() || span.last_offset < source.start_offset() {
+        if span.end_offset > source.end_offset() {
             return Ok(false);
+        }
+        if span.last_offset < source.start_offset() {
+            return Ok(true);
         }
         let mut matches = false;
         let walked = source.each_entry(span.last_offset, span.end_offset, &mut |entry| {
@@ -173,7 +178,7 @@ impl Rollup {
         });
         match walked {
             Ok(()) => Ok(matches),
-            Err(StorageError::InvalidOffset { .. } | StorageError::Gap { .. }) => Ok(false),
+            Err(StorageError::InvalidOffset { .. }) => Ok(false),
             Err(err) => Err(err),
         }
     }

@@ -89,3 +89,36 @@ fn stale_pages_over_records_a_cut_took_are_dropped_when_loaded_after_new_appends
     let proof = log.inclusion_proof(log.replay(0).nth(650).unwrap().unwrap().offset, None);
     assert!(proof.unwrap().verify(Some(&head.root)).is_ok());
 }
+
+/// Level-0 pages whose records retention removed cannot be checked against the log. The
+/// check called them "no match", so the matching pages were no prefix any more, and when the
+/// last stored page did not match either (here: the writer stored pages past the end a
+/// read-only handle saw at its open) the search for the last matching page ended at 0: the
+/// handle dropped every page, and with them the only hashes of the removed records, so it
+/// gave no head at all. They match now: their checksums vouch for them.
+#[test]
+fn a_reader_loads_pages_past_its_end_on_a_log_retention_trimmed() {
+    let _threads = WithoutBackgroundThreads::new();
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { segment_bytes: 16 << 10, ..Options::default() };
+    let mut writer = Log::open_with(dir.path(), options).unwrap();
+    let mut offsets = Vec::new();
+    for i in 0..1500u32 {
+        offsets.push(writer.append(&i.to_le_bytes()).unwrap());
+    }
+    writer.sync().unwrap();
+    assert_eq!(writer.tree_head(None).unwrap().tree_size, 1500);
+    writer.truncate_before(offsets[1300]).unwrap();
+    assert!(writer.reader().start_entry() > 4 * 256, "retention removed too little");
+
+    let reader = Log::open_read_only(dir.path()).unwrap();
+    for i in 1500..2200u32 {
+        writer.append(&i.to_le_bytes()).unwrap();
+    }
+    writer.sync().unwrap();
+    assert_eq!(writer.tree_head(None).unwrap().tree_size, 2200);
+
+    let head = reader.tree_head(None).unwrap();
+    assert_eq!(head.tree_size, 1500);
+    assert_eq!(head, writer.tree_head(Some(1500)).unwrap());
+}
