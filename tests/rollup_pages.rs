@@ -317,11 +317,23 @@ fn pages_over_records_a_crash_took_away_are_dropped() {
     std::fs::write(&segment, bytes).unwrap();
     std::fs::remove_file(copy.path().join("DURABLE")).ok();
 
-    let log = Log::open_with(copy.path(), options()).unwrap();
+    // A read-only handle leaves the files alone: the stale pages go when they are loaded.
+    let pages = copy.path().join("rollup-0.pages");
+    let pages_len = || std::fs::metadata(&pages).unwrap().len();
+    let stored_len = pages_len();
+    let log = Log::open_read_only(copy.path()).unwrap();
     assert_eq!(log.end_offset(), durable_end);
     let report = log.rollup_report();
     assert_eq!(report.entries_kept_on_open, 11 * 256, "{report:?}");
     assert!(report.dropped.as_deref().unwrap_or("").contains("do not match"), "{report:?}");
+    drop(log);
+    assert_eq!(pages_len(), stored_len);
+    // A writer's open cuts them from the files before anything can be appended over them.
+    let log = Log::open_with(copy.path(), options()).unwrap();
+    assert_eq!(log.end_offset(), durable_end);
+    assert_eq!(pages_len() * 23, stored_len * 11, "the pages past the end outlived the open");
+    let report = log.rollup_report();
+    assert_eq!(report.entries_kept_on_open, 11 * 256, "{report:?}");
     let sizes = [1, 2_999, 3_000];
     let with_pages = answers(&log, &sizes);
     drop(log);

@@ -7,6 +7,7 @@
 //! and not yet hashed, and answers, so every answer reflects exactly the records published
 //! when it was asked.
 
+use std::io;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -195,8 +196,11 @@ fn lower_priority() {
 }
 
 /// Drops the stored pages of the log in `dir` that cover `from` or anything after it: a
-/// repair changed the entries there.
-pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) {
+/// crash took the records there, or a repair changed them.
+///
+/// # Errors
+/// [`StorageError::Io`] if a page file cannot be cut and synced: its stale pages would stay.
+pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) -> Result<()> {
     let (mut store, _) = crate::rollup::store::PageStore::open(dir, log_id, true);
     // A page that cannot be read goes too: everything from the first such page is dropped.
     let (mut lo, mut hi) = (0, store.count(0));
@@ -208,6 +212,12 @@ pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) {
         }
     }
     store.truncate(crate::rollup::page::first_entry(0, lo));
+    match store.write_error.take() {
+        None => Ok(()),
+        Some(reason) => {
+            Err(StorageError::io("drop stale Merkle pages", dir, io::Error::other(reason)))
+        }
+    }
 }
 
 impl Log {
@@ -272,6 +282,19 @@ impl Log {
         let Some(last) = on_disk.checked_sub(1) else { return Ok(PageCover::UpTo(None)) };
         let page = rollup.store.read_header(0, last).map_err(|bad| page_error(&bad.reason))?;
         Ok(PageCover::UpTo(Some(page.span.last_offset)))
+    }
+
+    /// Loads the stored pages if they are not yet, which checks them against the log. A
+    /// forced truncation does this first: once the records a page covers are gone, a page
+    /// loaded later can no longer be compared with them and is taken as it is.
+    ///
+    /// # Errors
+    /// A replay error of the log.
+    pub(super) fn load_pages(&self) -> Result<()> {
+        let Some(handle) = &self.rollup else { return Ok(()) };
+        let reader = self.reader();
+        let mut slot = handle.lock();
+        loaded(&mut slot, &reader, handle.log_id, handle.writable).map(|_| ())
     }
 
     /// The head of the Merkle tree over the log's first `tree_size` records (all published

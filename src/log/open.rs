@@ -345,17 +345,19 @@ fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
         }
         _ => None,
     };
-    if !read_only && report.torn_tail.is_some() {
-        // The hashing thread hashes records before they are synced, so pages may lie over the
-        // torn tail just cut: they go now, before anything is appended where those records
-        // were (the pages are loaded, and checked against the log, only later).
-        merkle::forget_pages_from(dir, log_id, end);
+    if !read_only {
+        // The hashing thread hashes records before they are synced, so after a crash pages
+        // may lie over records the crash took, whether recovery cut a torn tail or found
+        // only zeros (or no file) where they were: every page past the end goes now, before
+        // anything is appended where those records were (the pages are loaded, and checked
+        // against the log, only later, and a new record can match a stale page's last entry).
+        merkle::forget_pages_from(dir, log_id, end)?;
     }
     if let Some(repair) = report.repair.as_ref().filter(|r| r.applied) {
         // The entries from the first repaired offset on changed: stored pages over them go.
         let damaged = repair.damaged.iter().map(|span| span.start);
         if let Some(first) = damaged.chain(repair.truncated_at).min() {
-            merkle::forget_pages_from(dir, log_id, first);
+            merkle::forget_pages_from(dir, log_id, first)?;
         }
     }
     if let Some(start) = listing.start.filter(|_| !report.created) {

@@ -178,6 +178,10 @@ impl Log {
                 }
                 PageCover::TreeLost => {}
             }
+        } else {
+            // The pages are not asked to cover what goes, but checked against it while it is
+            // there: once loaded later, a page wholly before the start is taken as it is.
+            self.load_pages()?;
         }
         // Segments [0, keep) go: the first kept one begins at or before the limit.
         let keep = segments.iter().rposition(|s| s.base_offset() <= limit).unwrap_or(0);

@@ -56,15 +56,12 @@ pub(super) struct Tail {
     inode: Option<(u64, u64)>,
     /// The inode of the start record last read, and the start offset it gave.
     start: Option<(u64, u64)>,
-    /// With read checks: the base offset of the last segment, and the offset up to which
-    /// its bytes were read into memory, so that a poll does not read the same window again.
-    populated: Option<(u64, u64)>,
 }
 
 impl Tail {
     /// A tail for a handle whose last published frame is `last`.
     pub(super) fn new(last: Option<(u64, u32)>) -> Tail {
-        Tail { last, inode: None, start: None, populated: None }
+        Tail { last, inode: None, start: None }
     }
 
     /// Looks for complete frames past the published end and publishes them, or for the next
@@ -152,10 +149,10 @@ impl Tail {
         let mut last = self.last;
         // Views of the segment cover what was published; look at the rest of it.
         segment.extend_published_read_only(capacity);
-        let mut populated_to = match self.populated {
-            Some((b, to)) if b == base => to,
-            _ => pos,
-        };
+        // With read checks, every poll reads its frames into memory again, from the
+        // published end: a follower may wait minutes between polls, and pages read in then
+        // may have been written back and dropped since.
+        let mut populated_to = pos;
         let mut unreadable = None;
         while pos < base + capacity {
             let bytes = segment.data(pos - base, capacity);
@@ -178,7 +175,6 @@ impl Tail {
                 last = Some((header.offset, header.crc));
             }
         }
-        self.populated = Some((base, populated_to));
         if published == snapshot.end {
             return unreadable.map_or(Ok(false), Err);
         }
@@ -253,8 +249,6 @@ impl Tail {
 
     /// Replaces the last segment with `segment`, a file of the same name opened again.
     fn replace_last(&mut self, shared: &Shared, segment: Segment) {
-        // A new map: nothing of it was read into memory yet.
-        self.populated = None;
         let mut segments = shared.segments.write().unwrap_or_else(PoisonError::into_inner);
         let mut list: Vec<Arc<Segment>> = segments.iter().cloned().collect();
         list.pop();
