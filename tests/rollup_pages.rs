@@ -332,6 +332,7 @@ fn pages_over_records_a_crash_took_away_are_dropped() {
     let log = Log::open_with(copy.path(), options()).unwrap();
     assert_eq!(log.end_offset(), durable_end);
     assert_eq!(pages_len() * 23, stored_len * 11, "the pages past the end outlived the open");
+    assert_eq!(log.open_report().merkle_pages_dropped, 12);
     let report = log.rollup_report();
     assert_eq!(report.entries_kept_on_open, 11 * 256, "{report:?}");
     let sizes = [1, 2_999, 3_000];

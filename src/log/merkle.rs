@@ -18,11 +18,14 @@ use std::time::Duration;
 use super::{Log, LogReader};
 use crate::error::{Result, StorageError};
 use crate::format::frame_stride;
+use crate::rollup::page::{first_entry, LEVEL_MAX};
 use crate::rollup::query::QueryError;
 use crate::rollup::state::{EntryRef, EntrySource, Rollup};
+use crate::rollup::store::{page_file_name, PageStore};
 use crate::rollup::{
     verify_pages, ConsistencyProof, InclusionProof, PagesReport, RollupReport, TreeHead,
 };
+use crate::segment::sync_dir;
 
 /// How long the hashing thread sleeps when it has caught up: at first, and at most (it
 /// doubles while the log stays idle; queries hash what it has not, so this is only a delay).
@@ -195,15 +198,19 @@ fn lower_priority() {
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
-/// Drops the stored pages of the log in `dir` that cover `from` or anything after it: a
-/// crash took the records there, or a repair changed them.
+/// Drops the stored pages of the log in `dir` that cover `from` or anything after it (a
+/// crash took the records there, or a repair changed them); returns how many level-0 pages
+/// went. A level-0 page whose header the search finds unreadable goes too, with every page
+/// after it, as loading the pages would drop them. Should a cut fail (its sync may report an
+/// earlier writeback error of the file), the page files are removed instead: they are
+/// derived data, rebuilt from the log (but for the records retention removed).
 ///
 /// # Errors
-/// [`StorageError::Io`] if a page file cannot be cut and synced: its stale pages would stay.
-pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) -> Result<()> {
-    let (mut store, _) = crate::rollup::store::PageStore::open(dir, log_id, true);
-    // A page that cannot be read goes too: everything from the first such page is dropped.
-    let (mut lo, mut hi) = (0, store.count(0));
+/// [`StorageError::Io`] if a cut failed and a page file cannot be removed either.
+pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) -> Result<u64> {
+    let (mut store, _) = PageStore::open(dir, log_id, true);
+    let held = store.count(0);
+    let (mut lo, mut hi) = (0, held);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         match store.read_header(0, mid) {
@@ -211,13 +218,29 @@ pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) -> Result<()
             _ => hi = mid,
         }
     }
-    store.truncate(crate::rollup::page::first_entry(0, lo));
-    match store.write_error.take() {
-        None => Ok(()),
-        Some(reason) => {
-            Err(StorageError::io("drop stale Merkle pages", dir, io::Error::other(reason)))
+    store.truncate(first_entry(0, lo));
+    if store.write_error.is_none() {
+        return Ok(held - lo);
+    }
+    drop(store);
+    remove_page_files(dir)?;
+    Ok(held)
+}
+
+/// Removes every page file of the log in `dir`, durably (else they could come back).
+///
+/// # Errors
+/// [`StorageError::Io`] if a file cannot be removed, or the directory synced.
+fn remove_page_files(dir: &Path) -> Result<()> {
+    for level in 0..=LEVEL_MAX {
+        let path = dir.join(page_file_name(level));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove a page file", path, e)),
         }
     }
+    sync_dir(dir)
 }
 
 impl Log {
@@ -284,17 +307,29 @@ impl Log {
         Ok(PageCover::UpTo(Some(page.span.last_offset)))
     }
 
-    /// Loads the stored pages if they are not yet, which checks them against the log. A
-    /// forced truncation does this first: once the records a page covers are gone, a page
-    /// loaded later can no longer be compared with them and is taken as it is.
+    /// Checks the stored pages against the log, as loading them does (once: a handle that
+    /// loaded them checked them then), and cuts those that do not match; a log that keeps no
+    /// pages checks those an earlier open stored. A forced truncation does this first: once
+    /// the records a page covers are gone, a page loaded later cannot be compared with them
+    /// and is taken as it is. Pages that cannot be checked (a read error in the records they
+    /// end with) are removed, and the tree with them once those records go.
     ///
     /// # Errors
-    /// A replay error of the log.
-    pub(super) fn load_pages(&self) -> Result<()> {
-        let Some(handle) = &self.rollup else { return Ok(()) };
+    /// [`StorageError::Io`] if unchecked page files cannot be removed.
+    pub(super) fn check_pages_before_removal(&self) -> Result<()> {
         let reader = self.reader();
+        let Some(handle) = &self.rollup else {
+            return match Rollup::load(reader.dir(), self.log_id(), true, &reader) {
+                Ok(_) => Ok(()),
+                Err(_) => remove_page_files(reader.dir()),
+            };
+        };
+        // Held while the files go, so that the hashing thread cannot load them meanwhile.
         let mut slot = handle.lock();
-        loaded(&mut slot, &reader, handle.log_id, handle.writable).map(|_| ())
+        match loaded(&mut slot, &reader, handle.log_id, handle.writable) {
+            Ok(_) => Ok(()),
+            Err(_) => remove_page_files(reader.dir()),
+        }
     }
 
     /// The head of the Merkle tree over the log's first `tree_size` records (all published

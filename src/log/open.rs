@@ -351,13 +351,13 @@ fn open_log_once(dir: &Path, options: Options, read_only: bool) -> Result<Log> {
         // only zeros (or no file) where they were: every page past the end goes now, before
         // anything is appended where those records were (the pages are loaded, and checked
         // against the log, only later, and a new record can match a stale page's last entry).
-        merkle::forget_pages_from(dir, log_id, end)?;
+        report.merkle_pages_dropped = merkle::forget_pages_from(dir, log_id, end)?;
     }
     if let Some(repair) = report.repair.as_ref().filter(|r| r.applied) {
         // The entries from the first repaired offset on changed: stored pages over them go.
         let damaged = repair.damaged.iter().map(|span| span.start);
         if let Some(first) = damaged.chain(repair.truncated_at).min() {
-            merkle::forget_pages_from(dir, log_id, first)?;
+            report.merkle_pages_dropped += merkle::forget_pages_from(dir, log_id, first)?;
         }
     }
     if let Some(start) = listing.start.filter(|_| !report.created) {

@@ -83,8 +83,10 @@ pub struct Options {
     pub create_among_other_files: bool,
     /// Keep the Merkle tree over the log as stored pages (`rollup-*.pages` beside the
     /// segments), hashed by a background thread so that `append` never waits for SHA-256;
-    /// heads and proofs then read a few pages. Default `true`. When `false`, no page file is
-    /// written and every head or proof hashes the log from its start. Changes no byte of the
+    /// heads and proofs then read a few pages. Default `true`. When `false`, no page is written
+    /// and every head or proof hashes the log from its start (pages an earlier open stored
+    /// are still cut where a crash or a repair changed the records under them, and checked
+    /// before a forced truncation, for a later open that keeps pages). Changes no byte of the
     /// log and no durability promise: pages are rebuilt from the log whenever they are missing
     /// or damaged.
     pub merkle_rollup: bool,

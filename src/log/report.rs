@@ -26,6 +26,12 @@ pub struct OpenReport {
     /// and the chain of frames ends where the record says), so recovery did not examine the
     /// rest of the last segment: the open cost no reading of data at all.
     pub clean_close: bool,
+    /// Level-0 Merkle pages (each the hashes of 256 records) a writer's open cut from the page
+    /// files, with the pages above them: they covered records past the end, which a crash
+    /// took (the hashing thread hashes records before they are synced), or records a repair
+    /// changed. They are hashed again from the log. A read-only open leaves the files alone
+    /// and drops such pages from memory when it loads them (`Log::rollup_report`).
+    pub merkle_pages_dropped: u64,
 }
 
 /// Unacknowledged bytes at the end of the log left by a crash.

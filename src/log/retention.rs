@@ -57,7 +57,9 @@ impl Log {
     /// [`Log::truncate_before`] that ignores consumer positions and the Merkle pages: the
     /// records go even if a consumer has not read them (its next follow gets
     /// `InvalidOffset`), and if no stored page covers them, tree heads and proofs fail from
-    /// then on with [`StorageError::Proof`] rather than number entries wrongly.
+    /// then on with [`StorageError::Proof`] rather than number entries wrongly. The stored
+    /// pages are first checked against the records that go; pages that cannot be (a read
+    /// error in those records) are removed, with the same effect.
     ///
     /// # Errors
     /// As [`Log::truncate_before`].
@@ -181,7 +183,7 @@ impl Log {
         } else {
             // The pages are not asked to cover what goes, but checked against it while it is
             // there: once loaded later, a page wholly before the start is taken as it is.
-            self.load_pages()?;
+            self.check_pages_before_removal()?;
         }
         // Segments [0, keep) go: the first kept one begins at or before the limit.
         let keep = segments.iter().rposition(|s| s.base_offset() <= limit).unwrap_or(0);

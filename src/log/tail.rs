@@ -43,8 +43,8 @@ use crate::segment::Segment;
 
 /// How much past the published end a read-only handle with read checks reads into memory at
 /// a time, while looking for new frames: less than a replay's window, since most of it is
-/// usually space the writer has not reached yet (the handle remembers how far it read, so a
-/// later poll reads only past that).
+/// usually space the writer has not reached yet. Each poll reads its window in again: pages
+/// read in at an earlier poll may have been written back and dropped since.
 const TAIL_READ_CHECK_WINDOW_BYTES: u64 = 64 << 10;
 
 /// What a read-only handle's followers know of the files past its published end.

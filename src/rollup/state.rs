@@ -150,8 +150,8 @@ impl Rollup {
     /// Whether level-0 page `index` ends where the log has a record with the page's last leaf
     /// hash, followed by a frame boundary at the page's end offset. A page that cannot be read
     /// does not match, nor one whose last entry is no record of the log (a writer's open drops
-    /// pages over a torn tail it cut, but this is checked again: the pages are loaded at the
-    /// first query or hashing, after the writer may have appended where those records were).
+    /// the pages past the end, but a read-only handle does not, and a page may come from
+    /// elsewhere: the pages are loaded at the first query or hashing).
     /// A page whose last entry retention removed matches: its checksum vouches for it, and it
     /// holds the only hashes of those records (and so the matching pages stay a prefix).
     ///

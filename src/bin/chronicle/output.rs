@@ -249,6 +249,13 @@ pub fn write_open_report(out: &mut impl Write, report: &OpenReport) -> io::Resul
         }
         None => writeln!(out, "  torn tail:           none")?,
     }
+    if report.merkle_pages_dropped > 0 {
+        writeln!(
+            out,
+            "  merkle pages:        {} level-0 pages over lost or repaired records dropped",
+            report.merkle_pages_dropped
+        )?;
+    }
     match &report.repair {
         Some(repair) if repair.damage_found() => {
             writeln!(out, "  repair:              {} damaged spans", repair.damaged.len())?;
