@@ -59,17 +59,13 @@ fn stale_pages_over_records_a_cut_took_are_dropped_when_loaded_after_new_appends
     }
     log.close().unwrap();
     // The log as a power cut leaves it: the first 300 records...
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), snapshot.path().join(entry.file_name())).unwrap();
-    }
+    copy_files(dir.path(), snapshot.path());
     let mut log = Log::open_with(dir.path(), options()).unwrap();
     for i in 300..600u32 {
         log.append(&i.to_le_bytes().repeat(4)).unwrap();
     }
     assert_eq!(log.tree_head(None).unwrap().tree_size, 600);
     log.close().unwrap();
-    std::fs::remove_file(snapshot.path().join("LOCK")).ok();
 
     let mut log = Log::open_with(snapshot.path(), options()).unwrap();
     // ...with the pages stored over all 600 (two full level-0 pages).
