@@ -356,3 +356,49 @@ fn read_errors_on_pages_never_give_a_wrong_head() {
     }
     assert!(fs.control().faults_fired() > 0, "the pages were read");
 }
+
+#[test]
+fn a_page_file_a_writer_cannot_open_is_removed_rather_than_left_over_lost_records() {
+    // What a power cut can leave (as in `tests/rollup_pages.rs`): pages stored over records
+    // that were never synced, the records gone. Made on a plain directory, then copied in.
+    let options = Options { segment_bytes: 1 << 20, ..Options::default() };
+    let built = tempfile::tempdir().unwrap();
+    let mut log = Log::open_with(built.path(), options.clone()).unwrap();
+    for i in 0..6_000u32 {
+        if i == 3_000 {
+            log.sync().unwrap();
+        }
+        log.append(&i.to_le_bytes()).unwrap();
+    }
+    let durable_end = log.replay(0).nth(3_000).unwrap().unwrap().offset;
+    assert_eq!(log.tree_head(None).unwrap().tree_size, 6_000); // pages over all 6,000
+    let Some(fs) = PowerCutMount::new("a_page_file_a_writer_cannot_open") else { return };
+    let dir = fs.path().join("log");
+    fs::create_dir(&dir).unwrap();
+    for entry in fs::read_dir(built.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mut bytes = fs::read(entry.path()).unwrap();
+        if entry.file_name() == "00000000000000000000.seg" {
+            bytes[64 + durable_end as usize..].fill(0);
+        }
+        if entry.file_name() != "DURABLE" {
+            fs::write(dir.join(entry.file_name()), bytes).unwrap();
+        }
+    }
+    drop(log);
+    let pages = dir.join("rollup-0.pages");
+    assert!(fs::metadata(&pages).unwrap().len() > 0);
+
+    // The page file is there, but the writer may not open it, so cannot cut it: it must not
+    // stay for a later open (with the right to read it) to load pages past the end.
+    fs.control().inject(Fault::always(Op::Open, "rollup-0.pages", libc::EACCES));
+    let log = Log::open_with(&dir, options.clone()).unwrap();
+    assert!(fs.control().faults_fired() > 0, "the page file was opened");
+    assert_eq!(log.end_offset(), durable_end);
+    assert_eq!(log.open_report().merkle_pages_dropped, 23);
+    assert!(!pages.exists(), "the page file over the lost records is still there");
+    fs.control().clear_faults();
+    let mut computed = HeadBuilder::new(0);
+    log.replay(0).for_each(|r| computed.push(&r.unwrap()));
+    assert_eq!(log.tree_head(None).unwrap(), computed.head());
+}

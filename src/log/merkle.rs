@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::{Log, LogReader};
 use crate::error::{Result, StorageError};
 use crate::format::frame_stride;
-use crate::rollup::page::{first_entry, LEVEL_MAX};
+use crate::rollup::page::{first_entry, LEVEL_MAX, PAGE_RECORD_LEN};
 use crate::rollup::query::QueryError;
 use crate::rollup::state::{EntryRef, EntrySource, Rollup};
 use crate::rollup::store::{page_file_name, PageStore};
@@ -202,8 +202,9 @@ fn lower_priority() {
 /// crash took the records there, or a repair changed them); returns how many level-0 pages
 /// went. A level-0 page whose header the search finds unreadable goes too, with every page
 /// after it, as loading the pages would drop them. Should a cut fail (its sync may report an
-/// earlier writeback error of the file), the page files are removed instead: they are
-/// derived data, rebuilt from the log (but for the records retention removed).
+/// earlier writeback error of the file), or a page file be there but fail to open for
+/// writing, the page files are removed instead: they are derived data, rebuilt from the log
+/// (but for the records retention removed).
 ///
 /// # Errors
 /// [`StorageError::Io`] if a cut failed and a page file cannot be removed either.
@@ -223,8 +224,11 @@ pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) -> Result<u6
         return Ok(held - lo);
     }
     drop(store);
+    // Every page goes; a file that would not open is counted by its length.
+    let level0 = dir.join(page_file_name(0));
+    let in_file = std::fs::metadata(level0).map_or(0, |m| m.len() / PAGE_RECORD_LEN as u64);
     remove_page_files(dir)?;
-    Ok(held)
+    Ok(held.max(in_file))
 }
 
 /// Removes every page file of the log in `dir`, durably (else they could come back).
@@ -236,7 +240,9 @@ fn remove_page_files(dir: &Path) -> Result<()> {
         let path = dir.join(page_file_name(level));
         match std::fs::remove_file(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // A directory under the name holds no pages: reading it fails, so no load trusts it.
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::IsADirectory) => {
+            }
             Err(e) => return Err(StorageError::io("remove a page file", path, e)),
         }
     }

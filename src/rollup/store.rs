@@ -83,9 +83,19 @@ impl PageStore {
             } else {
                 File::open(&path)
             };
-            let Ok(file) = file else {
-                store.levels.push(Level::default());
-                continue;
+            let file = match file {
+                Ok(file) => file,
+                Err(e) => {
+                    // A file that is there but cannot be opened for writing may still hold
+                    // pages that a later open can read: a writer that must cut them learns
+                    // from the error that it cannot, and removes the files instead.
+                    if writable && e.kind() != std::io::ErrorKind::NotFound {
+                        store.write_error =
+                            Some(format!("opening {}: {e}; pages kept in memory", path.display()));
+                    }
+                    store.levels.push(Level::default());
+                    continue;
+                }
             };
             let len = file.metadata().map_or(0, |m| m.len());
             let mut on_disk = len / PAGE_RECORD_LEN as u64;

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 
 use super::state::{Errno, Tree};
 
-/// The operations the filesystem counts (all but [`Op::Read`]), and that faults can target.
+/// The operations the filesystem counts (all but [`Op::Read`] and [`Op::Open`]), and that
+/// faults can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Op {
     Create,
@@ -23,6 +24,8 @@ pub enum Op {
     Fallocate,
     /// Reads are never counted and never frozen, only failed by a fault.
     Read,
+    /// Opening an existing file (not creating one): as [`Op::Read`], only failed by a fault.
+    Open,
 }
 
 impl fmt::Display for Op {
@@ -39,6 +42,7 @@ impl fmt::Display for Op {
             Op::Truncate => "truncate",
             Op::Fallocate => "fallocate",
             Op::Read => "read",
+            Op::Open => "open",
         };
         f.write_str(name)
     }
@@ -195,7 +199,7 @@ impl Control {
     /// `tree` held): counts it, cuts the power if its turn has come, and says whether it must
     /// fail, and with which error.
     pub(super) fn begin(&self, op: Op, name: &str, detail: &str, tree: &Tree) -> Result<(), Errno> {
-        if op != Op::Read {
+        if !matches!(op, Op::Read | Op::Open) {
             let index = self.ops.fetch_add(1, Ordering::SeqCst) + 1;
             *self.by_op.lock().unwrap().entry(op).or_default() += 1;
             let due = {
