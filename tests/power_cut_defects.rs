@@ -126,7 +126,12 @@ const OPEN_EVENTS: u64 = 3000;
 #[test]
 fn read_error_during_an_event_logs_open_is_an_error_with_read_checks() {
     const NAME: &str = "read_error_during_an_event_logs_open_is_an_error_with_read_checks";
-    open_with_read_errors(NAME, Some("index.chx"), "open", "could not be read into memory");
+    open_with_read_errors(
+        NAME,
+        Change::Remove("index.chx"),
+        "open",
+        "could not be read into memory",
+    );
 }
 
 /// Recovery scans the log past its recorded durable point (here, without `DURABLE`, the whole
@@ -136,7 +141,12 @@ fn read_error_during_an_event_logs_open_is_an_error_with_read_checks() {
 #[test]
 fn read_error_during_recovery_is_an_error_with_read_checks() {
     const NAME: &str = "read_error_during_recovery_is_an_error_with_read_checks";
-    open_with_read_errors(NAME, Some("DURABLE"), "headers", "could not be read into memory");
+    open_with_read_errors(
+        NAME,
+        Change::Remove("DURABLE"),
+        "headers",
+        "could not be read into memory",
+    );
 }
 
 /// A clean open reads the frame `DURABLE` names as the log's last with `pread`; a failed read
@@ -145,14 +155,52 @@ fn read_error_during_recovery_is_an_error_with_read_checks() {
 #[test]
 fn read_error_on_a_pread_at_open_is_an_error() {
     const NAME: &str = "read_error_on_a_pread_at_open_is_an_error";
-    open_with_read_errors(NAME, None, "headers", "Input/output error");
+    open_with_read_errors(NAME, Change::Nothing, "headers", "Input/output error");
 }
 
-/// Builds an event log, removes its file `remove`, and has a child (`test` in this binary)
+/// A cleanly closed log whose last segment holds bytes after its end, which no clean close
+/// leaves (damage): the clean end recorded in `DURABLE` proves wrong, and recovery examines
+/// the tail after all. With read checks it trusted the record and read nothing into memory,
+/// so a read error in the tail was a `SIGBUS`; a clean end is now taken only once it is seen
+/// to hold, and the tail is read into memory before it is examined. The child reads each
+/// segment's first page, and the test the pages around the end, before the faults.
+#[test]
+fn read_error_where_a_clean_end_proves_wrong_is_an_error_with_read_checks() {
+    const NAME: &str = "read_error_where_a_clean_end_proves_wrong_is_an_error_with_read_checks";
+    let expected = "could not be read into memory";
+    open_with_read_errors(NAME, Change::BytesPastTheEnd, "headers", expected);
+}
+
+/// The first write after a clean close examines the tail that the open trusted to be zeros
+/// (`Writer::leave_clean_end`), through the map: a read error there was a `SIGBUS` with read
+/// checks on. The tail is now read into memory first, and the append fails with `Io`. The
+/// child reads each segment's first page, and the test the pages around the end (which the
+/// open and the append itself touch), before the faults; the child appends after its open.
+#[test]
+fn read_error_in_the_tail_at_the_first_write_after_a_clean_close_is_an_error() {
+    const NAME: &str = "read_error_in_the_tail_at_the_first_write_after_a_clean_close_is_an_error";
+    let expected = "could not be read into memory for the first write after a clean close";
+    open_with_read_errors(NAME, Change::AppendAfterCleanClose, "headers", expected);
+}
+
+/// What a test does to the log before the child opens it, and the pages the test warms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Nothing,
+    /// Removes the log's file of that name.
+    Remove(&'static str),
+    /// Writes bytes just after the log's end; the pages around the end are warmed.
+    BytesPastTheEnd,
+    /// Nothing, but the pages around the end are warmed, and the open is a writer's that
+    /// appends once open (the error expected is the append's).
+    AppendAfterCleanClose,
+}
+
+/// Builds an event log, changes it as `change` says, and has a child (`test` in this binary)
 /// warm the page cache as `warm` says, then open the log with read checks, read-only and as
 /// a writer, while every other read of a segment fails with `EIO`: the open must fail with
 /// an error that says `expected`.
-fn open_with_read_errors(test: &str, remove: Option<&str>, warm: &str, expected: &str) {
+fn open_with_read_errors(test: &str, change: Change, warm: &str, expected: &str) {
     use std::io::{BufRead as _, BufReader, Write as _};
     use std::os::unix::process::ExitStatusExt as _;
     use std::process::{Command, Stdio};
@@ -170,11 +218,25 @@ fn open_with_read_errors(test: &str, remove: Option<&str>, warm: &str, expected:
         let event = Event::builder("tick").aggregate_id(i % 7).payload(vec![i as u8; 1000]);
         log.append(&event.build()).unwrap();
     }
+    let end = log.end_offset();
     log.close().unwrap();
-    if let Some(remove) = remove {
-        std::fs::remove_file(fs.path().join("log").join(remove)).unwrap();
-    }
-    for read_only in [true, false] {
+    let dir = fs.path().join("log");
+    let end_in_file = match change {
+        Change::Nothing => None,
+        Change::Remove(name) => {
+            std::fs::remove_file(dir.join(name)).unwrap();
+            None
+        }
+        Change::BytesPastTheEnd => {
+            let (segment, at) = position_in_file(&dir, end);
+            let file = std::fs::OpenOptions::new().write(true).open(dir.join(&segment)).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&file, &[0xAB; 8], at).unwrap();
+            Some((segment, at))
+        }
+        Change::AppendAfterCleanClose => Some(position_in_file(&dir, end)),
+    };
+    let appends = change == Change::AppendAfterCleanClose;
+    for read_only in [true, false].into_iter().filter(|&read_only| !(read_only && appends)) {
         fs.remount(); // nothing of the log in the page cache
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", test, "--nocapture", "--test-threads", "1"])
@@ -187,6 +249,12 @@ fn open_with_read_errors(test: &str, remove: Option<&str>, warm: &str, expected:
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         while !lines.next().expect("the child reads the log").unwrap().contains("warmed") {}
+        if let Some((segment, at)) = &end_in_file {
+            // The pages the open reads with `pread` there: the last frame and what follows.
+            let mut pages = vec![0u8; 16 << 10];
+            let file = std::fs::File::open(fs.path().join("log").join(segment)).unwrap();
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut pages, at - (8 << 10)).unwrap();
+        }
         fs.control().inject(Fault::always(Op::Read, ".seg", libc::EIO));
         writeln!(child.stdin.take().unwrap(), "go").unwrap();
         let status = child.wait().unwrap();
@@ -195,12 +263,31 @@ fn open_with_read_errors(test: &str, remove: Option<&str>, warm: &str, expected:
         assert_eq!(status.signal(), None, "read-only {read_only}: killed ({status}): {said:?}");
         assert!(status.success(), "the child failed: {status}: {said:?}");
         let error = said.iter().find(|line| line.starts_with("open error"));
-        let error = error.unwrap_or_else(|| panic!("the open gave no error: {said:?}"));
+        let error = if appends {
+            assert!(error.is_none(), "the open failed: {said:?}");
+            said.iter().find(|line| line.starts_with("append error"))
+        } else {
+            error
+        };
+        let error = error.unwrap_or_else(|| panic!("no error: {said:?}"));
         assert!(error.contains(expected), "{error}");
     }
 }
 
-/// The child: warms the page cache, then, once told, opens the event log with read checks.
+/// The name of the segment file that holds log offset `offset` in `dir`, and the offset's
+/// position in that file.
+fn position_in_file(dir: &std::path::Path, offset: u64) -> (String, u64) {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+        .collect();
+    bases.sort_unstable();
+    let base = bases.into_iter().rfind(|&b| b <= offset).unwrap();
+    (format!("{base:020}.seg"), 64 + offset - base)
+}
+
+/// The child: warms the page cache, then, once told, opens the event log with read checks,
+/// and appends to it if it opened it as a writer.
 fn open_child(dir: &std::path::Path) {
     use std::io::{BufRead as _, Read as _};
     let read_only = std::env::var(OPEN_CHILD_READ_ONLY).as_deref() == Ok("1");
@@ -224,9 +311,16 @@ fn open_child(dir: &std::path::Path) {
     } else {
         EventLog::open_with(dir, options)
     };
-    match opened {
-        Ok(log) => println!("opened, {} bytes", log.end_offset()),
-        Err(err) => println!("open error: {err}"),
+    let mut log = match opened {
+        Ok(log) => log,
+        Err(err) => return println!("open error: {err}"),
+    };
+    println!("opened, {} bytes", log.end_offset());
+    if !read_only {
+        match log.append(&Event::builder("tick").payload(vec![1; 100]).build()) {
+            Ok(offset) => println!("appended at {offset}"),
+            Err(err) => println!("append error: {err}"),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use super::clock::{now_ms, RecordClock};
 use super::directory::{list_dir, lock_or_create_dir, not_a_log, parent_dir};
 use super::merkle;
 use super::open_reads::{
-    populate_for_scan, read_link_tail, read_recorded_frame, ReadBytes, Reading,
+    clean_end_holds, populate_for_scan, read_link_tail, read_recorded_frame, ReadBytes, Reading,
 };
 use super::recovery::{plan, walk_chain, Outcome, Plan, SegmentView};
 use super::repair::{self, set_aside};
@@ -394,8 +394,14 @@ fn recover(
     // after a crash that tore it; it is then read whole, which costs time, not correctness.
     let last_index = segments.len() - 1;
     // With a clean end recorded, the tail is not scanned (unless the record proves wrong,
-    // when readahead merely brings in more zero pages): no advice needed.
-    let clean = recorded.is_some_and(|r| r.clean_end);
+    // when readahead merely brings in more zero pages): no advice needed. With read checks,
+    // a clean end is taken only once it is seen to hold (from bytes read into memory first),
+    // so that a record proven wrong has the tail read into memory before it is examined.
+    let clean = match recorded.filter(|r| r.clean_end) {
+        Some(record) if reading.checks => clean_end_holds(segments, record, reading)?,
+        Some(_) => true,
+        None => false,
+    };
     if let (Some(last), false) = (segments.last(), clean) {
         last.advise_scan(true);
     }

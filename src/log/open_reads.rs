@@ -11,6 +11,8 @@ use crate::format::{
 };
 use crate::segment::Segment;
 
+use super::recovery::{self, SegmentView};
+
 /// The checks read a frame from the file at open only up to this size (a frame of a few
 /// records' worth); a longer one is read through the map.
 const READ_AT_OPEN_MAX: u64 = 1 << 20;
@@ -136,4 +138,39 @@ fn populate_runs(segment: &Segment, runs: &[(u64, u64)], from: u64, why: &str) -
     segment
         .populate_runs(&runs, why)
         .map_err(|e| StorageError::io("read a segment", segment.path(), e))
+}
+
+/// With read checks, whether the clean end `recorded` claims holds for the last of
+/// `segments` ([`recovery::clean_end_holds`]), with the bytes that decide it read into memory
+/// first where the open did not read them with `pread`. Recovery trusts a clean end without
+/// reading the tail; should it not hold, the tail is examined, and must be read into memory
+/// first too ([`populate_for_scan`]).
+///
+/// # Errors
+/// [`StorageError::Io`] if those bytes cannot be read.
+pub(super) fn clean_end_holds(
+    segments: &mut [Segment],
+    recorded: &DurableRecord,
+    reading: &Reading<'_>,
+) -> Result<bool> {
+    let Some(last) = segments.last_mut() else { return Ok(false) };
+    let base = last.base_offset();
+    let read = reading.read_at_open.get(&base).map(|(pos, bytes)| (*pos, bytes.as_slice()));
+    if read.is_none() {
+        let end = recorded.durable_end.saturating_sub(base);
+        let frame = match recorded.last_frame_offset {
+            NO_PREVIOUS_FRAME => None,
+            offset => offset.checked_sub(base),
+        };
+        let from = frame.map_or(end, |pos| pos.min(end));
+        let to = end.saturating_add(FRAME_HEADER_LEN as u64);
+        populate_runs(last, &[(from, to)], 0, "the open's checks")?;
+    }
+    let view = SegmentView {
+        header: *last.header(),
+        data: last.data_exclusive(),
+        extents: Vec::new(),
+        read_at_open: read,
+    };
+    Ok(recovery::clean_end_holds(&view, recorded))
 }

@@ -462,6 +462,25 @@ pub(crate) fn plan(views: &[SegmentView<'_>], recorded: Option<&DurableRecord>) 
     plan
 }
 
+/// Whether `last`, the log's last segment, ends where `recorded` says a clean close left it:
+/// the record claims a clean end, the frame it names checks, and the chain ends right after
+/// it. Exactly what [`plan`] requires to trust a clean end and spare the tail, read from the
+/// same bytes (the recorded frame and a frame header's worth after it) and nothing else.
+pub(crate) fn clean_end_holds(last: &SegmentView<'_>, recorded: &DurableRecord) -> bool {
+    if !recorded.clean_end {
+        return false;
+    }
+    let start = if recorded.durable_end > last.base() {
+        match check_recorded_frame(std::slice::from_ref(last), 0, recorded) {
+            Ok(_) => recorded.durable_end - last.base(),
+            Err(_) => return false,
+        }
+    } else {
+        0
+    };
+    last.chain_ends_at(start) && last.base() + start == recorded.durable_end
+}
+
 /// Checks the frame a durable record names as the last before its durable end: it must be
 /// intact, carry the recorded checksum and end exactly there. Returns it (`None` if the record
 /// names no frame), or the data position in segment `index` and what is wrong.

@@ -369,16 +369,25 @@ impl Writer {
     /// frames this writer appends, and the next open, which examines what follows the chain,
     /// could take it for proof that durable data was lost and refuse the log). So the active
     /// segment's bytes after the end are examined now, as recovery would have, and any
-    /// non-zero ones are zeroed durably before the record loses its clean end.
+    /// non-zero ones are zeroed durably before the record loses its clean end. With read
+    /// checks on, those bytes are read into memory first, so that a read error there is an
+    /// error rather than a `SIGBUS`.
     ///
     /// # Errors
-    /// [`StorageError::Io`] if zeroing or its sync fails (the writer is then poisoned), or
-    /// if the record cannot be rewritten.
+    /// [`StorageError::Io`] if the bytes cannot be read (with read checks; nothing changed,
+    /// the next write tries again), if zeroing or its sync fails (the writer is then
+    /// poisoned), or if the record cannot be rewritten.
     #[cold]
     fn leave_clean_end(&mut self, on_disk: DurableRecord) -> Result<()> {
         let (base, pos) = (self.base(), self.pos);
         let segment = Arc::clone(self.active.segment());
         let extents = segment.data_extents();
+        if self.shared.read_checks.load(Ordering::Relaxed) {
+            let runs: Vec<(u64, u64)> = extents.iter().map(|&(s, e)| (s.max(pos), e)).collect();
+            segment
+                .populate_runs(&runs, "the first write after a clean close")
+                .map_err(|e| StorageError::io("read a segment", segment.path(), e))?;
+        }
         // As in recovery: without read-ahead, so the scan brings in no zero pages that later
         // opens would count as data.
         segment.advise_scan(true);

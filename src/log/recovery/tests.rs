@@ -308,6 +308,16 @@ fn a_clean_end_spares_the_tail_only_where_the_chain_ends() {
         clean_end,
     };
     let views = [view(header(0, None, 0), &data)];
+    // The check an open with read checks makes first agrees with the plan's.
+    for (durable_end, last_frame, clean) in [
+        (end, offsets[2], true),
+        (end, offsets[2], false),
+        (offsets[1] + frame_stride(40), offsets[1], true),
+    ] {
+        let record = record(durable_end, last_frame, clean);
+        let planned = plan(&views, Some(&record)).clean_end;
+        assert_eq!(clean_end_holds(&views[0], &record), planned, "{record:?}");
+    }
 
     let trusted = plan(&views, Some(&record(end, offsets[2], true)));
     assert!(trusted.clean_end);
@@ -351,8 +361,10 @@ fn bytes_read_at_open_give_the_plans_the_map_gives() {
         let mapped = [view(header(0, None, 0), data)];
         let mut with_read = view(header(0, None, 0), data);
         with_read.read_at_open = Some((from, &read));
+        assert_eq!(clean_end_holds(&with_read, &record), clean_end_holds(&mapped[0], &record));
         let (a, b) = (plan(&mapped, Some(&record)), plan(&[with_read], Some(&record)));
         assert_eq!(a, b, "record {record:?}");
+        assert_eq!(clean_end_holds(&mapped[0], &record), a.clean_end, "record {record:?}");
         a
     };
     let trusted = same_plans(&data, record(&data, end, offsets[2]));
