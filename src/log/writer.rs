@@ -382,18 +382,21 @@ impl Writer {
         let (base, pos) = (self.base(), self.pos);
         let segment = Arc::clone(self.active.segment());
         let extents = segment.data_extents();
-        if self.shared.read_checks.load(Ordering::Relaxed) {
-            let runs: Vec<(u64, u64)> = extents.iter().map(|&(s, e)| (s.max(pos), e)).collect();
-            segment
-                .populate_runs(&runs, "the first write after a clean close")
-                .map_err(|e| StorageError::io("read a segment", segment.path(), e))?;
-        }
         // As in recovery: without read-ahead, so the scan brings in no zero pages that later
         // opens would count as data.
         segment.advise_scan(true);
-        let dirty_end =
-            examine_after_chain(self.active.data_region(), base, pos, &extents).dirty_end;
+        let populated = if self.shared.read_checks.load(Ordering::Relaxed) {
+            let runs: Vec<(u64, u64)> = extents.iter().map(|&(s, e)| (s.max(pos), e)).collect();
+            segment.populate_runs(&runs, "the first write after a clean close")
+        } else {
+            Ok(())
+        };
+        let dirty_end = populated.map(|()| {
+            examine_after_chain(self.active.data_region(), base, pos, &extents).dirty_end
+        });
         segment.advise_scan(false);
+        let dirty_end =
+            dirty_end.map_err(|e| StorageError::io("read a segment", segment.path(), e))?;
         if dirty_end > pos {
             if let Err(err) = self.active.zero_unpublished(pos, dirty_end) {
                 self.poisoned = Some(err.to_string());
