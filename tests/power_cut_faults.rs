@@ -358,9 +358,10 @@ fn read_errors_on_pages_never_give_a_wrong_head() {
 }
 
 #[test]
-fn a_page_file_a_writer_cannot_open_is_removed_rather_than_left_over_lost_records() {
+fn a_page_file_a_writer_may_not_write_goes_only_where_it_needed_a_cut() {
     // What a power cut can leave (as in `tests/rollup_pages.rs`): pages stored over records
-    // that were never synced, the records gone. Made on a plain directory, then copied in.
+    // that were never synced. Made on a plain directory, then copied in, with the records
+    // after the sync zeroed (lost) or not.
     let options = Options { segment_bytes: 1 << 20, ..Options::default() };
     let built = tempfile::tempdir().unwrap();
     let mut log = Log::open_with(built.path(), options.clone()).unwrap();
@@ -371,34 +372,59 @@ fn a_page_file_a_writer_cannot_open_is_removed_rather_than_left_over_lost_record
         log.append(&i.to_le_bytes()).unwrap();
     }
     let durable_end = log.replay(0).nth(3_000).unwrap().unwrap().offset;
-    assert_eq!(log.tree_head(None).unwrap().tree_size, 6_000); // pages over all 6,000
-    let Some(fs) = PowerCutMount::new("a_page_file_a_writer_cannot_open") else { return };
-    let dir = fs.path().join("log");
-    fs::create_dir(&dir).unwrap();
-    for entry in fs::read_dir(built.path()).unwrap() {
-        let entry = entry.unwrap();
-        let mut bytes = fs::read(entry.path()).unwrap();
-        if entry.file_name() == "00000000000000000000.seg" {
-            bytes[64 + durable_end as usize..].fill(0);
+    assert_eq!(log.tree_head(None).unwrap().tree_size, 6_000); // 23 pages over 5,888
+    let Some(fs) = PowerCutMount::new("a_page_file_a_writer_may_not_write") else { return };
+    let copy = |name: &str, lost: bool| {
+        let dir = fs.path().join(name);
+        fs::create_dir(&dir).unwrap();
+        for entry in fs::read_dir(built.path()).unwrap() {
+            let entry = entry.unwrap();
+            let mut bytes = fs::read(entry.path()).unwrap();
+            if lost && entry.file_name() == "00000000000000000000.seg" {
+                bytes[64 + durable_end as usize..].fill(0);
+            }
+            if entry.file_name() != "DURABLE" {
+                fs::write(dir.join(entry.file_name()), bytes).unwrap();
+            }
         }
-        if entry.file_name() != "DURABLE" {
-            fs::write(dir.join(entry.file_name()), bytes).unwrap();
-        }
-    }
+        dir
+    };
+    let head_from_records = |log: &Log| {
+        let mut computed = HeadBuilder::new(0);
+        log.replay(0).for_each(|r| computed.push(&r.unwrap()));
+        computed.head()
+    };
+    let (past_the_end, unreadable, no_cut) =
+        (copy("past_the_end", true), copy("unreadable", true), copy("no_cut", false));
     drop(log);
-    let pages = dir.join("rollup-0.pages");
-    assert!(fs::metadata(&pages).unwrap().len() > 0);
+    let len = fs::metadata(no_cut.join("rollup-0.pages")).unwrap().len();
 
-    // The page file is there, but the writer may not open it, so cannot cut it: it must not
-    // stay for a later open (with the right to read it) to load pages past the end.
-    fs.control().inject(Fault::always(Op::Open, "rollup-0.pages", libc::EACCES));
-    let log = Log::open_with(&dir, options.clone()).unwrap();
+    // The writer may read the page file but not write it, so cannot cut the pages past the
+    // end: the files go, rather than stay for a later open (with the right to write) to load.
+    fs.control().inject(Fault::always(Op::OpenToWrite, "rollup-0.pages", libc::EACCES));
+    let log = Log::open_with(&past_the_end, options.clone()).unwrap();
     assert!(fs.control().faults_fired() > 0, "the page file was opened");
     assert_eq!(log.end_offset(), durable_end);
     assert_eq!(log.open_report().merkle_pages_dropped, 23);
-    assert!(!pages.exists(), "the page file over the lost records is still there");
+    assert!(!past_the_end.join("rollup-0.pages").exists(), "the stale pages are still there");
+    assert_eq!(log.tree_head(None).unwrap(), head_from_records(&log));
+    drop(log);
+
+    // Nor read it: it cannot be checked either, and goes the same way.
+    fs.control().inject(Fault::always(Op::Open, "rollup-0.pages", libc::EACCES));
+    let log = Log::open_with(&unreadable, options.clone()).unwrap();
+    assert_eq!(log.open_report().merkle_pages_dropped, 23);
+    assert!(!unreadable.join("rollup-0.pages").exists(), "the stale pages are still there");
     fs.control().clear_faults();
-    let mut computed = HeadBuilder::new(0);
-    log.replay(0).for_each(|r| computed.push(&r.unwrap()));
-    assert_eq!(log.tree_head(None).unwrap(), computed.head());
+    assert_eq!(log.tree_head(None).unwrap(), head_from_records(&log));
+    drop(log);
+
+    // Pages that need no cut stay, read-only: they may hold the only hashes of records
+    // retention removed.
+    fs.control().inject(Fault::always(Op::OpenToWrite, "rollup-0.pages", libc::EACCES));
+    let log = Log::open_with(&no_cut, options).unwrap();
+    assert_eq!(log.open_report().merkle_pages_dropped, 0);
+    assert_eq!(log.tree_head(None).unwrap(), head_from_records(&log));
+    assert_eq!(log.rollup_report().entries_kept_on_open, 23 * 256);
+    assert_eq!(fs::metadata(no_cut.join("rollup-0.pages")).unwrap().len(), len);
 }

@@ -202,9 +202,10 @@ fn lower_priority() {
 /// crash took the records there, or a repair changed them); returns how many level-0 pages
 /// went. A level-0 page whose header the search finds unreadable goes too, with every page
 /// after it, as loading the pages would drop them. Should a cut fail (its sync may report an
-/// earlier writeback error of the file), or a page file be there but fail to open for
-/// writing, the page files are removed instead: they are derived data, rebuilt from the log
-/// (but for the records retention removed).
+/// earlier writeback error of the file, or the file not open for writing: another user's,
+/// say), or a page file this process may not read be there, the page files are removed
+/// instead: they are derived data, rebuilt from the log (but for the records retention
+/// removed). A file that is only read-only to this process and needs no cut stays.
 ///
 /// # Errors
 /// [`StorageError::Io`] if a cut failed and a page file cannot be removed either.
@@ -224,9 +225,9 @@ pub(super) fn forget_pages_from(dir: &Path, log_id: u64, from: u64) -> Result<u6
         return Ok(held - lo);
     }
     drop(store);
-    // Every page goes; a file that would not open is counted by its length.
-    let level0 = dir.join(page_file_name(0));
-    let in_file = std::fs::metadata(level0).map_or(0, |m| m.len() / PAGE_RECORD_LEN as u64);
+    // Every page goes; a file that would not open is counted by its whole records.
+    let level0 = std::fs::metadata(dir.join(page_file_name(0))).ok().filter(|m| m.is_file());
+    let in_file = level0.map_or(0, |m| m.len() / PAGE_RECORD_LEN as u64);
     remove_page_files(dir)?;
     Ok(held.max(in_file))
 }
@@ -240,9 +241,9 @@ fn remove_page_files(dir: &Path) -> Result<()> {
         let path = dir.join(page_file_name(level));
         match std::fs::remove_file(&path) {
             Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // A directory under the name holds no pages: reading it fails, so no load trusts it.
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::IsADirectory) => {
-            }
+            Err(e) if e.kind() == io::ErrorKind::IsADirectory => {}
             Err(e) => return Err(StorageError::io("remove a page file", path, e)),
         }
     }

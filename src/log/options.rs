@@ -106,10 +106,9 @@ pub struct Options {
     /// them, so that a disk read error is [`StorageError::Io`], not a `SIGBUS`. Set here, they
     /// also cover what runs during the open and right after it: recovery's scan of what was
     /// written since the last sync after a crash (or after a clean close whose recorded end
-    /// proves wrong), an event log's index catch-up, the Merkle pages' catch-up, and the
-    /// check of the tail at the first write after a clean close. Default `false`; its price
-    /// is replay speed (`BENCHMARKS.md`, "Choosing settings"). `RELIABILITY.md` lists what
-    /// they do not cover.
+    /// proves wrong), an event log's index catch-up and the Merkle pages' catch-up. Default
+    /// `false`; its price is replay speed (`BENCHMARKS.md`, "Choosing settings").
+    /// `RELIABILITY.md` lists what they do not cover.
     pub read_checks: bool,
 }
 

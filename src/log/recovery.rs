@@ -464,8 +464,10 @@ pub(crate) fn plan(views: &[SegmentView<'_>], recorded: Option<&DurableRecord>) 
 
 /// Whether `last`, the log's last segment, ends where `recorded` says a clean close left it:
 /// the record claims a clean end, the frame it names checks, and the chain ends right after
-/// it. Exactly what [`plan`] requires to trust a clean end and spare the tail, read from the
-/// same bytes (the recorded frame and a frame header's worth after it) and nothing else.
+/// it. For segments whose headers form one chain, exactly what [`plan`] requires to trust a
+/// clean end and spare the tail, read from the same bytes (the recorded frame and a frame
+/// header's worth after it) and nothing else; where they do not, `plan` refuses the log
+/// before it reads any tail.
 pub(crate) fn clean_end_holds(last: &SegmentView<'_>, recorded: &DurableRecord) -> bool {
     if !recorded.clean_end {
         return false;

@@ -9,6 +9,7 @@
 //! never come back after a power loss.
 
 use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +43,9 @@ struct Level {
     on_disk: u64,
     /// Pages after those, kept in memory.
     memory: Vec<Arc<Page>>,
+    /// Why a writable store holds the file open only to read (it would not open for
+    /// writing): its pages are read, but nothing is written to it, and a cut fails.
+    write_refused: Option<String>,
 }
 
 /// The sealed pages of every level.
@@ -78,20 +82,31 @@ impl PageStore {
         // is cut back below (no level may hold more than the level below it fills).
         for level in 0..=LEVEL_MAX {
             let path = dir.join(page_file_name(level));
-            let file = if writable {
-                OpenOptions::new().read(true).write(true).open(&path)
+            let (file, write_refused) = if writable {
+                match OpenOptions::new().read(true).write(true).open(&path) {
+                    Err(e) if e.kind() != ErrorKind::NotFound => {
+                        // Not ours to write (another user's file, say): its pages are read
+                        // all the same, so that a cut it needs is seen, and fails.
+                        let refused = format!("{} does not open for writing: {e}", path.display());
+                        (File::open(&path), Some(refused))
+                    }
+                    opened => (opened, None),
+                }
             } else {
-                File::open(&path)
+                (File::open(&path), None)
             };
             let file = match file {
                 Ok(file) => file,
                 Err(e) => {
-                    // A file that is there but cannot be opened for writing may still hold
-                    // pages that a later open can read: a writer that must cut them learns
-                    // from the error that it cannot, and removes the files instead.
-                    if writable && e.kind() != std::io::ErrorKind::NotFound {
-                        store.write_error =
-                            Some(format!("opening {}: {e}; pages kept in memory", path.display()));
+                    // A file this process may not even read can still hold pages that a later
+                    // open with the right to read them would load: for a writer, that is a
+                    // cut that cannot be made. Other errors (no file, no descriptor left)
+                    // leave the file as it is.
+                    if writable && e.kind() == ErrorKind::PermissionDenied {
+                        store.write_error = Some(format!(
+                            "{} does not open: {e}; pages kept in memory",
+                            path.display()
+                        ));
                     }
                     store.levels.push(Level::default());
                     continue;
@@ -109,7 +124,12 @@ impl PageStore {
                     }
                 }
             }
-            store.levels.push(Level { file: Some(file), on_disk, memory: Vec::new() });
+            store.levels.push(Level {
+                file: Some(file),
+                on_disk,
+                memory: Vec::new(),
+                write_refused,
+            });
         }
         // A level cannot hold more pages than the one below it fills.
         for level in 1..store.levels.len() {
@@ -216,7 +236,7 @@ impl PageStore {
         let level = usize::from(page.level);
         while self.levels.len() <= level {
             let file = self.create_file(self.levels.len());
-            self.levels.push(Level { file, on_disk: 0, memory: Vec::new() });
+            self.levels.push(Level { file, on_disk: 0, memory: Vec::new(), write_refused: None });
         }
         if self.writable && self.levels[level].file.is_none() && self.levels[level].on_disk == 0 {
             self.levels[level].file = self.create_file(level);
@@ -224,7 +244,9 @@ impl PageStore {
         let l = &mut self.levels[level];
         debug_assert_eq!(page.index, l.on_disk + l.memory.len() as u64);
         if self.writable && l.memory.is_empty() {
-            if let Some(file) = &l.file {
+            if let Some(refused) = &l.write_refused {
+                self.write_error = Some(format!("{refused}; pages kept in memory"));
+            } else if let Some(file) = &l.file {
                 let at = l.on_disk.saturating_mul(PAGE_RECORD_LEN as u64);
                 match file.write_all_at(&page.encode(), at) {
                     Ok(()) => {
@@ -298,6 +320,11 @@ impl PageStore {
         };
         let keep = l.on_disk.saturating_mul(PAGE_RECORD_LEN as u64);
         if file.metadata().map_or(true, |m| m.len() > keep) {
+            if let Some(refused) = &l.write_refused {
+                self.write_error =
+                    Some(format!("cannot cut the pages of level {level}: {refused}"));
+                return;
+            }
             let cut = file.set_len(keep).and_then(|()| file.sync_all());
             if let Err(e) = cut {
                 self.write_error = Some(format!("cutting the pages of level {level}: {e}"));

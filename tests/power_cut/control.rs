@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use super::state::{Errno, Tree};
 
-/// The operations the filesystem counts (all but [`Op::Read`] and [`Op::Open`]), and that
-/// faults can target.
+/// The operations the filesystem counts (all but reads and opens), and that faults can
+/// target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Op {
     Create,
@@ -24,8 +24,10 @@ pub enum Op {
     Fallocate,
     /// Reads are never counted and never frozen, only failed by a fault.
     Read,
-    /// Opening an existing file (not creating one): as [`Op::Read`], only failed by a fault.
+    /// Opening an existing file to read it only: as [`Op::Read`], only failed by a fault.
     Open,
+    /// Opening an existing file to write it (not creating one): as [`Op::Open`].
+    OpenToWrite,
 }
 
 impl fmt::Display for Op {
@@ -43,6 +45,7 @@ impl fmt::Display for Op {
             Op::Fallocate => "fallocate",
             Op::Read => "read",
             Op::Open => "open",
+            Op::OpenToWrite => "open to write",
         };
         f.write_str(name)
     }
@@ -199,7 +202,7 @@ impl Control {
     /// `tree` held): counts it, cuts the power if its turn has come, and says whether it must
     /// fail, and with which error.
     pub(super) fn begin(&self, op: Op, name: &str, detail: &str, tree: &Tree) -> Result<(), Errno> {
-        if !matches!(op, Op::Read | Op::Open) {
+        if !matches!(op, Op::Read | Op::Open | Op::OpenToWrite) {
             let index = self.ops.fetch_add(1, Ordering::SeqCst) + 1;
             *self.by_op.lock().unwrap().entry(op).or_default() += 1;
             let due = {

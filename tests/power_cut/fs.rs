@@ -258,12 +258,14 @@ impl Filesystem for PowerCutFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         // `O_TRUNC` arrives as a `setattr` first (the filesystem does not ask for atomic
         // truncation). Keeping the cache is right: only this mount changes the files.
         let tree = self.shared.tree();
         let name = tree.name(ino.0);
-        let open = self.shared.control.begin(Op::Open, &name, "", &tree);
+        let op =
+            if flags.0 & libc::O_ACCMODE == libc::O_RDONLY { Op::Open } else { Op::OpenToWrite };
+        let open = self.shared.control.begin(op, &name, "", &tree);
         match open.and_then(|()| tree.node(ino.0).map(|_| ())) {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(e)),

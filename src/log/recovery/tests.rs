@@ -377,3 +377,29 @@ fn bytes_read_at_open_give_the_plans_the_map_gives() {
     let damaged = same_plans(&data, intact);
     assert!(matches!(damaged.outcome, Outcome::Damaged { .. }), "{:?}", damaged.outcome);
 }
+
+/// Where the recorded end is the last segment's base (its frame in the segment before), the
+/// check an open with read checks makes first agrees with the plan too: trusted while the
+/// last segment is empty, not once a frame follows.
+#[test]
+fn a_clean_end_at_a_segment_base_is_judged_as_the_plan_judges_it() {
+    let payload = [5u8; 40];
+    let (first, _) = region(0, 4096, &[f(&payload, 0), f(&payload, 0)]);
+    let last = last_frame(&first, 0);
+    let base = last.offset + frame_stride(40);
+    let record = DurableRecord {
+        log_id: 0x1234,
+        durable_end: base,
+        last_frame_offset: last.offset,
+        last_frame_crc: last.crc,
+        clean_end: true,
+    };
+    let empty = vec![0u8; 4096];
+    let (written, _) = region(base, 4096, &[f(&payload, base)]);
+    for (data, trusted) in [(&empty, true), (&written, false)] {
+        let views = [view(header(0, None, 0), &first), view(header(base, Some(last), base), data)];
+        let plan = plan(&views, Some(&record));
+        assert_eq!(plan.clean_end, trusted, "{:?}", plan.outcome);
+        assert_eq!(clean_end_holds(&views[1], &record), trusted);
+    }
+}
