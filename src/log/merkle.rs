@@ -201,11 +201,11 @@ fn lower_priority() {
 /// Drops the stored pages of the log in `dir` that cover `from` or anything after it (a
 /// crash took the records there, or a repair changed them); returns how many level-0 pages
 /// went. A level-0 page whose header the search finds unreadable goes too, with every page
-/// after it, as loading the pages would drop them. Should a cut fail (its sync may report an
-/// earlier writeback error of the file, or the file not open for writing: another user's,
-/// say), or a page file this process may not read be there, the page files are removed
-/// instead: they are derived data, rebuilt from the log (but for the records retention
-/// removed). A file that is only read-only to this process and needs no cut stays.
+/// after it, as loading the pages would drop them. The page files are removed instead where
+/// a cut fails (its sync may report an earlier writeback error, or the file may be another
+/// user's, which this process can read but not write) or a page file cannot be read for
+/// want of permission: they are derived data, rebuilt from the log (but for the records
+/// retention removed). A file this process can only read and that needs no cut stays.
 ///
 /// # Errors
 /// [`StorageError::Io`] if a cut failed and a page file cannot be removed either.

@@ -366,8 +366,8 @@ impl Log {
 
     /// Turns read checks on or off for replays (and follows, `read_at`, proofs, index
     /// catch-up, the check of the tail at the first write after a clean close) made from this
-    /// log or its readers from now on. Off by default; to have them
-    /// from the open on, set [`Options::read_checks`].
+    /// log or its readers from now on. Off by default; to have them from the open on, set
+    /// [`Options::read_checks`].
     ///
     /// Replay reads segments through memory maps, so a disk read error on a page that is
     /// not in memory reaches the process as `SIGBUS`, which kills it. With read checks, a

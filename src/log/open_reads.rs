@@ -133,7 +133,15 @@ pub(super) fn populate_for_scan(
 }
 
 /// Populates `runs` (data positions) of `segment`, each from `from` on, for `why`.
-fn populate_runs(segment: &Segment, runs: &[(u64, u64)], from: u64, why: &str) -> Result<()> {
+///
+/// # Errors
+/// [`StorageError::Io`] naming the segment and the log bytes that could not be read.
+pub(super) fn populate_runs(
+    segment: &Segment,
+    runs: &[(u64, u64)],
+    from: u64,
+    why: &str,
+) -> Result<()> {
     let runs: Vec<(u64, u64)> = runs.iter().map(|&(start, end)| (start.max(from), end)).collect();
     segment
         .populate_runs(&runs, why)

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::clock::{now_ms, RecordClock};
+use super::open_reads::populate_runs;
 use super::pager::{Pager, FILL_AHEAD_BYTES, FILL_MIN_UNSYNCED, WRITE_BEHIND_BYTES};
 use super::reader::Shared;
 use super::recovery::examine_after_chain;
@@ -386,8 +387,7 @@ impl Writer {
         // opens would count as data.
         segment.advise_scan(true);
         let populated = if self.shared.read_checks.load(Ordering::Relaxed) {
-            let runs: Vec<(u64, u64)> = extents.iter().map(|&(s, e)| (s.max(pos), e)).collect();
-            segment.populate_runs(&runs, "the first write after a clean close")
+            populate_runs(&segment, &extents, pos, "the first write after a clean close")
         } else {
             Ok(())
         };
@@ -395,8 +395,7 @@ impl Writer {
             examine_after_chain(self.active.data_region(), base, pos, &extents).dirty_end
         });
         segment.advise_scan(false);
-        let dirty_end =
-            dirty_end.map_err(|e| StorageError::io("read a segment", segment.path(), e))?;
+        let dirty_end = dirty_end?;
         if dirty_end > pos {
             if let Err(err) = self.active.zero_unpublished(pos, dirty_end) {
                 self.poisoned = Some(err.to_string());

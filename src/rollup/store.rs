@@ -66,9 +66,10 @@ impl PageStore {
     }
 
     /// Opens the page files of `dir` (opened for writing if `writable`, creating them when
-    /// first needed) and keeps the valid prefix of each: whole records that decode, and at
-    /// most `256 ×` the pages of the level below. Returns the store and a description of what
-    /// was cut, if anything.
+    /// first needed; a file that will not open for writing is read, and a cut it needs
+    /// fails, setting `write_error`) and keeps the valid prefix of each: whole records that
+    /// decode, and at most `256 ×` the pages of the level below. Returns the store and a
+    /// description of what was cut, if anything.
     pub(crate) fn open(dir: &Path, log_id: u64, writable: bool) -> (PageStore, Option<String>) {
         let mut store = PageStore {
             dir: Some(dir.to_path_buf()),
